@@ -1,0 +1,15 @@
+"""The command-line interface: the only layer that prints and chooses exit codes.
+
+Commands are listed once, in ``COMMANDS``; each module is imported only when its
+command runs, so ``vnetdiag lab down`` does not pay for numpy or rich tables.
+A command module provides ``configure(parser)`` and ``run(args, out) -> int``.
+"""
+
+from __future__ import annotations
+
+# name -> (module, one-line summary). Order is the order shown in --help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("vnetdiag.cli.demo", "build the lab, inject a fault, show what vnetdiag finds, tear down"),
+    "lab": ("vnetdiag.cli.lab", "build and control a lab of real namespaces with injectable faults"),
+    "cleanup": ("vnetdiag.cli.cleanup", "remove everything vnetdiag left in the kernel"),
+}

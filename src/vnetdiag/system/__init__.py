@@ -1,0 +1,1 @@
+"""Thin adapters to the running system: namespaces, processes, state, privileges."""

@@ -1,0 +1,75 @@
+"""Process identity that survives pid reuse: (pid, start time in clock ticks)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ProcessId:
+    pid: int
+    start_ticks: int
+    """Field 22 of /proc/PID/stat: start time since boot in clock ticks. With the
+    pid it names one process for the life of the machine."""
+
+
+def start_ticks(pid: int, proc_root: Path = Path("/proc")) -> int | None:
+    """The start time of ``pid``, or None if there is no such process."""
+    try:
+        stat = (proc_root / str(pid) / "stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # comm (field 2) may contain spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])
+
+
+def current() -> ProcessId:
+    pid = os.getpid()
+    ticks = start_ticks(pid)
+    assert ticks is not None
+    return ProcessId(pid=pid, start_ticks=ticks)
+
+
+def is_alive(proc: ProcessId) -> bool:
+    return start_ticks(proc.pid) == proc.start_ticks
+
+
+def comm(pid: int, proc_root: Path = Path("/proc")) -> str | None:
+    try:
+        return (proc_root / str(pid) / "comm").read_text().strip()
+    except OSError:
+        return None
+
+
+def terminate(proc: ProcessId, *, timeout_s: float = 2.0) -> None:
+    """SIGTERM, then SIGKILL after ``timeout_s``; a no-op if it is already gone."""
+    if not is_alive(proc):
+        return
+    try:
+        os.kill(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not is_alive(proc):
+            return
+        _reap(proc.pid)
+        time.sleep(0.01)
+    try:
+        os.kill(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    _reap(proc.pid)
+
+
+def _reap(pid: int) -> None:
+    """Collect a zombie child so it stops looking alive; ignore non-children."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
