@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 DEBS=(
-  python3-venv iproute2 iptables nftables conntrack ethtool kmod procps psmisc
+  python3-venv iproute2 iputils-ping iptables nftables conntrack ethtool kmod procps psmisc
   tcpdump tshark sockperf iperf3 bpftrace graphviz prometheus chromium
 )
 if [ "$(id -u)" -ne 0 ]; then

@@ -1,0 +1,180 @@
+"""Build a lab from its spec, recording the undo of every step first.
+
+Everything is created inside the lab's own namespaces, so deleting them removes
+links, qdiscs, firewall rules and namespace sysctls at once; what lives outside
+(backend processes, device nodes, global sysctls changed by faults) has its own
+undo step. The journal is written before each change (see system/undo.py), so a
+``lab up`` killed halfway is undone completely by ``lab down``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from vnetdiag.errors import KernelError
+from vnetdiag.lab.shell import in_netns, run
+from vnetdiag.model.lab import Endpoint, LabSpec, Macvtap
+from vnetdiag.system import proc
+from vnetdiag.system.undo import DeleteNetns, Journal, KillProcess, RemovePath
+
+# Lab namespaces stay quiet unless traffic is sent: no IPv6 autoconfiguration
+# chatter moving counters that tests compare with ip/tc/nstat.
+_NETNS_SYSCTLS = {
+    "net.ipv6.conf.all.disable_ipv6": "1",
+    "net.ipv6.conf.default.disable_ipv6": "1",
+}
+
+
+def netns_name(spec: LabSpec, node: str) -> str:
+    return f"{spec.prefix}-{node}"
+
+
+def build(spec: LabSpec, journal: Journal, lab_dir: Path, progress=None) -> list[dict]:
+    """Create the lab; return the backend processes started (for the state file)."""
+    say = progress or (lambda _msg: None)
+    say(f"namespaces: {', '.join(netns_name(spec, n.name) for n in spec.nodes)}")
+    for node in spec.nodes:
+        ns = netns_name(spec, node.name)
+        journal.record(DeleteNetns(name=ns))
+        run(["ip", "netns", "add", ns])
+        run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        for key, value in _NETNS_SYSCTLS.items():
+            in_netns(ns, ["sysctl", "-qw", f"{key}={value}"])
+        for br in node.bridges:
+            run(["ip", "-n", ns, "link", "add", br, "type", "bridge", "stp_state", "0", "mcast_snooping", "0"])
+            run(["ip", "-n", ns, "link", "set", br, "up"])
+    say("links: veth pairs, vxlan overlay, macvtap")
+    for veth in spec.veths:
+        a, b = veth.a, veth.b
+        run(["ip", "-n", netns_name(spec, a.node), "link", "add", a.name, "type", "veth",
+             "peer", "name", b.name, "netns", netns_name(spec, b.node)])
+    for x in spec.vxlans:
+        ns = netns_name(spec, x.node)
+        run(["ip", "-n", ns, "link", "add", x.name, "type", "vxlan", "id", str(x.vni), "local", x.local,
+             "dev", x.underlay, "dstport", str(x.dstport)])
+        for remote in x.remotes:
+            run(["bridge", "-n", ns, "fdb", "append", "00:00:00:00:00:00", "dev", x.name, "dst", remote])
+    for m in spec.macvtaps:
+        ns = netns_name(spec, m.node)
+        run(["ip", "-n", ns, "link", "add", "link", m.lower, "name", m.name, "type", "macvtap", "mode", m.mode])
+        run(["ip", "-n", netns_name(spec, m.guest.node), "tuntap", "add", "dev", m.guest.name, "mode", "tap"])
+        # The "VM" must use the macvtap's MAC: macvtap only takes frames sent to it.
+        mac = _mac_of(ns, m.name)
+        run(["ip", "-n", netns_name(spec, m.guest.node), "link", "set", m.guest.name, "address", mac])
+    for ep in spec.endpoints():
+        _configure(spec, ep)
+    for x in spec.vxlans:
+        _configure(spec, Endpoint(node=x.node, name=x.name, master=x.master, mtu=x.mtu))
+    for node in spec.nodes:
+        if node.firewall:
+            _firewall(netns_name(spec, node.name))
+    backends = []
+    for m in spec.macvtaps:
+        say(f"backend for {m.node}:{m.name} -> {m.guest.node}:{m.guest.name}")
+        backends.append(start_backend(spec, m, journal, lab_dir))
+    wait_carrier(spec)
+    return backends
+
+
+def wait_carrier(spec: LabSpec, timeout_s: float = 10.0) -> None:
+    """Return once every lab interface has carrier (the kernel's linkwatch sets
+    it asynchronously, so a ping right after ``ip link set up`` may be lost)."""
+    import json
+
+    deadline = time.monotonic() + timeout_s
+    pending = {n.name for n in spec.nodes}
+    while pending:
+        for node in sorted(pending):
+            links = json.loads(run(["ip", "-n", netns_name(spec, node), "-j", "link", "show"]).stdout)
+            if all("LOWER_UP" in link.get("flags", []) for link in links if link["ifname"] != "lo"):
+                pending.discard(node)
+        if pending and time.monotonic() > deadline:
+            raise KernelError(f"lab interfaces in {', '.join(sorted(pending))} did not get carrier "
+                              f"within {timeout_s:.0f} s")
+        if pending:
+            time.sleep(0.02)
+
+
+def _mac_of(ns: str, dev: str) -> str:
+    out = run(["ip", "-n", ns, "-br", "link", "show", "dev", dev]).stdout.split()
+    return out[2]
+
+
+def _configure(spec: LabSpec, ep: Endpoint) -> None:
+    ns = netns_name(spec, ep.node)
+    if ep.mtu:
+        run(["ip", "-n", ns, "link", "set", ep.name, "mtu", str(ep.mtu)])
+    if ep.master:
+        run(["ip", "-n", ns, "link", "set", ep.name, "master", ep.master])
+    if ep.address:
+        run(["ip", "-n", ns, "addr", "add", ep.address, "dev", ep.name])
+    run(["ip", "-n", ns, "link", "set", ep.name, "up"])
+
+
+# A security group as clouds build it: stateful, conntrack on every forwarded
+# packet (bridged ones too, through br_netfilter), invalid packets dropped.
+FIREWALL_CHAIN = "VND-SG"
+
+
+def _firewall(ns: str) -> None:
+    in_netns(ns, ["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"])
+    rules = [
+        ["-N", FIREWALL_CHAIN],
+        ["-A", "FORWARD", "-j", FIREWALL_CHAIN],
+        ["-A", FIREWALL_CHAIN, "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP"],
+        ["-A", FIREWALL_CHAIN, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"],
+        ["-A", FIREWALL_CHAIN, "-m", "conntrack", "--ctstate", "NEW", "-j", "ACCEPT"],
+    ]
+    for rule in rules:
+        in_netns(ns, ["iptables", "-w", *rule])
+
+
+def _chardev(ns: str, dev: str) -> tuple[int, int, int]:
+    """(ifindex, major, minor) of a macvtap's character device, read from the
+    namespace's own /sys (ip netns exec mounts it)."""
+    out = in_netns(ns, ["sh", "-c", f"cat /sys/class/net/{dev}/ifindex /sys/class/net/{dev}/macvtap/tap*/dev"])
+    ifindex, majmin = out.stdout.split()
+    major, minor = majmin.split(":")
+    return int(ifindex), int(major), int(minor)
+
+
+def start_backend(spec: LabSpec, m: Macvtap, journal: Journal, lab_dir: Path) -> dict:
+    ns = netns_name(spec, m.node)
+    ifindex, major, minor = _chardev(ns, m.name)
+    node = lab_dir / f"tap{ifindex}"
+    journal.record(RemovePath(path=str(node)))
+    if node.exists():
+        node.unlink()
+    os.mknod(node, 0o600 | stat.S_IFCHR, os.makedev(major, minor))
+    control = lab_dir / f"backend-{m.name}.json"
+    journal.record(RemovePath(path=str(control)))
+    control.write_text('{"rx_pps": null}\n')
+    ready = lab_dir / f"backend-{m.name}.ready"
+    journal.record(RemovePath(path=str(ready)))
+    log = open(lab_dir / f"backend-{m.name}.log", "ab")
+    journal.record(RemovePath(path=log.name))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "vnetdiag.lab.backend", "--lab", spec.prefix, "--chardev", str(node),
+         "--tap-netns", f"/run/netns/{netns_name(spec, m.guest.node)}", "--tap-name", m.guest.name,
+         "--control", str(control), "--ready-file", str(ready)],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True)
+    log.close()
+    ticks = proc.start_ticks(child.pid) or 0
+    # Recorded right after the spawn; a kill in between leaves a backend that
+    # cleanup's sweep finds by its command line, and that exits by itself once
+    # the lab's namespaces are gone.
+    journal.record(KillProcess(pid=child.pid, start_ticks=ticks))
+    deadline = time.monotonic() + 10
+    while not ready.exists():
+        if child.poll() is not None or time.monotonic() > deadline:
+            tail = Path(log.name).read_text()[-300:].strip().splitlines()
+            raise KernelError(f"macvtap backend for {m.node}:{m.name} did not start: "
+                              f"{tail[-1] if tail else 'no output'}")
+        time.sleep(0.02)
+    return {"macvtap": f"{m.node}:{m.name}", "pid": child.pid, "start_ticks": ticks,
+            "control": str(control), "guest": f"{m.guest.node}:{m.guest.name}"}

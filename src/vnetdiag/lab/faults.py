@@ -1,0 +1,235 @@
+"""Faults injected at known places, each undone by ``fault clear``.
+
+Each fault is a small class in ``FAULTS``: its options with defaults, where it
+may be placed, and ``inject`` which makes the change after recording its undo in
+the fault's own journal. What each produces in the kernel's counters and drop
+reasons, as measured on this machine, is in docs/lab.md.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from vnetdiag.errors import BadInputError, UsageError
+from vnetdiag.lab.shell import in_netns, run
+from vnetdiag.model.lab import LabSpec
+from vnetdiag.system.undo import Journal, RestoreFile, RunCommand
+
+CONNTRACK_MAX = "/proc/sys/net/netfilter/nf_conntrack_max"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """Where a fault goes: a device in a lab node, and what kind of device it is."""
+
+    spec: LabSpec
+    node: str
+    device: str
+    netns: str
+    is_bridge_port: bool
+    is_macvtap: bool
+    backend: dict | None
+    """The backend process serving this macvtap (slow-guest), from the lab state."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Option:
+    name: str
+    type: type
+    default: Any
+    help: str
+
+
+class Fault:
+    kind: ClassVar[str]
+    summary: ClassVar[str]
+    options: ClassVar[tuple[Option, ...]] = ()
+
+    def check(self, target: Target, opts: dict) -> None:
+        """Refuse placements that cannot work, with a hint; default: anywhere."""
+
+    def inject(self, target: Target, opts: dict, journal: Journal) -> None:
+        raise NotImplementedError
+
+
+def _ipt(target: Target, table: str, chain: str, match: list[str], extra: list[str]) -> list[str]:
+    return ["-t", table, chain, *match, *extra]
+
+
+class Loss(Fault):
+    kind = "loss"
+    summary = "drop P % of packets at a device at random (iptables statistic match)"
+    options = (
+        Option(name="percent", type=float, default=5.0, help="share of packets dropped, 0-100"),
+        Option(name="direction", type=str, default="in", help="in (as the device receives) or out"),
+    )
+
+    def check(self, target: Target, opts: dict) -> None:
+        if not 0 < opts["percent"] <= 100:
+            raise UsageError(f"loss --percent must be in (0, 100], got {opts['percent']}")
+        if opts["direction"] not in ("in", "out"):
+            raise UsageError(f"loss --direction must be in or out, got {opts['direction']!r}")
+        if target.is_macvtap:
+            raise BadInputError(
+                f"{target.node}:{target.device} is a macvtap: no netfilter hook sees its frames",
+                hint="place the loss at the bridge port of its lower device (e.g. hv1:mvl0-p), or use slow-guest")
+
+    def inject(self, target: Target, opts: dict, journal: Journal) -> None:
+        dev = target.device
+        if opts["direction"] == "in":
+            table, chain = "raw", "PREROUTING"
+            match = ["-m", "physdev", "--physdev-in", dev] if target.is_bridge_port else ["-i", dev]
+        else:
+            table, chain = "mangle", "POSTROUTING"
+            match = ["-m", "physdev", "--physdev-out", dev] if target.is_bridge_port else ["-o", dev]
+        rule = [*match, "-m", "statistic", "--mode", "random", "--probability",
+                f"{opts['percent'] / 100:.6f}", "-m", "comment", "--comment", f"vnetdiag-fault-{journal.owner}",
+                "-j", "DROP"]
+        journal.record(RunCommand(argv=("ip", "netns", "exec", target.netns, "iptables", "-w", "-t", table,
+                                        "-D", chain, *rule)))
+        in_netns(target.netns, ["iptables", "-w", "-t", table, "-I", chain, *rule])
+
+
+def _replace_root_qdisc(target: Target, journal: Journal, qdisc: list[str]) -> None:
+    # Deleting the root qdisc gives the device back its default (noqueue for
+    # veth, pfifo_fast or similar for others): that is the undo.
+    journal.record(RunCommand(argv=("tc", "-n", target.netns, "qdisc", "del", "dev", target.device, "root")))
+    run(["tc", "-n", target.netns, "qdisc", "replace", "dev", target.device, "root", *qdisc])
+
+
+class QueueOverflow(Fault):
+    kind = "queue-overflow"
+    summary = "a tiny egress queue (tbf) on a device, so bursts overflow it"
+    options = (
+        Option(name="rate", type=str, default="2mbit", help="tbf rate"),
+        Option(name="limit", type=int, default=3000, help="queue limit in bytes"),
+        Option(name="burst", type=int, default=1600, help="bucket size in bytes (at least the MTU)"),
+    )
+
+    def inject(self, target: Target, opts: dict, journal: Journal) -> None:
+        _replace_root_qdisc(target, journal, ["tbf", "rate", opts["rate"], "burst", str(opts["burst"]),
+                                              "limit", str(opts["limit"])])
+
+
+class TxStall(Fault):
+    kind = "tx-stall"
+    summary = "a device's egress stops sending: TX counters freeze, the qdisc backlog grows (seed 000)"
+    options = (Option(name="limit", type=int, default=131072, help="backlog limit in bytes before drops"),)
+
+    def inject(self, target: Target, opts: dict, journal: Journal) -> None:
+        # tbf at 8 bit/s: the kernel clips the bucket to ~225 bytes, so a packet
+        # or two leave, then the queue holds everything (small packets pile up in
+        # the backlog, packets bigger than the bucket are dropped by the qdisc).
+        _replace_root_qdisc(target, journal, ["tbf", "rate", "8bit", "burst", "1600",
+                                              "limit", str(opts["limit"])])
+
+
+class SlowGuest(Fault):
+    kind = "slow-guest"
+    summary = "the macvtap backend drains slowly or not at all, so the macvtap queue fills and drops (seed 001)"
+    options = (
+        Option(name="rate", type=float, default=0.0, help="frames per second the backend still reads (0 stops it)"),
+        Option(name="queue_len", type=int, default=0, help="also shrink the macvtap queue to this many frames (0 keeps it)"),
+    )
+
+    def check(self, target: Target, opts: dict) -> None:
+        if not target.is_macvtap or target.backend is None:
+            raise BadInputError(f"slow-guest goes on a macvtap device with a backend, not {target.node}:{target.device}",
+                                hint="use the lab's macvtap, e.g. --at hv1:mvtap0")
+        if opts["rate"] < 0 or opts["queue_len"] < 0:
+            raise UsageError("slow-guest --rate and --queue-len must not be negative")
+
+    def inject(self, target: Target, opts: dict, journal: Journal) -> None:
+        backend = target.backend
+        assert backend is not None
+        control = Path(backend["control"])
+        journal.record(RunCommand(argv=("sh", "-c", f"echo '{{\"rx_pps\": null}}' > {control} && "
+                                        f"kill -HUP {backend['pid']} 2>/dev/null; true")))
+        if opts["queue_len"]:
+            qlen = run(["ip", "-n", target.netns, "-j", "link", "show", "dev", target.device]).stdout
+            old = json.loads(qlen)[0].get("txqlen", 500)
+            journal.record(RunCommand(argv=("ip", "-n", target.netns, "link", "set", "dev", target.device,
+                                            "txqueuelen", str(old))))
+            run(["ip", "-n", target.netns, "link", "set", "dev", target.device, "txqueuelen", str(opts["queue_len"])])
+        control.write_text(json.dumps({"rx_pps": opts["rate"]}) + "\n")
+        os.kill(backend["pid"], signal.SIGHUP)
+
+
+# TEST-NET-3: the phantom connections that fill the table never clash with lab traffic.
+_PHANTOM_NET = ipaddress.ip_network("203.0.113.0/24")
+
+
+class ConntrackFull(Fault):
+    kind = "conntrack-full"
+    summary = "the firewall's connection table is exhausted (limit lowered, table filled)"
+    options = (Option(name="max", type=int, default=64, help="nf_conntrack_max while the fault is active"),)
+
+    def check(self, target: Target, opts: dict) -> None:
+        if not target.spec.node(target.node).firewall:
+            raise BadInputError(f"node {target.node} has no firewall",
+                                hint="place conntrack-full on a node with a firewall, e.g. --at hv1:br0")
+        if opts["max"] < 1:
+            raise UsageError("conntrack-full --max must be at least 1")
+
+    def inject(self, target: Target, opts: dict, journal: Journal) -> None:
+        # nf_conntrack_max is global (read-only inside namespaces); the table's
+        # count is per namespace. Lower the limit and fill hv1's table with
+        # assured, established entries, which early_drop will not evict: new
+        # connections are then refused exactly as in a full cloud firewall.
+        old = Path(CONNTRACK_MAX).read_text()
+        journal.record(RestoreFile(path=CONNTRACK_MAX, content=old))
+        journal.record(RunCommand(argv=("ip", "netns", "exec", target.netns, "conntrack", "-D",
+                                        "-s", str(_PHANTOM_NET))))
+        count = int(in_netns(target.netns, ["cat", "/proc/sys/net/netfilter/nf_conntrack_count"]).stdout)
+        Path(CONNTRACK_MAX).write_text(f"{opts['max']}\n")
+        hosts = list(_PHANTOM_NET.hosts())
+        for i in range(max(0, opts["max"] - count)):
+            in_netns(target.netns, ["conntrack", "-I", "-p", "tcp", "-s", str(hosts[i % len(hosts)]),
+                                    "-d", "198.51.100.254", "--sport", str(10000 + i), "--dport", "80",
+                                    "--state", "ESTABLISHED", "-u", "ASSURED,SEEN_REPLY", "-t", "3600"],
+                     check=False)
+
+
+class MtuMismatch(Fault):
+    kind = "mtu-mismatch"
+    summary = "an MTU on the path smaller than the guests' packets"
+    options = (Option(name="mtu", type=int, default=1400, help="MTU to set on the device"),)
+
+    def check(self, target: Target, opts: dict) -> None:
+        if not 68 <= opts["mtu"] <= 65535:
+            raise UsageError(f"mtu-mismatch --mtu must be 68-65535, got {opts['mtu']}")
+
+    def inject(self, target: Target, opts: dict, journal: Journal) -> None:
+        out = run(["ip", "-n", target.netns, "-j", "link", "show", "dev", target.device]).stdout
+        old = json.loads(out)[0]["mtu"]
+        journal.record(RunCommand(argv=("ip", "-n", target.netns, "link", "set", "dev", target.device,
+                                        "mtu", str(old))))
+        run(["ip", "-n", target.netns, "link", "set", "dev", target.device, "mtu", str(opts["mtu"])])
+
+
+# The explicit list of fault kinds, in the order docs and --help show them.
+FAULTS: tuple[type[Fault], ...] = (Loss, QueueOverflow, TxStall, SlowGuest, ConntrackFull, MtuMismatch)
+BY_KIND: dict[str, type[Fault]] = {f.kind: f for f in FAULTS}
+
+
+def resolve_options(fault: type[Fault], given: dict) -> dict:
+    """Defaults filled in, unknown options refused, values converted."""
+    known = {o.name: o for o in fault.options}
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        allowed = ", ".join(f"--{o.replace('_', '-')}" for o in known) or "none"
+        raise UsageError(f"fault {fault.kind} has no option --{unknown[0].replace('_', '-')} (options: {allowed})")
+    out = {}
+    for name, opt in known.items():
+        value = given.get(name, opt.default)
+        try:
+            out[name] = opt.type(value)
+        except (TypeError, ValueError):
+            raise UsageError(f"fault {fault.kind} --{name.replace('_', '-')}: {value!r} is not a {opt.type.__name__}") from None
+    return out

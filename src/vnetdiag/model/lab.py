@@ -1,0 +1,114 @@
+"""Records describing a lab topology (what to build) and its faults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+NodeRole = Literal["hypervisor", "guest", "switch"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Endpoint:
+    """One end of a link: an interface inside a lab node."""
+
+    node: str
+    name: str
+    address: str | None = None
+    """IPv4 or IPv6 address with prefix length, e.g. "198.51.100.1/24"."""
+    master: str | None = None
+    """Bridge (in the same node) this interface is a port of."""
+    mtu: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Node:
+    name: str
+    role: NodeRole
+    bridges: tuple[str, ...] = ()
+    firewall: bool = False
+    """A stateful conntrack firewall on the node's forwarding path (bridged
+    traffic too, through br_netfilter), like a cloud security group."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Veth:
+    a: Endpoint
+    b: Endpoint
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Vxlan:
+    node: str
+    name: str
+    vni: int
+    underlay: str
+    """Interface in the same node that carries the encapsulated packets."""
+    local: str
+    remotes: tuple[str, ...]
+    """Remote VTEPs, reached by head-end replication (an all-zero FDB entry each)."""
+    master: str | None = None
+    dstport: int = 4789
+    mtu: int = 1500
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Macvtap:
+    node: str
+    name: str
+    lower: str
+    guest: Endpoint
+    """The guest's tap interface, which the backend process joins to the macvtap."""
+    mode: Literal["bridge", "vepa", "private", "passthru"] = "bridge"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LabSpec:
+    prefix: str
+    """Namespace names are "<prefix>-<node>", so they never collide with the user's."""
+    nodes: tuple[Node, ...]
+    veths: tuple[Veth, ...] = ()
+    vxlans: tuple[Vxlan, ...] = ()
+    macvtaps: tuple[Macvtap, ...] = ()
+    source: str = "<built-in>"
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    @property
+    def guests(self) -> tuple[str, ...]:
+        return tuple(n.name for n in self.nodes if n.role == "guest")
+
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """Every interface the spec creates, as endpoints (vxlan and macvtap too)."""
+        out: list[Endpoint] = []
+        for v in self.veths:
+            out += [v.a, v.b]
+        for x in self.vxlans:
+            out.append(Endpoint(node=x.node, name=x.name, master=x.master, mtu=x.mtu))
+        for m in self.macvtaps:
+            out += [Endpoint(node=m.node, name=m.name), m.guest]
+        return tuple(out)
+
+
+FaultKind = Literal["loss", "queue-overflow", "tx-stall", "slow-guest", "conntrack-full", "mtu-mismatch"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FaultRecord:
+    id: str
+    """Short id, e.g. "f1", unique within the lab."""
+    kind: str
+    node: str
+    device: str
+    options: dict = field(default_factory=dict)
+    """The fault's parameters after defaults, e.g. {"percent": 5.0, "direction": "in"}."""
+    created_s: float = 0.0
+    """Unix time when the fault was injected."""
+
+    @property
+    def at(self) -> str:
+        return f"{self.node}:{self.device}"
