@@ -1,0 +1,1 @@
+"""Analyses: take records, return records; no I/O."""

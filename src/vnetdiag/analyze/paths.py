@@ -1,0 +1,276 @@
+"""Packet paths: join trace events by skb address (seed 003), with bounded memory.
+
+Each device event (receive, queue, xmit, GRO) appends a hop to the live entry
+of its skb address; consume_skb or kfree_skb closes it as a PacketPath.
+Entries never closed are aged out (oldest first) after ``max_age_ns`` or when
+more than ``max_live`` are open. Device names are turned into namespaces with
+a device map: a name found in one namespace is certain; otherwise the
+neighbouring hops decide (same namespace, or the two ends of a veth pair), and
+when nothing decides the hop keeps ``netns=None`` and the candidates are known.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from vnetdiag.model import events as ev
+from vnetdiag.model.tracing import (DeviceRate, DeviceRef, FdbMove, Hop, HopLatency, PacketPath, PathSummary,
+                                    RetransmitCount)
+
+DeviceMap = Mapping[str, tuple[DeviceRef, ...]]
+
+_KIND = {ev.ReceiveEvent: "rx", ev.QueueEvent: "queue", ev.XmitEvent: "xmit", ev.GroEvent: "gro"}
+
+
+def resolve_namespaces(devices: tuple[str, ...], devmap: DeviceMap) -> tuple[tuple[str | None, ...],
+                                                                                  tuple[tuple[str, ...], ...]]:
+    """Namespace of each device along a path (None if undecided) and each one's candidates."""
+    cands = [tuple(sorted({r.netns for r in devmap.get(d, ())})) for d in devices]
+    ns: list[str | None] = [c[0] if len(c) == 1 else None for c in cands]
+
+    def linked(i: int, j: int, cand: str) -> bool:
+        # device i in namespace cand is next to device j (already placed in ns[j]).
+        if ns[j] == cand:
+            return True
+        for r in devmap.get(devices[i], ()):
+            if r.netns == cand and r.peer_netns == ns[j] and r.peer_name == devices[j]:
+                return True
+        for r in devmap.get(devices[j], ()):
+            if r.netns == ns[j] and r.peer_netns == cand and r.peer_name == devices[i]:
+                return True
+        return False
+
+    changed = True
+    while changed:
+        changed = False
+        for i, c in enumerate(cands):
+            if ns[i] is not None or len(c) < 2:
+                continue
+            for j in (i - 1, i + 1):
+                if 0 <= j < len(devices) and ns[j] is not None:
+                    fits = [x for x in c if linked(i, j, x)]
+                    if len(fits) == 1:
+                        ns[i] = fits[0]
+                        changed = True
+                        break
+    return tuple(ns), tuple(cands)
+
+
+def device_sequence(hops: Iterable[Hop]) -> tuple[str, ...]:
+    """Devices in order, consecutive repeats (queue then xmit on one device) merged."""
+    out: list[str] = []
+    for h in hops:
+        if not out or out[-1] != h.device:
+            out.append(h.device)
+    return tuple(out)
+
+
+class Resolver:
+    """Caches namespace resolution per device sequence."""
+
+    def __init__(self, devmap: DeviceMap) -> None:
+        self.devmap = devmap
+        self._cache: dict[tuple[str, ...], tuple] = {}
+
+    def resolve(self, devices: tuple[str, ...]):
+        r = self._cache.get(devices)
+        if r is None:
+            r = self._cache[devices] = resolve_namespaces(devices, self.devmap)
+        return r
+
+    def with_netns(self, path: PacketPath) -> PacketPath:
+        seq = device_sequence(path.hops)
+        ns, _ = self.resolve(seq)
+        by_dev_pos, k = [], -1
+        last = None
+        for h in path.hops:
+            if h.device != last:
+                k += 1
+                last = h.device
+            by_dev_pos.append(ns[k])
+        hops = tuple(Hop(device=h.device, netns=n, kind=h.kind, ts_ns=h.ts_ns) for h, n in zip(path.hops, by_dev_pos))
+        return PacketPath(skbaddr=path.skbaddr, hops=hops, end=path.end, end_ts_ns=path.end_ts_ns, drop=path.drop)
+
+
+class PathTracker:
+    """Online skb join. Feed events in (roughly) time order; read ``completed``.
+
+    Only the first ``keep`` completed paths are stored; every path is still
+    counted in the per-path statistics (``PathStats``) handed in.
+    """
+
+    def __init__(self, *, max_live: int = 200_000, max_age_ns: int = 2_000_000_000,
+                 on_path=None) -> None:
+        self.max_live = max_live
+        self.max_age_ns = max_age_ns
+        self.on_path = on_path
+        self.live: dict[int, list[Hop]] = {}
+        self.aged = 0
+        self.now_ns = 0
+        self._since_age = 0
+
+    def feed(self, events: Iterable[ev.TraceEvent]) -> None:
+        live = self.live
+        kinds = _KIND
+        emit = self.on_path
+        for e in events:
+            t = type(e)
+            kind = kinds.get(t)
+            if kind is not None:
+                hop = Hop(device=e.device, netns=None, kind=kind, ts_ns=e.ts_ns)
+                hops = live.get(e.skbaddr)
+                if hops is None:
+                    live[e.skbaddr] = [hop]
+                else:
+                    hops.append(hop)
+            elif t is ev.ConsumeEvent or t is ev.DropEvent:
+                hops = live.pop(e.skbaddr, None)
+                if emit is not None:
+                    dropped = t is ev.DropEvent
+                    if hops or dropped:
+                        emit(PacketPath(skbaddr=e.skbaddr, hops=tuple(hops or ()),
+                                        end="dropped" if dropped else "consumed", end_ts_ns=e.ts_ns,
+                                        drop=e if dropped else None))
+            else:
+                continue
+            self.now_ns = e.ts_ns
+        self._since_age += 1
+        if self._since_age >= 8 or len(live) > self.max_live:
+            self._since_age = 0
+            self.age()
+
+    def age(self, *, everything: bool = False) -> None:
+        live = self.live
+        limit = self.now_ns - self.max_age_ns
+        while live:
+            addr = next(iter(live))
+            hops = live[addr]
+            if not everything and len(live) <= self.max_live and hops[0].ts_ns >= limit:
+                break
+            del live[addr]
+            self.aged += 1
+            if self.on_path is not None:
+                self.on_path(PacketPath(skbaddr=addr, hops=tuple(hops), end="aged", end_ts_ns=hops[-1].ts_ns))
+
+
+class PathStats:
+    """Counts of device sequences and per-hop latency samples (bounded per hop)."""
+
+    def __init__(self, resolver: Resolver, *, samples_per_hop: int = 20_000, keep: int = 200) -> None:
+        self.resolver = resolver
+        self.samples_per_hop = samples_per_hop
+        self.keep = keep
+        self.examples: list[PacketPath] = []
+        self.counts: Counter[tuple[tuple[str, ...], str]] = Counter()
+        self.latency: dict[tuple[str, ...], list[list[int]]] = {}
+
+    def add(self, path: PacketPath) -> None:
+        if not path.hops:
+            return
+        seq = device_sequence(path.hops)
+        self.counts[(seq, path.end)] += 1
+        if len(self.examples) < self.keep and len(seq) > 1 and path.end != "aged":
+            self.examples.append(self.resolver.with_netns(path))
+        # First time the packet was seen on each device.
+        firsts, last = [], None
+        for h in path.hops:
+            if h.device != last:
+                firsts.append(h.ts_ns)
+                last = h.device
+        lat = self.latency.get(seq)
+        if lat is None:
+            lat = self.latency[seq] = [[] for _ in range(len(seq) - 1)]
+        for i in range(len(seq) - 1):
+            if len(lat[i]) < self.samples_per_hop:
+                lat[i].append(firsts[i + 1] - firsts[i])
+
+    def summaries(self, *, top: int = 10, min_hops: int = 2) -> tuple[PathSummary, ...]:
+        out = []
+        for (seq, end), count in self.counts.most_common():
+            if len(seq) < min_hops or end == "aged":
+                continue
+            ns, _ = self.resolver.resolve(seq)
+            hops = []
+            for i, samples in enumerate(self.latency.get(seq, [])):
+                if not samples:
+                    continue
+                a = np.asarray(samples, dtype=np.float64) / 1000.0
+                hops.append(HopLatency(from_device=seq[i], to_device=seq[i + 1], count=len(a),
+                                       p50_us=float(np.percentile(a, 50)), p99_us=float(np.percentile(a, 99)),
+                                       max_us=float(a.max())))
+            out.append(PathSummary(devices=seq, netns=ns, count=count, hops=tuple(hops), end=end))
+            if len(out) >= top:
+                break
+        return tuple(out)
+
+
+class DeviceCounters:
+    """Per-device packets and bytes seen in the trace, and GRO input frames."""
+
+    def __init__(self) -> None:
+        self.rx = defaultdict(lambda: [0, 0])
+        self.tx = defaultdict(lambda: [0, 0])
+        self.gro: Counter[str] = Counter()
+
+    def feed(self, events: Iterable[ev.TraceEvent]) -> None:
+        rx, tx, gro = self.rx, self.tx, self.gro
+        for e in events:
+            t = type(e)
+            if t is ev.ReceiveEvent:
+                c = rx[e.device]
+            elif t is ev.XmitEvent:
+                c = tx[e.device]
+            elif t is ev.GroEvent:
+                gro[e.device] += 1
+                continue
+            else:
+                continue
+            c[0] += 1
+            c[1] += e.len_bytes
+
+    def rates(self, duration_s: float, devmap: DeviceMap) -> tuple[DeviceRate, ...]:
+        d = max(duration_s, 1e-9)
+        out = []
+        for dev in sorted(set(self.rx) | set(self.tx) | set(self.gro)):
+            nss = {r.netns for r in devmap.get(dev, ())}
+            rxp, rxb = self.rx.get(dev, (0, 0))
+            txp, txb = self.tx.get(dev, (0, 0))
+            g = self.gro.get(dev, 0)
+            share = max(0.0, 1.0 - rxp / g) if g else None
+            out.append(DeviceRate(device=dev, netns=next(iter(nss)) if len(nss) == 1 else None,
+                                  rx_packets_per_s=rxp / d, rx_bytes_per_s=rxb / d, tx_packets_per_s=txp / d,
+                                  tx_bytes_per_s=txb / d, gro_frames=g, gro_share=share))
+        return tuple(out)
+
+
+def retransmits(events: Iterable[ev.TraceEvent]) -> tuple[RetransmitCount, ...]:
+    counts: Counter = Counter()
+    synacks: Counter = Counter()
+    for e in events:
+        if type(e) is ev.RetransmitEvent:
+            key = (e.saddr, e.sport, e.daddr, e.dport)
+            counts[key] += 1
+            if e.synack:
+                synacks[key] += 1
+    return tuple(RetransmitCount(saddr=k[0], sport=k[1], daddr=k[2], dport=k[3], count=n, synack_count=synacks[k])
+                 for k, n in counts.most_common())
+
+
+def fdb_moves(events: Iterable[ev.FdbEvent]) -> tuple[FdbMove, ...]:
+    """MAC addresses that a bridge learned on one port and then on another."""
+    where: dict[tuple[str, str, int], str] = {}
+    out = []
+    for e in events:
+        if e.kind == "delete":
+            where.pop((e.bridge, e.mac, e.vid), None)
+            continue
+        key = (e.bridge, e.mac, e.vid)
+        prev = where.get(key)
+        if prev is not None and prev != e.device:
+            out.append(FdbMove(bridge=e.bridge, mac=e.mac, vid=e.vid, from_device=prev, to_device=e.device,
+                               ts_ns=e.ts_ns))
+        where[key] = e.device
+    return tuple(out)
