@@ -7,7 +7,9 @@ the ``slow-guest`` fault slows or stops that reading, so the ring fills and the
 kernel drops at the macvtap exactly as it did under seed 001's slow vhost.
 
 Run as ``python -m vnetdiag.lab.backend``. Control: a JSON file
-{"rx_pps": null | number} re-read on SIGHUP; null drains at full speed, 0 stops.
+{"rx_pps": null | number, "generation": n} re-read on SIGHUP; null drains at
+full speed, 0 stops. Once applied, the generation is written to
+``<control>.ack``, so whoever changed it knows it is in force.
 The process exits when either device goes away (namespace deleted) or on SIGTERM.
 """
 
@@ -67,12 +69,16 @@ class _Pacer:
     def load(self, control: str) -> None:
         try:
             with open(control) as f:
-                value = json.load(f).get("rx_pps")
+                data = json.load(f)
         except (OSError, ValueError):
-            value = None
+            data = {}
+        value = data.get("rx_pps")
         self.rx_pps = None if value is None else max(0.0, float(value))
         self.tokens = 0.0
         self.last = time.monotonic()
+        with open(control + ".ack.tmp", "w") as f:
+            f.write(str(data.get("generation", 0)))
+        os.replace(control + ".ack.tmp", control + ".ack")
 
     def allowance(self) -> float:
         """Frames that may be read now (inf when unpaced)."""

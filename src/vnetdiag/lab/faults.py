@@ -12,14 +12,15 @@ import ipaddress
 import json
 import os
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from vnetdiag.errors import BadInputError, UsageError
+from vnetdiag.errors import BadInputError, KernelError, UsageError
 from vnetdiag.lab.shell import in_netns, run
 from vnetdiag.model.lab import LabSpec
-from vnetdiag.system.undo import Journal, RestoreFile, RunCommand
+from vnetdiag.system.undo import Journal, RemovePath, RestoreFile, RunCommand
 
 CONNTRACK_MAX = "/proc/sys/net/netfilter/nf_conntrack_max"
 
@@ -123,9 +124,10 @@ class TxStall(Fault):
     options = (Option(name="limit", type=int, default=131072, help="backlog limit in bytes before drops"),)
 
     def inject(self, target: Target, opts: dict, journal: Journal) -> None:
-        # tbf at 8 bit/s: the kernel clips the bucket to ~225 bytes, so a packet
-        # or two leave, then the queue holds everything (small packets pile up in
-        # the backlog, packets bigger than the bucket are dropped by the qdisc).
+        # tbf at 8 bit/s: the bucket starts full, so the first ~1.5 KB leave;
+        # after that nothing does. Packets that fit the bucket pile up in the
+        # backlog up to ``limit`` and are dropped beyond it; larger packets are
+        # dropped by the qdisc at once. TX counters freeze, as in seed 000.
         _replace_root_qdisc(target, journal, ["tbf", "rate", "8bit", "burst", "1600",
                                               "limit", str(opts["limit"])])
 
@@ -135,7 +137,7 @@ class SlowGuest(Fault):
     summary = "the macvtap backend drains slowly or not at all, so the macvtap queue fills and drops (seed 001)"
     options = (
         Option(name="rate", type=float, default=0.0, help="frames per second the backend still reads (0 stops it)"),
-        Option(name="queue_len", type=int, default=0, help="also shrink the macvtap queue to this many frames (0 keeps it)"),
+        Option(name="queue_len", type=int, default=16, help="macvtap queue length while slow, in frames (0 keeps it)"),
     )
 
     def check(self, target: Target, opts: dict) -> None:
@@ -151,14 +153,22 @@ class SlowGuest(Fault):
         control = Path(backend["control"])
         journal.record(RunCommand(argv=("sh", "-c", f"echo '{{\"rx_pps\": null}}' > {control} && "
                                         f"kill -HUP {backend['pid']} 2>/dev/null; true")))
+        journal.record(RemovePath(path=f"{control}.ack"))
         if opts["queue_len"]:
             qlen = run(["ip", "-n", target.netns, "-j", "link", "show", "dev", target.device]).stdout
             old = json.loads(qlen)[0].get("txqlen", 500)
             journal.record(RunCommand(argv=("ip", "-n", target.netns, "link", "set", "dev", target.device,
                                             "txqueuelen", str(old))))
             run(["ip", "-n", target.netns, "link", "set", "dev", target.device, "txqueuelen", str(opts["queue_len"])])
-        control.write_text(json.dumps({"rx_pps": opts["rate"]}) + "\n")
+        generation = time.monotonic_ns()
+        control.write_text(json.dumps({"rx_pps": opts["rate"], "generation": generation}) + "\n")
         os.kill(backend["pid"], signal.SIGHUP)
+        ack = Path(f"{control}.ack")
+        deadline = time.monotonic() + 5
+        while not (ack.exists() and ack.read_text() == str(generation)):
+            if time.monotonic() > deadline:
+                raise KernelError(f"the macvtap backend (pid {backend['pid']}) did not take the new rate")
+            time.sleep(0.005)
 
 
 # TEST-NET-3: the phantom connections that fill the table never clash with lab traffic.

@@ -1,0 +1,93 @@
+"""Nothing of a lab remains after `lab down`, also after SIGKILL of `lab up`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.root
+
+CONNTRACK_MAX = Path("/proc/sys/net/netfilter/nf_conntrack_max")
+
+
+def machine_state(prefix: str) -> dict:
+    """What a lab could leave behind: namespaces, host links, backends, sysctl, files."""
+    netns = sorted(n for n in os.listdir("/run/netns") if n.startswith(prefix + "-")) if os.path.isdir("/run/netns") else []
+    host_links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout.split("\n")
+    backends = subprocess.run(["pgrep", "-f", f"vnetdiag.lab.backend --lab {prefix}"], capture_output=True,
+                              text=True).stdout.split()
+    state = Path(os.environ.get("VNETDIAG_STATE_DIR", "/run/vnetdiag"))
+    files = sorted(str(p) for p in state.rglob("*") if prefix in str(p)) if state.exists() else []
+    return {"netns": netns, "host_links": sorted(l.split()[0] for l in host_links if l),
+            "backends": backends, "conntrack_max": CONNTRACK_MAX.read_text(), "files": files}
+
+
+def _wait(cond, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_down_restores_everything_even_with_faults_active(cli):
+    prefix = "vnc"
+    env = {"VNETDIAG_LAB_PREFIX": prefix}
+    clean = machine_state(prefix)
+    assert clean["netns"] == []
+    r = cli("lab", "up", env=env)
+    assert r.returncode == 0, r.stderr
+    for kind, at in (("conntrack-full", "hv1"), ("slow-guest", "hv1:mvtap0"), ("tx-stall", "hv2:vm3-p")):
+        assert cli("lab", "fault", "add", kind, "--at", at, env=env).returncode == 0
+    assert machine_state(prefix) != clean
+    r = cli("lab", "down", env=env)
+    assert r.returncode == 0, r.stderr
+    assert machine_state(prefix) == clean
+    # Idempotent: a second down finds nothing and succeeds.
+    assert cli("lab", "down", env=env).returncode == 0
+
+
+@pytest.mark.parametrize("stage", ["namespaces", "backend", "fault"])
+def test_sigkill_halfway_then_down_leaves_nothing(cli, stage):
+    prefix = "vnk"
+    env = {**os.environ, "VNETDIAG_LAB_PREFIX": prefix}
+    clean = machine_state(prefix)
+    vnetdiag = str(Path(sys.executable).with_name("vnetdiag"))
+    if stage == "fault":
+        assert subprocess.run([vnetdiag, "lab", "up"], env=env, capture_output=True).returncode == 0
+        child = subprocess.Popen([vnetdiag, "lab", "fault", "add", "conntrack-full", "--at", "hv1"], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait(lambda: CONNTRACK_MAX.read_text() != clean["conntrack_max"], 10)
+    else:
+        child = subprocess.Popen([vnetdiag, "lab", "up"], env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        if stage == "namespaces":
+            assert _wait(lambda: len(machine_state(prefix)["netns"]) >= 2, 10)
+        else:
+            assert _wait(lambda: machine_state(prefix)["backends"], 10)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    r = subprocess.run([vnetdiag, "lab", "down"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert _wait(lambda: machine_state(prefix) == clean, 5), machine_state(prefix)
+
+
+def test_cleanup_removes_a_lab_without_its_state_file(cli):
+    prefix = "vnw"
+    env = {"VNETDIAG_LAB_PREFIX": prefix}
+    clean = machine_state(prefix)
+    assert cli("lab", "up", env=env).returncode == 0
+    state = Path(os.environ.get("VNETDIAG_STATE_DIR", "/run/vnetdiag"))
+    # Lose the journal as a crash of the state disk would; the sweep still finds the lab by name.
+    (state / "journals" / f"lab-{prefix}.jsonl").unlink()
+    r = cli("cleanup", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    assert any(prefix in item for item in __import__("json").loads(r.stdout)["removed"])
+    assert _wait(lambda: machine_state(prefix) == clean, 5), machine_state(prefix)
