@@ -11,5 +11,7 @@ from __future__ import annotations
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("vnetdiag.cli.demo", "build the lab, inject a fault, show what vnetdiag finds, tear down"),
     "lab": ("vnetdiag.cli.lab", "build and control a lab of real namespaces with injectable faults"),
+    "drops": ("vnetdiag.cli.drops", "live table of kernel drops by namespace, device, reason and location"),
+    "trace": ("vnetdiag.cli.trace", "record kernel packet events to a file, or analyse a recording"),
     "cleanup": ("vnetdiag.cli.cleanup", "remove everything vnetdiag left in the kernel"),
 }

@@ -1,0 +1,75 @@
+"""vnetdiag trace record|report: record kernel events to a file, analyse a recording."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from vnetdiag.errors import BadInputError, UsageError
+
+
+def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="trace_command", metavar="ACTION", required=True)
+    p = sub.add_parser("record", parents=[common], help="trace for a while and write the events to FILE")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="recording to write (gzip, vnetdiag.trace/1)")
+    p.add_argument("--duration", type=float, default=10.0, metavar="S", help="seconds to trace (default 10)")
+    p.add_argument("--events", choices=("drops", "paths", "all"), default="paths",
+                   help="drops: drops and the devices before them; paths: + xmit and TCP retransmits; "
+                        "all: + GRO, FDB, TX timeouts (default paths)")
+    p.add_argument("--netns", metavar="NS", help="place device names among namespaces matching this glob")
+    p = sub.add_parser("report", parents=[common], help="run the analyses on a recording")
+    p.add_argument("file", metavar="FILE")
+
+
+def run(args, out) -> int:
+    from vnetdiag.cli import tracing_view as view
+
+    if args.trace_command == "record":
+        return _record(args, out, view)
+    from vnetdiag.collect import tracefile
+    from vnetdiag.collect.tracewindow import analyze_recording
+
+    rec = tracefile.read(Path(args.file))
+    result = analyze_recording(rec)
+    meta = {"file": args.file, "kernel": rec.meta.get("kernel"), "events": rec.meta.get("events"),
+            "pages": len(rec.pages)}
+    if out.json_mode:
+        out.document(view.report_document(result, meta))
+    else:
+        out.console.print(f"recording {args.file}: kernel {meta['kernel']}, events {meta['events']}, "
+                          f"{meta['pages']} pages")
+        for table in view.report_tables(result):
+            out.console.print(table)
+    return 0
+
+
+def _record(args, out, view) -> int:
+    from vnetdiag.collect.tracewindow import TraceWindow
+
+    if args.duration <= 0:
+        raise UsageError("--duration must be a positive number of seconds")
+    target = Path(args.output)
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise BadInputError(f"cannot write {target}: {parent} is not a writable directory",
+                            hint="choose an existing, writable directory for -o")
+    window = TraceWindow(events=args.events, namespaces=[args.netns] if args.netns else None, record_to=target)
+    window.start()
+    out.info(f"recording {args.events} events to {target} for {args.duration:g} s ...")
+    try:
+        time.sleep(args.duration)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        result = window.stop()
+    doc = {"schema": "vnetdiag.trace-record/1", "file": str(target), "bytes": target.stat().st_size,
+           "duration_s": round(result.duration_s, 3), "events_read": result.completeness.events_read,
+           "events_lost": result.completeness.events_lost, "complete": result.completeness.complete}
+    if out.json_mode:
+        out.document(doc)
+    else:
+        out.console.print(f"wrote {target} ({doc['bytes']} bytes): "
+                          + view.completeness_line(result.completeness, result.duration_s))
+    return 0
