@@ -111,4 +111,5 @@ class FaultRecord:
 
     @property
     def at(self) -> str:
-        return f"{self.node}:{self.device}"
+        """Where, as the CLI's --at takes it: "NODE:DEVICE", or "NODE" for node-wide faults."""
+        return f"{self.node}:{self.device}" if self.device else self.node

@@ -18,13 +18,16 @@ class ProcessId:
 
 
 def start_ticks(pid: int, proc_root: Path = Path("/proc")) -> int | None:
-    """The start time of ``pid``, or None if there is no such process."""
+    """The start time of ``pid``, or None if there is no such process, or it has
+    exited and only waits to be reaped (a zombie holds no resources of ours)."""
     try:
         stat = (proc_root / str(pid) / "stat").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     # comm (field 2) may contain spaces and parentheses: split after the last ')'.
     fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):
+        return None
     return int(fields[19])
 
 
