@@ -59,13 +59,28 @@ def resolve_namespaces(devices: tuple[str, ...], devmap: DeviceMap) -> tuple[tup
     return tuple(ns), tuple(cands)
 
 
-def device_sequence(hops: Iterable[Hop]) -> tuple[str, ...]:
-    """Devices in order, consecutive repeats (queue then xmit on one device) merged."""
-    out: list[str] = []
+def entry_hops(hops: Iterable[Hop]) -> list[Hop]:
+    """The hop at which the packet entered each device along its path.
+
+    Consecutive events on one device (queue then xmit) are one visit, and an
+    xmit on a device already visited is the return of a nested transmit (a
+    vxlan device's xmit completes after its underlay's), not a new visit.
+    """
+    out: list[Hop] = []
+    seen: set[str] = set()
     for h in hops:
-        if not out or out[-1] != h.device:
-            out.append(h.device)
-    return tuple(out)
+        if out and out[-1].device == h.device:
+            continue
+        if h.kind == "xmit" and h.device in seen:
+            continue
+        out.append(h)
+        seen.add(h.device)
+    return out
+
+
+def device_sequence(hops: Iterable[Hop]) -> tuple[str, ...]:
+    """Devices in the order the packet entered them (see entry_hops)."""
+    return tuple(h.device for h in entry_hops(hops))
 
 
 class Resolver:
@@ -84,14 +99,10 @@ class Resolver:
     def with_netns(self, path: PacketPath) -> PacketPath:
         seq = device_sequence(path.hops)
         ns, _ = self.resolve(seq)
-        by_dev_pos, k = [], -1
-        last = None
-        for h in path.hops:
-            if h.device != last:
-                k += 1
-                last = h.device
-            by_dev_pos.append(ns[k])
-        hops = tuple(Hop(device=h.device, netns=n, kind=h.kind, ts_ns=h.ts_ns) for h, n in zip(path.hops, by_dev_pos))
+        where: dict[str, str | None] = {}
+        for dev, n in zip(seq, ns):
+            where.setdefault(dev, n)
+        hops = tuple(Hop(device=h.device, netns=where.get(h.device), kind=h.kind, ts_ns=h.ts_ns) for h in path.hops)
         return PacketPath(skbaddr=path.skbaddr, hops=hops, end=path.end, end_ts_ns=path.end_ts_ns, drop=path.drop)
 
 
@@ -170,16 +181,12 @@ class PathStats:
     def add(self, path: PacketPath) -> None:
         if not path.hops:
             return
-        seq = device_sequence(path.hops)
+        entries = entry_hops(path.hops)
+        seq = tuple(h.device for h in entries)
         self.counts[(seq, path.end)] += 1
         if len(self.examples) < self.keep and len(seq) > 1 and path.end != "aged":
             self.examples.append(self.resolver.with_netns(path))
-        # First time the packet was seen on each device.
-        firsts, last = [], None
-        for h in path.hops:
-            if h.device != last:
-                firsts.append(h.ts_ns)
-                last = h.device
+        firsts = [h.ts_ns for h in entries]
         lat = self.latency.get(seq)
         if lat is None:
             lat = self.latency[seq] = [[] for _ in range(len(seq) - 1)]
