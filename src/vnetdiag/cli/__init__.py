@@ -13,5 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lab": ("vnetdiag.cli.lab", "build and control a lab of real namespaces with injectable faults"),
     "drops": ("vnetdiag.cli.drops", "live table of kernel drops by namespace, device, reason and location"),
     "trace": ("vnetdiag.cli.trace", "record kernel packet events to a file, or analyse a recording"),
+    "counters": ("vnetdiag.cli.counters", "drop, error and queue counters of every interface in every namespace"),
+    "inventory": ("vnetdiag.cli.inventory", "every interface in every namespace and how it is built"),
     "cleanup": ("vnetdiag.cli.cleanup", "remove everything vnetdiag left in the kernel"),
 }

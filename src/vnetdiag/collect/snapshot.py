@@ -199,6 +199,10 @@ def _resolve_link(pool: NetlinkPool, r: _NsRead, link: links_mod.RawLink, by_ifi
 
     cands.sort(key=lambda o: not points_back(o))
     ino = pool.resolve_nsid(r.handle, link.link_netnsid, [o.handle for o in cands])
+    if ino is None:  # the peer's namespace was filtered out of this snapshot: ask about all
+        tried = {o.handle.ns.inode for o in cands} | {r.handle.ns.inode}
+        others = [h for h in pool.handles.values() if h.ns.inode not in tried]
+        ino = pool.resolve_nsid(r.handle, link.link_netnsid, others)
     return IfRef(netns_inode=ino, ifindex=link.link) if ino is not None else None
 
 

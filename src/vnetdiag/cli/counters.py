@@ -1,0 +1,147 @@
+"""vnetdiag counters: every drop, error and queue counter in every namespace."""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+
+from vnetdiag.errors import UsageError
+from vnetdiag.model.counters import CounterSnapshot, InterfaceCounters
+from vnetdiag.model.namespaces import Namespace
+
+
+def configure(parser, common) -> None:
+    parser.add_argument("--watch", nargs="?", type=float, const=1.0, default=None, metavar="INTERVAL",
+                        help="live view of what moved in each interval (default 1 s)")
+    parser.add_argument("--count", type=int, default=0, metavar="N",
+                        help="with --watch: stop after N intervals (default: until Ctrl-C)")
+    parser.add_argument("--netns", action="append", default=[], metavar="NS",
+                        help="only this namespace (name, inode or 'host'); repeatable")
+    parser.add_argument("--device", action="append", default=[], metavar="DEV",
+                        help="only devices matching this name or glob; repeatable")
+    parser.add_argument("--all", action="store_true",
+                        help="every non-zero (or moving) counter, not only drops, errors and backlogs")
+
+
+def namespace_filter(specs: list[str]):
+    if not specs:
+        return None
+    wanted = set(specs)
+
+    def only(ns: Namespace) -> bool:
+        return (ns.name in wanted or str(ns.inode) in wanted
+                or (ns.is_host and "host" in wanted))
+    return only
+
+
+def device_filter(snap: CounterSnapshot, globs: list[str]) -> CounterSnapshot:
+    if not globs:
+        return snap
+    import dataclasses
+
+    def keep(i: InterfaceCounters) -> bool:
+        return any(fnmatch.fnmatchcase(i.interface.name, g) for g in globs)
+    return dataclasses.replace(snap, interfaces=tuple(i for i in snap.interfaces if keep(i)),
+                               netns_stats=(), softnet=())
+
+
+def run(args, out) -> int:
+    from vnetdiag.collect import Collector
+    from vnetdiag.report import counters as rep
+
+    if args.watch is not None and args.watch <= 0:
+        raise UsageError(f"--watch interval must be positive, not {args.watch}", hint="e.g. --watch 1")
+    only = namespace_filter(args.netns)
+    with Collector(only=only, details=False) as col:
+        first = col.snapshot()
+        if args.netns and not first.namespaces:
+            known = ", ".join(n.label for n in col.pool.namespaces)
+            raise UsageError(f"no namespace matches {', '.join(args.netns)}", hint=f"namespaces: {known}")
+        if args.watch is None:
+            snap = device_filter(first, args.device)
+            if out.json_mode:
+                out.document(rep.snapshot_document(snap))
+                return 0
+            _print_snapshot(out, snap, rep, args.all)
+            return 0
+        try:
+            _watch(out, col, first, args, rep)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def _print_snapshot(out, snap, rep, all_counters: bool) -> None:
+    from rich.table import Table
+
+    rows = rep.snapshot_rows(snap, all_counters=all_counters)
+    for p in snap.problems:
+        out.info(f"vnetdiag: could not read {p.where}: {p.what}")
+    title = (f"{len(snap.interfaces)} interfaces in {len(snap.namespaces)} namespaces, "
+             f"read in {snap.duration_ms:.1f} ms")
+    if not rows:
+        out.console.print(f"{title}: no {'non-zero' if all_counters else 'drop, error or backlog'} counters")
+        return
+    table = Table(title=title, title_justify="left")
+    for col, just in (("namespace", "left"), ("device", "left"), ("counter", "left"), ("value", "right")):
+        table.add_column(col, justify=just)
+    last = None
+    for ns, dev, name, value in rows:
+        shown = (ns, dev) if (ns, dev) != last else ("", "")
+        last = (ns, dev)
+        table.add_row(shown[0], shown[1], name, str(value))
+    if not out.console.is_terminal:  # piped: keep each row on one line for grep, not 80 columns
+        out.console.width = 250
+    out.console.print(table)
+
+
+def _watch(out, col, first, args, rep) -> None:
+    from vnetdiag.analyze.deltas import delta
+
+    prev = device_filter(first, args.device)
+    interval = args.watch
+    n = 0
+    next_t = time.monotonic() + interval
+
+    def wait() -> None:
+        nonlocal next_t
+        time.sleep(max(0.0, next_t - time.monotonic()))
+        next_t += interval
+
+    if out.json_mode:
+        import json
+        while not args.count or n < args.count:
+            wait()
+            cur = device_filter(col.snapshot(), args.device)
+            d = delta(prev, cur)
+            out.stream.write(json.dumps(rep.delta_document(d, taken_unix_s=cur.taken_unix_s)) + "\n")
+            out.stream.flush()
+            prev = cur
+            n += 1
+        return
+    from rich.live import Live
+
+    with Live(_delta_table(rep, None, args.all, interval), console=out.console, auto_refresh=False) as live:
+        while not args.count or n < args.count:
+            wait()
+            cur = device_filter(col.snapshot(), args.device)
+            d = delta(prev, cur)
+            live.update(_delta_table(rep, d, args.all, interval, cur), refresh=True)
+            prev = cur
+            n += 1
+
+
+def _delta_table(rep, d, all_counters, interval, snap=None):
+    from rich.table import Table
+
+    if d is None:
+        return Table(title=f"waiting {interval:g} s for the first interval ...", title_justify="left")
+    rows = rep.delta_rows(d, all_counters=all_counters)
+    table = Table(title=(f"moved in the last {d.interval_s:.2f} s ({len(rows)} counters; "
+                         f"snapshot {snap.duration_ms:.1f} ms) - Ctrl-C to stop"), title_justify="left")
+    for col, just in (("namespace", "left"), ("device", "left"), ("counter", "left"),
+                      ("delta", "right"), ("per s", "right"), ("note", "left")):
+        table.add_column(col, justify=just)
+    for ns, dev, name, dv, rate, note in rows:
+        table.add_row(ns, dev, name, str(dv), f"{rate:.1f}", note)
+    return table

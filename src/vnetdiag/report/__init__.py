@@ -1,0 +1,1 @@
+"""Outputs: result documents, terminal tables, HTML. They never collect."""
