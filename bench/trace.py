@@ -1,0 +1,162 @@
+"""Benchmark of the tracer (run as root, takes about a minute):
+
+    sudo .venv/bin/python bench/trace.py [--prefix trb] [--seconds 4] [--rounds 3]
+
+1. Overhead: iperf3 TCP from vm1 to vm3 across the lab's bridge + vxlan path,
+   interleaved rounds of: nothing running; `vnetdiag drops` running; and, as
+   the public reference, bpftrace counting skb:kfree_skb by reason (what
+   dropwatch-like tools do). Median throughput of each and the overhead.
+2. Event rate: iperf3 UDP at increasing packet rates across the same path while
+   a TraceWindow traces with events=paths (every packet gives ~15 events).
+   bpftrace counts the same tracepoints in the same window as the reference.
+   Reports events/s read and events lost; the highest rate with nothing lost.
+
+Machine noise (other users of the machine) shows up in the spread; numbers
+are what was measured, nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from vnetdiag import lab as lab_mod
+from vnetdiag.collect.tracewindow import TraceWindow
+from vnetdiag.lab import spec
+from vnetdiag.system import tracefs
+
+VNETDIAG = str(Path(sys.executable).with_name("vnetdiag"))
+PATH_EVENTS = ("skb:kfree_skb", "skb:consume_skb", "net:netif_receive_skb", "net:net_dev_queue", "net:net_dev_xmit",
+               "tcp:tcp_retransmit_skb", "tcp:tcp_retransmit_synack")
+
+
+def iperf(lab, seconds: float, udp_bps: str | None = None, length: int | None = None) -> dict:
+    argv = ["iperf3", "-c", lab.ip("vm3"), "-t", str(seconds), "-J"]
+    if udp_bps:
+        argv += ["-u", "-b", udp_bps]
+    if length:
+        argv += ["-l", str(length)]
+    out = lab.run("vm1", argv, timeout=seconds + 30)
+    return json.loads(out.stdout)["end"]
+
+
+def _wait_instance(pid: int, timeout_s: float = 15.0) -> None:
+    inst = tracefs.TRACEFS_ROOT / "instances" / f"vnetdiag-{pid}"
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if inst.exists() and (inst / "tracing_on").read_text().strip() == "1":
+            return
+        time.sleep(0.05)
+    raise RuntimeError("vnetdiag drops did not start tracing")
+
+
+def _bpftrace(program: str) -> subprocess.Popen:
+    p = subprocess.Popen(["bpftrace", "-f", "json", "-e", program], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    end = time.monotonic() + 20
+    while time.monotonic() < end:  # "Attaching N probes..." arrives on stdout as JSON
+        line = p.stdout.readline()
+        if "attached_probes" in line or "Attaching" in line:
+            return p
+    raise RuntimeError("bpftrace did not attach")
+
+
+def _bpftrace_stop(p: subprocess.Popen) -> dict:
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=30)
+    for line in out.splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if doc.get("type") == "map":
+            return doc["data"]
+    return {}
+
+
+def overhead(lab, seconds: float, rounds: int) -> dict:
+    results: dict[str, list[float]] = {"baseline": [], "vnetdiag drops": [], "bpftrace kfree_skb": []}
+    for _ in range(rounds):
+        results["baseline"].append(iperf(lab, seconds)["sum_received"]["bits_per_second"])
+        p = subprocess.Popen([VNETDIAG, "drops", "--duration", str(seconds + 5), "--json"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _wait_instance(p.pid)
+        results["vnetdiag drops"].append(iperf(lab, seconds)["sum_received"]["bits_per_second"])
+        p.send_signal(signal.SIGINT)
+        p.communicate(timeout=30)
+        b = _bpftrace("tracepoint:skb:kfree_skb { @drops[args->reason] = count(); }")
+        results["bpftrace kfree_skb"].append(iperf(lab, seconds)["sum_received"]["bits_per_second"])
+        _bpftrace_stop(b)
+    base = statistics.median(results["baseline"])
+    return {name: {"median_gbit_s": statistics.median(v) / 1e9, "runs_gbit_s": [round(x / 1e9, 2) for x in v],
+                   "overhead_pct": round(100 * (1 - statistics.median(v) / base), 2)}
+            for name, v in results.items()}
+
+
+def event_rate(lab, seconds: float, rates_pps: list[int]) -> list[dict]:
+    program = " ".join(f"tracepoint:{e.replace(':', ':', 1)} {{ @n = count(); }}" for e in PATH_EVENTS)
+    rows = []
+    for pps in rates_pps:
+        length = 64
+        bps = pps * length * 8
+        b = _bpftrace(program)
+        w = TraceWindow(events="paths", namespaces=[f"{lab.prefix}-*"])
+        w.start()
+        try:
+            sent = iperf(lab, seconds, udp_bps=str(bps), length=length)
+        finally:
+            result = w.stop()
+        ref = _bpftrace_stop(b).get("@n", 0)
+        c = result.completeness
+        rows.append({"target_pps": pps, "udp_packets": sent["sum"]["packets"],
+                     "events_read": c.events_read, "events_lost": c.events_lost,
+                     "events_per_s": round(c.events_read / result.duration_s),
+                     "bpftrace_events": ref, "duration_s": round(result.duration_s, 2)})
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--prefix", default="trb")
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rates", default="5000,10000,15000,20000,30000", help="UDP packets/s steps")
+    args = ap.parse_args()
+    os.environ.setdefault("VNETDIAG_STATE_DIR", f"/run/vnetdiag-{args.prefix}")
+    lab_mod.down(args.prefix)
+    lab = lab_mod.up(spec.default(args.prefix))
+    server = subprocess.Popen(["ip", "netns", "exec", lab.netns("vm3"), "iperf3", "-s"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        lab.run("vm1", ["ping", "-c1", "-W2", lab.ip("vm3")])
+        print(f"# overhead: iperf3 TCP vm1 -> vm3 ({args.seconds:g} s x {args.rounds} rounds, interleaved)")
+        for name, r in overhead(lab, args.seconds, args.rounds).items():
+            print(f"{name:20s} median {r['median_gbit_s']:.2f} Gbit/s  runs {r['runs_gbit_s']}  "
+                  f"overhead {r['overhead_pct']:+.2f} %")
+        print("# event rate: events=paths while iperf3 UDP 64-byte packets cross the overlay")
+        print(f"{'target pps':>10} {'udp pkts':>9} {'events/s':>9} {'read':>9} {'lost':>7} {'bpftrace':>9}")
+        best = 0
+        for row in event_rate(lab, args.seconds, [int(x) for x in args.rates.split(",")]):
+            print(f"{row['target_pps']:>10} {row['udp_packets']:>9} {row['events_per_s']:>9} {row['events_read']:>9} "
+                  f"{row['events_lost']:>7} {row['bpftrace_events']:>9}")
+            if row["events_lost"] == 0:
+                best = max(best, row["events_per_s"])
+        print(f"highest sustained rate without loss: {best} events/s")
+    finally:
+        server.terminate()
+        server.wait()
+        lab_mod.down(args.prefix)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
