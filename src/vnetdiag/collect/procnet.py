@@ -20,11 +20,14 @@ def parse_snmp(text: str, into: dict[str, dict[str, int]] | None = None) -> dict
         if head != head2:
             continue
         section = out.setdefault(head, {})
-        for name, value in zip(names.split(), values.split()):
-            try:
-                section[name] = int(value)
-            except ValueError:
-                continue
+        try:
+            section.update(zip(names.split(), map(int, values.split())))
+        except ValueError:  # not expected from the kernel; keep what parses
+            for name, value in zip(names.split(), values.split()):
+                try:
+                    section[name] = int(value)
+                except ValueError:
+                    continue
     return out
 
 

@@ -10,6 +10,7 @@ are collected as ``Problem`` records; the snapshot goes on.
 from __future__ import annotations
 
 import errno as _errno
+import gc
 import re
 import time
 from collections.abc import Callable
@@ -74,6 +75,16 @@ class Collector:
     def snapshot(self) -> CounterSnapshot:
         t0 = time.monotonic()
         wall = time.time()
+        # Thousands of short-lived objects: a cyclic GC pass in the middle only costs time.
+        gc_was = gc.isenabled()
+        gc.disable()
+        try:
+            return self._snapshot(t0, wall)
+        finally:
+            if gc_was:
+                gc.enable()
+
+    def _snapshot(self, t0: float, wall: float) -> CounterSnapshot:
         problems: list[Problem] = []
         handles = self.pool.refresh()
         for ino, why in self.pool.errors.items():
@@ -112,31 +123,54 @@ class Collector:
 
     def _interface(self, r: _NsRead, link: links_mod.RawLink, by_ifindex, problems) -> InterfaceCounters:
         h = r.handle
+        iface = self._inventory(r, link, by_ifindex)
+        driver_stats: dict[str, int] = {}
+        queues: dict[tuple[str, int], dict[str, int]] = {}
+        if self.driver_stats:
+            try:
+                got = _driver_stats(h, link)
+            except OSError as exc:
+                got = None
+                if exc.errno not in (_errno.ENODEV,):
+                    problems.append(Problem(where=f"{h.ns.label}/{link.name}", what=f"ethtool -S: {exc.strerror}"))
+            if got:
+                reader, values = got
+                for (qkey, short), value in zip(reader.split, values):
+                    if qkey is None:
+                        driver_stats[short] = value
+                    else:
+                        q = queues.get(qkey)
+                        if q is None:
+                            q = queues[qkey] = {}
+                        q[short] = value
+        return InterfaceCounters(
+            interface=iface, stats=link.stats, driver_stats=driver_stats,
+            queues=tuple(QueueCounters(direction=d, queue=q, counters=c) for (d, q), c in sorted(queues.items())),
+            qdiscs=tuple(r.qdiscs.get(link.ifindex, ())),
+        )
+
+    def _inventory(self, r: _NsRead, link: links_mod.RawLink, by_ifindex) -> Interface:
+        """The Interface record; the previous snapshot's object is reused when
+        nothing in the inventory changed (counters change, inventories rarely)."""
+        h = r.handle
+        key = ("inv", link.ifindex)
+        inv_key = (link.name, link.kind, link.slave_kind, link.mac, link.mtu, link.txqlen, link.operstate,
+                   link.flags, link.carrier, link.carrier_changes, link.master, link.link, link.link_netnsid,
+                   link.num_tx_queues, link.num_rx_queues, link.num_vf, link.alias, link.vxlan, link.tun,
+                   link.macvlan_mode, h.ns.name)
+        cached = h.cache.get(key)
+        if cached is not None and cached[0] == inv_key and (cached[1].link is not None or link.link is None):
+            return cached[1]
         ref = IfRef(netns_inode=h.ns.inode, ifindex=link.ifindex)
         peer = _resolve_link(self.pool, r, link, by_ifindex)
         driver = bus = None
         features: dict[str, bool] = {}
         if self.details:
-            key = ("info", link.ifindex, link.name)
-            info = h.cache.get(key)
+            dkey = ("info", link.ifindex, link.name)
+            info = h.cache.get(dkey)
             if info is None:
-                info = h.cache[key] = _details(h, link.name)
+                info = h.cache[dkey] = _details(h, link.name)
             driver, bus, features = info
-        driver_stats: dict[str, int] = {}
-        queues: dict[tuple[str, int], dict[str, int]] = {}
-        if self.driver_stats:
-            try:
-                values = _driver_stats(h, link)
-            except OSError as exc:
-                values = None
-                if exc.errno not in (_errno.ENODEV,):
-                    problems.append(Problem(where=f"{h.ns.label}/{link.name}", what=f"ethtool -S: {exc.strerror}"))
-            for name, value in values or ():
-                q = split_queue_name(name)
-                if q:
-                    queues.setdefault((q[0], q[1]), {})[q[2]] = value
-                else:
-                    driver_stats[name] = value
         iface = Interface(
             ref=ref, name=link.name, netns_name=h.ns.name, kind=link.kind, slave_kind=link.slave_kind,
             driver=driver, bus_info=bus, mac=link.mac, mtu=link.mtu, txqlen=link.txqlen,
@@ -147,11 +181,9 @@ class Collector:
             features=features, vxlan=link.vxlan, tun=link.tun, macvlan_mode=link.macvlan_mode,
             alias=link.alias,
         )
-        return InterfaceCounters(
-            interface=iface, stats=link.stats, driver_stats=driver_stats,
-            queues=tuple(QueueCounters(direction=d, queue=q, counters=c) for (d, q), c in sorted(queues.items())),
-            qdiscs=tuple(r.qdiscs.get(link.ifindex, ())),
-        )
+        if self.details:
+            h.cache[key] = (inv_key, iface)
+        return iface
 
 
 def snapshot(*, pool: NetlinkPool | None = None, only: Callable[[Namespace], bool] | None = None) -> CounterSnapshot:
@@ -220,24 +252,40 @@ def _details(h: NsHandle, name: str) -> tuple[str | None, str | None, dict[str, 
     return driver, bus, feats
 
 
-def _driver_stats(h: NsHandle, link: links_mod.RawLink) -> list[tuple[str, int]] | None:
+class _Stats:
+    """An ethtool reader plus each name split once into (queue key, short name)."""
+
+    __slots__ = ("reader", "split")
+
+    def __init__(self, reader: ethtool.StatsReader | None) -> None:
+        self.reader = reader
+        names = reader.names if reader else []
+        split: list[tuple[tuple[str, int] | None, str]] = []
+        for name in names:
+            q = split_queue_name(name)
+            split.append(((q[0], q[1]), q[2]) if q else (None, name))
+        self.split = split
+
+
+def _driver_stats(h: NsHandle, link: links_mod.RawLink) -> tuple[_Stats, list[int]] | None:
     fd = h.nl.fileno()
     key = ("stats", link.ifindex, link.name)
-    reader = h.cache.get(key)
-    if reader is None:
+    st = h.cache.get(key)
+    if st is None:
         try:
-            reader = h.cache[key] = ethtool.StatsReader(fd, link.name)
+            st = h.cache[key] = _Stats(ethtool.StatsReader(fd, link.name))
         except OSError as exc:
             if exc.errno in ethtool.UNSUPPORTED:
-                h.cache[key] = reader = ethtool.StatsReader.__new__(ethtool.StatsReader)
-                reader.names = []
+                h.cache[key] = _Stats(None)  # a driver without ethtool stats: do not ask again
                 return None
             raise
-    values = reader.read(fd, link.name)
+    if st.reader is None or not st.reader.names:
+        return None
+    values = st.reader.read(fd, link.name)
     if values is None:  # the driver's set changed (queues added): read names again
-        reader = h.cache[key] = ethtool.StatsReader(fd, link.name)
-        values = reader.read(fd, link.name) or []
-    return list(zip(reader.names, values))
+        st = h.cache[key] = _Stats(ethtool.StatsReader(fd, link.name))
+        values = st.reader.read(fd, link.name) or []
+    return st, values
 
 
 def _netns_stats(h: NsHandle, problems: list[Problem]) -> NetnsStats:

@@ -109,9 +109,10 @@ class NsHandle:
         chunks = []
         while True:
             chunk = os.read(fd, 65536)
-            if not chunk:
-                break
             chunks.append(chunk)
+            # seq_file fills the whole buffer when it has more: a short read is the end.
+            if len(chunk) < 65536:
+                break
         return b"".join(chunks).decode("ascii", "replace")
 
 

@@ -19,6 +19,7 @@ import errno as _errno
 import os
 import socket
 import struct
+import threading
 from collections.abc import Iterator
 
 from vnetdiag.errors import KernelError
@@ -59,7 +60,6 @@ class Rtnl:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self._seq = 0
-        self._buf = bytearray(1 << 20)
 
     def close(self) -> None:
         self.sock.close()
@@ -75,9 +75,10 @@ class Rtnl:
         flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else 0)
         self.sock.send(_NLMSGHDR.pack(16 + len(body), msg_type, flags, seq, 0) + body)
         out: list[tuple[int, bytes]] = []
-        view = memoryview(self._buf)
+        buf = _recv_buffer()
+        view = memoryview(buf)
         while True:
-            n = self.sock.recv_into(self._buf)
+            n = self.sock.recv_into(buf)
             data = view[:n].tobytes()
             off = 0
             while off + 16 <= n:
@@ -96,6 +97,19 @@ class Rtnl:
                 off += (length + 3) & ~3
             if not dump and out:
                 return out
+
+
+_tls = threading.local()
+
+
+def _recv_buffer() -> bytearray:
+    """One receive buffer per thread, shared by all sockets: a pool of 100
+    namespaces must not hold 100 of them. 1 MiB exceeds any one skb the
+    kernel sends (dump skbs are at most 32 KiB; one huge message gets its own)."""
+    buf = getattr(_tls, "buf", None)
+    if buf is None:
+        buf = _tls.buf = bytearray(1 << 20)
+    return buf
 
 
 def open_here() -> Rtnl:
@@ -121,7 +135,8 @@ def attrs(data: bytes, start: int, end: int | None = None) -> dict[int, tuple[in
     out: dict[int, tuple[int, int]] = {}
     unpack = _NLATTR.unpack_from
     off = start
-    while off + 4 <= end:
+    limit = end - 4
+    while off <= limit:
         alen, atype = unpack(data, off)
         if alen < 4:
             break
