@@ -1,0 +1,364 @@
+"""The probe server: one thread, one epoll loop, TCP and UDP on the same port.
+
+The protocol decisions live in ``protocol.ServerConnection``; this module only
+moves bytes, enforces the connection limit, reads TCP_INFO and counters when
+asked, and closes what the state machine or the clock says to close. A
+connection with output pending is not read from until the output is sent, so
+a client that never reads cannot make the server buffer without bound.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import selectors
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from vnetdiag.errors import BadInputError, KernelError
+from vnetdiag.probe import protocol as p
+from vnetdiag.probe import tcpstats
+from vnetdiag.system import netns
+
+DEFAULT_PORT = 7735
+_SWEEP_S = 0.5
+
+
+@dataclass
+class _Conn:
+    sock: socket.socket
+    machine: p.ServerConnection
+    out: bytearray
+    closing: bool = False
+    writing: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerStats:
+    connections: int
+    """Connections open now."""
+    accepted: int
+    rejected: int
+    """Connections refused because the limit was reached."""
+    protocol_errors: int
+    sessions: int
+    udp_replies: int
+    udp_dropped: int
+    buffered_bytes: int
+    """Output bytes waiting to be sent, over all connections."""
+
+
+class Server:
+    """A probe server. ``start()`` binds (raising a one-line error if it cannot);
+    ``serve_forever()`` runs the loop in the calling thread; ``serve_in_thread()``
+    in a daemon thread; ``stop()`` ends it and closes every socket.
+
+    ``netns`` names the namespace to listen in (a name, an inode or a path); only
+    the sockets are opened there, the thread returns to where it was.
+    """
+
+    def __init__(self, *, bind: str = "127.0.0.1", port: int = DEFAULT_PORT, netns: str | None = None,
+                 token: str | bytes | None = None, limits: p.Limits | None = None) -> None:
+        self.bind = bind
+        self.port = port
+        self.netns = netns
+        self.token = token.encode() if isinstance(token, str) else token
+        self.limits = limits or p.Limits()
+        self.sessions = p.Sessions(os.urandom(32))
+        self._sel: selectors.BaseSelector | None = None
+        self._listener: socket.socket | None = None
+        self._udp: socket.socket | None = None
+        self._conns: dict[int, _Conn] = {}
+        self._stop = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._netns_path: Path | None = None
+        self._mib_start: dict[int, tcpstats.MibSnapshot] = {}
+        self.accepted = self.rejected = self.protocol_errors = 0
+        self.udp_replies = self.udp_dropped = 0
+
+    # ---- lifecycle ----------------------------------------------------------
+
+    def start(self) -> tuple[str, int]:
+        """Bind and listen; returns the (address, port) actually bound."""
+        if self.netns:
+            self._netns_path = netns.resolve(self.netns)
+            with netns.entered(self._netns_path):
+                self._open_sockets()
+        else:
+            self._open_sockets()
+        return self.address
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self._listener is not None, "start() first"
+        host, port = self._listener.getsockname()[:2]
+        return host, port
+
+    def _open_sockets(self) -> None:
+        family = socket.AF_INET6 if ":" in self.bind else socket.AF_INET
+        for attempt in range(20):
+            tcp = socket.socket(family, socket.SOCK_STREAM)
+            udp = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                tcp.bind((self.bind, self.port))
+                port = tcp.getsockname()[1]
+                udp.bind((self.bind, port))
+                tcp.listen(1024)
+                break
+            except OSError as exc:
+                tcp.close()
+                udp.close()
+                if exc.errno == errno.EADDRINUSE and self.port == 0 and attempt < 19:
+                    continue  # the UDP twin of a random TCP port was taken: pick another
+                if exc.errno == errno.EADDRNOTAVAIL:
+                    raise BadInputError(f"cannot listen on {self.bind}: no such local address here",
+                                        hint="give --bind an address of this namespace "
+                                             "(ip -br addr), or --netns to listen elsewhere") from None
+                if exc.errno == errno.EADDRINUSE:
+                    raise BadInputError(f"cannot listen on {self.bind} port {self.port}: already in use",
+                                        hint="pick another --port") from None
+                raise KernelError(f"cannot listen on {self.bind} port {self.port}", errno=exc.errno) from None
+            except socket.gaierror:
+                tcp.close()
+                udp.close()
+                raise BadInputError(f"cannot listen on {self.bind!r}: not an IP address",
+                                    hint="give --bind an IPv4 or IPv6 address") from None
+        tcp.setblocking(False)
+        udp.setblocking(False)
+        self._listener, self._udp = tcp, udp
+        self._sel = selectors.EpollSelector()
+        self._sel.register(tcp, selectors.EVENT_READ, "listen")
+        self._sel.register(udp, selectors.EVENT_READ, "udp")
+        self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+
+    def serve_in_thread(self) -> threading.Thread:
+        if self._listener is None:
+            self.start()
+        self._thread = threading.Thread(target=self.serve_forever, name="vnetdiag-serve", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def stop(self) -> None:
+        self._stop.set()
+        if not self._closed:
+            try:
+                os.write(self._wake_w, b"x")
+            except OSError:
+                pass
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Server:
+        self.serve_in_thread()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stats(self) -> ServerStats:
+        return ServerStats(connections=len(self._conns), accepted=self.accepted, rejected=self.rejected,
+                           protocol_errors=self.protocol_errors, sessions=len(self.sessions.live),
+                           udp_replies=self.udp_replies, udp_dropped=self.udp_dropped,
+                           buffered_bytes=sum(len(c.out) for c in list(self._conns.values())))
+
+    # ---- the loop -----------------------------------------------------------
+
+    def serve_forever(self) -> None:
+        if self._listener is None:
+            self.start()
+        sel = self._sel
+        assert sel is not None
+        next_sweep = time.monotonic() + _SWEEP_S
+        try:
+            while not self._stop.is_set():
+                for key, events in sel.select(timeout=_SWEEP_S):
+                    what = key.data
+                    if what == "listen":
+                        self._accept()
+                    elif what == "udp":
+                        self._udp_ready()
+                    elif what == "wake":
+                        os.read(self._wake_r, 64)
+                    else:
+                        if events & selectors.EVENT_WRITE:
+                            self._flush(what)
+                        if events & selectors.EVENT_READ and what.sock.fileno() in self._conns:
+                            self._readable(what)
+                now = time.monotonic()
+                if now >= next_sweep:
+                    self._sweep(now)
+                    next_sweep = now + _SWEEP_S
+        finally:
+            self._close_all()
+
+    def _accept(self) -> None:
+        assert self._listener is not None and self._sel is not None
+        for _ in range(64):
+            try:
+                sock, _addr = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self.rejected += 1  # out of descriptors: leave the rest in the backlog
+                    return
+                continue  # ECONNABORTED and friends: that client is gone
+            if len(self._conns) >= self.limits.max_connections:
+                self.rejected += 1
+                try:
+                    sock.send(p.encode_error(p.ErrorCode.LIMIT, f"server connection limit "
+                                                              f"({self.limits.max_connections}) reached"))
+                except OSError:
+                    pass
+                sock.close()
+                continue
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            machine = p.ServerConnection(limits=self.limits, sessions=self.sessions, token=self.token,
+                                         nonce=os.urandom(p.NONCE_BYTES), udp_port=self.address[1],
+                                         now_s=time.monotonic())
+            conn = _Conn(sock=sock, machine=machine, out=bytearray())
+            self._conns[sock.fileno()] = conn
+            self._sel.register(sock, selectors.EVENT_READ, conn)
+            self.accepted += 1
+
+    def _readable(self, conn: _Conn) -> None:
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._drop(conn)
+            return
+        if not data:
+            self._drop(conn)
+            return
+        self._process(conn, data)
+
+    def _process(self, conn: _Conn, data: bytes) -> None:
+        budget = max(2 * self.limits.max_message_bytes, 1 << 16)
+        for item in conn.machine.receive(data, time.monotonic(), budget):
+            if isinstance(item, bytes):
+                conn.out += item
+            elif isinstance(item, p.ReadTcpInfo):
+                info = tcpstats.tcp_info(conn.sock) or tcpstats.TcpInfo(total_retrans=0, backoff=0, retransmits=0)
+                conn.out += p.ServerConnection.info_reply(p.Info(
+                    total_retrans=info.total_retrans, backoff=info.backoff, retransmits=info.retransmits))
+            elif isinstance(item, p.ReadStats):
+                conn.out += p.ServerConnection.stats_reply(self._session_stats(conn.machine.session))
+            elif isinstance(item, p.SessionOpened):
+                self._mib_start[item.session.session_id] = self._read_mib()
+            elif isinstance(item, p.Close):
+                self.protocol_errors += 1
+                conn.closing = True
+        self._flush(conn)
+
+    def _flush(self, conn: _Conn) -> None:
+        assert self._sel is not None
+        if conn.out:
+            try:
+                sent = conn.sock.send(conn.out)
+                del conn.out[:sent]
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                self._drop(conn)
+                return
+        if conn.out:
+            if not conn.writing:  # stop reading until the peer takes what it asked for
+                self._sel.modify(conn.sock, selectors.EVENT_WRITE, conn)
+                conn.writing = True
+            return
+        if conn.closing:
+            self._drop(conn)
+            return
+        if conn.writing:
+            self._sel.modify(conn.sock, selectors.EVENT_READ, conn)
+            conn.writing = False
+        if conn.machine.has_pending_input:
+            self._process(conn, b"")
+
+    def _drop(self, conn: _Conn) -> None:
+        fd = conn.sock.fileno()
+        if self._conns.pop(fd, None) is None:
+            return
+        session = conn.machine.session
+        conn.machine.connection_lost()
+        if session is not None and session.session_id not in self.sessions.live:
+            self._mib_start.pop(session.session_id, None)
+        try:
+            assert self._sel is not None
+            self._sel.unregister(conn.sock)
+        except (KeyError, ValueError):
+            pass
+        conn.sock.close()
+
+    def _sweep(self, now: float) -> None:
+        for conn in list(self._conns.values()):
+            if conn.machine.expired(now):
+                self._drop(conn)
+
+    def _close_all(self) -> None:
+        self._closed = True
+        for conn in list(self._conns.values()):
+            self._drop(conn)
+        for sock in (self._listener, self._udp):
+            if sock is not None:
+                sock.close()
+        if self._sel is not None:
+            self._sel.close()
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def _udp_ready(self) -> None:
+        assert self._udp is not None
+        now = time.monotonic()
+        for _ in range(256):
+            try:
+                data, addr = self._udp.recvfrom(p.UDP_MAX_PAYLOAD + 64)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # an ICMP error queued by an earlier reply: not ours to report
+            reply = p.handle_udp(data, self.sessions, self.limits, now)
+            if reply is None:
+                self.udp_dropped += 1
+                continue
+            try:
+                self._udp.sendto(reply, addr)
+                self.udp_replies += 1
+            except OSError:
+                self.udp_dropped += 1
+
+    # ---- counters -------------------------------------------------------------
+
+    def _read_mib(self) -> tcpstats.MibSnapshot | None:
+        try:
+            if self._netns_path is not None:
+                with netns.entered(self._netns_path):
+                    return tcpstats.read_mib()
+            return tcpstats.read_mib()
+        except OSError:
+            return None
+
+    def _session_stats(self, session: p.Session | None) -> p.Stats:
+        if session is None:
+            return p.Stats(udp_received=0, netns_inode=0, retrans_segs_delta=-1, syn_retrans_delta=-1)
+        start = self._mib_start.get(session.session_id)
+        now = self._read_mib()
+        ino = netns.inode_of(self._netns_path) if self._netns_path else netns.current_inode()
+        if start is None or now is None:
+            return p.Stats(udp_received=session.udp_received, netns_inode=ino, retrans_segs_delta=-1,
+                           syn_retrans_delta=-1)
+        return p.Stats(udp_received=session.udp_received, netns_inode=ino,
+                       retrans_segs_delta=now.retrans_segs - start.retrans_segs,
+                       syn_retrans_delta=now.syn_retrans - start.syn_retrans)
