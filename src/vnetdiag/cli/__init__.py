@@ -15,5 +15,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "trace": ("vnetdiag.cli.trace", "record kernel packet events to a file, or analyse a recording"),
     "counters": ("vnetdiag.cli.counters", "drop, error and queue counters of every interface in every namespace"),
     "inventory": ("vnetdiag.cli.inventory", "every interface in every namespace and how it is built"),
+    "pcap": ("vnetdiag.cli.pcap", "conversations, retransmissions and their timer signatures in a capture file"),
     "cleanup": ("vnetdiag.cli.cleanup", "remove everything vnetdiag left in the kernel"),
 }

@@ -1,0 +1,386 @@
+"""Read pcap and pcapng files (optionally gzip-compressed) in batches of packets.
+
+The file is read in chunks of ``chunk_bytes``; one Python step per record finds
+where the record starts (a length field must be read before the next record can
+be found), everything else is gathered with numpy over the whole batch. Memory
+is bounded by the chunk size: a batch holds the chunk's bytes and a few arrays.
+
+Damaged input never raises past this module except as BadInputError for a file
+that is not a capture at all: a truncated last record, a corrupt record length
+or an unknown interface are counted in ``skipped`` and described in ``warnings``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vnetdiag.errors import BadInputError
+
+PAD = 512
+"""Zero bytes appended to every batch buffer so header gathers past the end of a
+short packet read zeros instead of failing (validity is checked against caplen)."""
+MAX_CAPLEN = 262_144
+"""Largest packet libpcap and Wireshark accept (unless the file's snaplen says more)."""
+MAX_BLOCK = 16 << 20
+"""Largest pcapng block accepted; beyond it the length field is taken as corrupt."""
+
+PCAP_MAGIC = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1000),  # microsecond, little endian
+    b"\xa1\xb2\xc3\xd4": (">", 1000),
+    b"\x4d\x3c\xb2\xa1": ("<", 1),  # nanosecond
+    b"\xa1\xb2\x3c\x4d": (">", 1),
+}
+PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+_EPB, _SPB, _OPB, _IDB, _SHB = 6, 3, 2, 1, 0x0A0D0D0A
+
+
+@dataclass(frozen=True, kw_only=True)
+class Batch:
+    """Packets of one chunk. ``buf`` holds the chunk bytes plus PAD zeros; the
+    per-packet arrays index into it."""
+
+    buf: np.ndarray
+    data_off: np.ndarray
+    """int64 offset of each packet's first byte in buf."""
+    caplen: np.ndarray
+    wirelen: np.ndarray
+    ts_ns: np.ndarray
+    """int64 nanoseconds since the epoch."""
+    linktype: np.ndarray
+    """int32 LINKTYPE_* of the interface each packet was captured on."""
+    first_frame: int
+    """1-based frame number of the first packet of the batch."""
+
+    def __len__(self) -> int:
+        return len(self.data_off)
+
+
+@dataclass(kw_only=True)
+class _Iface:
+    linktype: int
+    snaplen: int
+    ts_mul: int = 1000
+    """Nanoseconds = units * ts_mul // ts_div (exact for decimal resolutions)."""
+    ts_div: int = 1
+    ts_offset_s: int = 0
+
+    @property
+    def resolution_ns(self) -> float:
+        return self.ts_mul / self.ts_div
+
+
+def _open(path: Path) -> tuple[object, object, bool]:
+    """(reader, raw file, compressed) for a plain or gzip file."""
+    try:
+        raw = open(path, "rb")
+    except FileNotFoundError:
+        raise BadInputError(f"cannot open {path}: no such file", hint="give the path of a pcap or pcapng file") from None
+    except IsADirectoryError:
+        raise BadInputError(f"cannot open {path}: is a directory", hint="give the path of a pcap or pcapng file") from None
+    except PermissionError:
+        raise BadInputError(f"cannot open {path}: permission denied", hint="check the file's permissions") from None
+    head = raw.read(2)
+    raw.seek(0)
+    if head == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=raw, mode="rb"), raw, True
+    return raw, raw, False
+
+
+def _u32view(buf: np.ndarray, endian: str) -> np.ndarray:
+    """A uint32 view starting at every byte offset of buf (unaligned reads)."""
+    return np.ndarray(shape=(max(len(buf) - 3, 0),), dtype=endian + "u4", buffer=buf, strides=(1,))
+
+
+def _u16view(buf: np.ndarray, endian: str) -> np.ndarray:
+    return np.ndarray(shape=(max(len(buf) - 1, 0),), dtype=endian + "u2", buffer=buf, strides=(1,))
+
+
+@dataclass
+class PcapReader:
+    """Iterate over ``Batch``es of a capture file; read ``warnings``/``skipped`` after.
+
+    ``progress(done_bytes, total_bytes)`` is called once per chunk (bytes of the
+    file on disk, so it works for gzip too)."""
+
+    path: Path
+    chunk_bytes: int = 8 << 20
+    progress: Callable[[int, int], None] | None = None
+    format: str = ""
+    compressed: bool = False
+    packets: int = 0
+    skipped: int = 0
+    warnings: list[str] = field(default_factory=list)
+    interfaces: list[_Iface] = field(default_factory=list)
+    unknown_blocks: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+
+    # -- plumbing -----------------------------------------------------------
+    def _chunks(self, f, raw) -> Iterator[bytes]:
+        total = os.fstat(raw.fileno()).st_size
+        while True:
+            try:
+                data = f.read(self.chunk_bytes)
+            except (OSError, EOFError, zlib.error) as exc:
+                self.warnings.append(f"compressed data is damaged ({exc}); read up to the damage")
+                self.skipped += 1
+                return
+            if not data:
+                return
+            if self.progress:
+                self.progress(raw.tell(), total)
+            yield data
+
+    def __iter__(self) -> Iterator[Batch]:
+        f, raw, self.compressed = _open(self.path)
+        try:
+            try:
+                head = f.read(4)
+            except (OSError, EOFError, zlib.error) as exc:
+                raise BadInputError(f"{self.path}: damaged gzip data ({exc})",
+                                    hint="decompress it with gunzip to see what is wrong") from None
+            if head in PCAP_MAGIC:
+                self.format = "pcap"
+                yield from self._pcap(f, raw, head)
+            elif head == PCAPNG_SHB:
+                self.format = "pcapng"
+                yield from self._pcapng(f, raw, head)
+            else:
+                what = "an empty file" if not head else "not a pcap or pcapng file"
+                raise BadInputError(f"{self.path}: {what} (starts with {head.hex() or 'nothing'})",
+                                    hint="give a capture written by tcpdump, dumpcap or tshark (-w FILE)")
+        finally:
+            f.close()
+            raw.close()
+
+    def _emit(self, data: bytes, off, cap, wire, ts, lt) -> Batch:
+        buf = np.zeros(len(data) + PAD, dtype=np.uint8)
+        buf[: len(data)] = np.frombuffer(data, dtype=np.uint8)
+        batch = Batch(buf=buf, data_off=off, caplen=cap, wirelen=wire, ts_ns=ts, linktype=lt,
+                      first_frame=self.packets + 1)
+        self.packets += len(off)
+        return batch
+
+    # -- pcap ---------------------------------------------------------------
+    def _pcap(self, f, raw, magic: bytes) -> Iterator[Batch]:
+        endian, ts_mul = PCAP_MAGIC[magic]
+        rest = f.read(20)
+        if len(rest) < 20:
+            raise BadInputError(f"{self.path}: pcap file header is truncated ({4 + len(rest)} of 24 bytes)",
+                                hint="the file was cut off; recapture it")
+        _major, _minor, _zone, _sigfigs, snaplen, network = struct.unpack(endian + "HHiIII", rest)
+        linktype = network & 0x0FFFFFFF
+        self.interfaces.append(_Iface(linktype=linktype, snaplen=snaplen, ts_mul=ts_mul))
+        limit = max(snaplen, MAX_CAPLEN)
+        unpack = struct.Struct(endian + "I").unpack_from
+        carry = b""
+        stopped = False
+        for data in self._chunks(f, raw):
+            buf = carry + data if carry else data
+            n = len(buf)
+            pos = 0
+            starts: list[int] = []
+            push = starts.append
+            while pos + 16 <= n:
+                caplen = unpack(buf, pos + 8)[0]
+                if caplen > limit:
+                    self.skipped += 1
+                    self.warnings.append(
+                        f"corrupt pcap record header at packet {self.packets + len(starts) + 1} "
+                        f"(caplen {caplen} > {limit}): stopped reading, the rest of the file is skipped")
+                    stopped = True
+                    break
+                end = pos + 16 + caplen
+                if end > n:
+                    break
+                push(pos)
+                pos = end
+            carry = b"" if stopped else buf[pos:]
+            if starts:
+                yield self._pcap_batch(buf, starts, endian, ts_mul, linktype)
+            if stopped:
+                return
+        if carry:
+            self.skipped += 1
+            self.warnings.append(f"file truncated: last record incomplete ({len(carry)} bytes), 1 packet skipped")
+
+    def _pcap_batch(self, buf: bytes, starts: list[int], endian: str, ts_mul: int, linktype: int) -> Batch:
+        s = np.asarray(starts, dtype=np.int64)
+        arr = np.frombuffer(buf, dtype=np.uint8)
+        u32 = _u32view(arr, endian)
+        sec = u32[s].astype(np.int64)
+        frac = u32[s + 4].astype(np.int64)
+        cap = u32[s + 8].astype(np.int64)
+        wire = np.maximum(u32[s + 12].astype(np.int64), cap)
+        ts = sec * 1_000_000_000 + frac * ts_mul
+        lt = np.full(len(s), linktype, dtype=np.int32)
+        return self._emit(buf, s + 16, cap, wire, ts, lt)
+
+    # -- pcapng -------------------------------------------------------------
+    def _pcapng(self, f, raw, magic: bytes) -> Iterator[Batch]:
+        carry = magic
+        endian = "<"
+        section_base = 0
+        for data in self._chunks(f, raw):
+            buf = carry + data
+            pos = 0
+            while True:
+                pos, starts, kinds, stop, endian, section_base = self._walk(buf, pos, endian, section_base)
+                if starts:
+                    yield self._pcapng_batch(buf, starts, kinds, endian, section_base)
+                if stop == "more":
+                    continue  # a section header: new byte order, flush and go on
+                break
+            if stop == "corrupt":
+                return
+            carry = buf[pos:]
+        if carry:
+            self.skipped += 1
+            self.warnings.append(f"file truncated: last block incomplete ({len(carry)} bytes), 1 block skipped")
+        if self.unknown_blocks:
+            kinds = ", ".join(f"0x{k:08x} x{v}" for k, v in sorted(self.unknown_blocks.items()))
+            self.warnings.append(f"skipped pcapng blocks of unknown type: {kinds}")
+
+    def _walk(self, buf: bytes, pos: int, endian: str, section_base: int):
+        """Collect packet block offsets from pos until the chunk ends, a section
+        header changes the byte order (stop="more"), or a length is corrupt."""
+        n = len(buf)
+        hdr = struct.Struct(endian + "II").unpack_from
+        starts: list[int] = []
+        kinds: list[int] = []
+        while pos + 12 <= n:
+            btype, blen = hdr(buf, pos)
+            if btype == _EPB and 32 <= blen <= MAX_BLOCK and not blen & 3:
+                if pos + blen > n:
+                    break
+                starts.append(pos)
+                kinds.append(_EPB)
+                pos += blen
+                continue
+            if btype == _SHB:
+                if pos + 12 > n:
+                    break
+                bom = buf[pos + 8 : pos + 12]
+                new_endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">" if bom == b"\x1a\x2b\x3c\x4d" else None
+                if new_endian is None:
+                    self._corrupt(f"pcapng section header with unknown byte-order magic {bom.hex()}")
+                    return pos, starts, kinds, "corrupt", endian, section_base
+                blen = struct.unpack_from(new_endian + "I", buf, pos + 4)[0]
+                if blen < 28 or blen > MAX_BLOCK or blen & 3:
+                    self._corrupt(f"pcapng section header with bad length {blen}")
+                    return pos, starts, kinds, "corrupt", endian, section_base
+                if pos + blen > n:
+                    break
+                if starts:  # flush packets of the previous section first
+                    return pos, starts, kinds, "more", endian, section_base
+                section_base = len(self.interfaces)
+                return pos + blen, starts, kinds, "more", new_endian, section_base
+            if blen < 12 or blen > MAX_BLOCK or blen & 3:
+                self._corrupt(f"pcapng block of type 0x{btype:x} with bad length {blen}")
+                return pos, starts, kinds, "corrupt", endian, section_base
+            if pos + blen > n:
+                break
+            if btype == _IDB:
+                self._idb(buf, pos, blen, endian)
+            elif btype in (_SPB, _OPB) or btype == _EPB:
+                starts.append(pos)
+                kinds.append(btype)
+            elif btype not in (4, 5, 7, 8, 9, 0x0A, 0x0B, 0xBAD, 0x40000BAD):
+                self.unknown_blocks[btype] = self.unknown_blocks.get(btype, 0) + 1
+            pos += blen
+        return pos, starts, kinds, "chunk", endian, section_base
+
+    def _corrupt(self, what: str) -> None:
+        self.skipped += 1
+        self.warnings.append(f"{what} after packet {self.packets}: stopped reading, the rest of the file is skipped")
+
+    def _idb(self, buf: bytes, pos: int, blen: int, endian: str) -> None:
+        if blen < 20:
+            self.warnings.append(f"pcapng interface block too short ({blen} bytes); interface ignored")
+            self.interfaces.append(_Iface(linktype=-1, snaplen=0))
+            return
+        linktype, _res, snaplen = struct.unpack_from(endian + "HHI", buf, pos + 8)
+        iface = _Iface(linktype=linktype, snaplen=snaplen)
+        opt, end = pos + 16, pos + blen - 4
+        while opt + 4 <= end:
+            code, olen = struct.unpack_from(endian + "HH", buf, opt)
+            if code == 0:
+                break
+            value = buf[opt + 4 : opt + 4 + olen]
+            if code == 9 and olen >= 1:  # if_tsresol
+                r = value[0]
+                if r & 0x80:
+                    iface.ts_mul, iface.ts_div = 1_000_000_000, 2 ** (r & 0x7F)
+                elif r <= 9:
+                    iface.ts_mul, iface.ts_div = 10 ** (9 - r), 1
+                else:
+                    iface.ts_mul, iface.ts_div = 1, 10 ** (r - 9)
+            elif code == 14 and olen >= 8:  # if_tsoffset (clamped: an absurd one is damage)
+                iface.ts_offset_s = max(-(2**32), min(2**32, struct.unpack(endian + "q", value[:8])[0]))
+            opt += 4 + ((olen + 3) & ~3)
+        self.interfaces.append(iface)
+
+    def _pcapng_batch(self, buf: bytes, starts: list[int], kinds: list[int], endian: str, section_base: int) -> Batch:
+        s = np.asarray(starts, dtype=np.int64)
+        k = np.asarray(kinds, dtype=np.int64)
+        arr = np.frombuffer(buf, dtype=np.uint8)
+        u32 = _u32view(arr, endian)
+        u16 = _u16view(arr, endian)
+        blen = u32[s + 4].astype(np.int64)
+        epb = k == _EPB
+        opb = k == _OPB
+        spb = k == _SPB
+        iface = np.where(epb, u32[s + 8], 0).astype(np.int64)
+        iface = np.where(opb, u16[s + 8], iface)
+        hi = u32[np.where(spb, s, s + 12)].astype(np.uint64)
+        lo = u32[np.where(spb, s, s + 16)].astype(np.uint64)
+        units = (hi << np.uint64(32)) | lo
+        cap = u32[np.where(spb, s, s + 20)].astype(np.int64)
+        wire = u32[np.where(spb, s + 8, s + 24)].astype(np.int64)
+        data = np.where(spb, s + 12, s + 28)
+        room = blen - np.where(spb, 16, 32)
+        cap = np.where(spb, np.minimum(wire, room), cap)
+        n_if = len(self.interfaces) - section_base
+        ok = (iface < n_if) & (cap <= room) & (room >= 0)
+        bad = int((~ok).sum())
+        if bad:
+            self.skipped += bad
+            self.warnings.append(f"{bad} packet block(s) with an unknown interface or a length past the block end skipped")
+            s, iface, units, cap, wire, data, spb = (x[ok] for x in (s, iface, units, cap, wire, data, spb))
+        gif = iface + section_base
+        with np.errstate(all="ignore"):
+            ts, lt = self._times(gif, units)
+        if spb.any():  # simple packet blocks carry no time: take the previous packet's
+            idx = np.where(spb, 0, np.arange(len(ts)))
+            np.maximum.accumulate(idx, out=idx)
+            ts = ts[idx]
+        return self._emit(buf, data, cap, np.maximum(wire, cap), ts, lt)
+
+    def _times(self, gif: np.ndarray, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ts = np.zeros(len(gif), dtype=np.int64)
+        lt = np.zeros(len(gif), dtype=np.int32)
+        for g in np.unique(gif):
+            sel = gif == g
+            i = self.interfaces[int(g)]
+            lt[sel] = i.linktype
+            u = units[sel]
+            if i.ts_div == 1:
+                ns = u.astype(np.int64) * i.ts_mul
+            elif i.ts_mul == 1 and i.ts_div < 2**63:
+                ns = (u // np.uint64(i.ts_div)).astype(np.int64)
+            else:  # binary resolution: float is exact enough (well below a microsecond)
+                ns = (u.astype(np.float64) * (i.ts_mul / i.ts_div)).astype(np.int64)
+            ts[sel] = ns + np.int64(i.ts_offset_s * 1_000_000_000)
+        return ts, lt
+
+    def resolutions_ns(self) -> tuple[float, ...]:
+        return tuple(i.resolution_ns for i in self.interfaces)
