@@ -10,11 +10,14 @@ from __future__ import annotations
 # name -> (module, one-line summary). Order is the order shown in --help.
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("vnetdiag.cli.demo", "build the lab, inject a fault, show what vnetdiag finds, tear down"),
+    "diagnose": ("vnetdiag.cli.diagnose", "probe A -> B, watch counters and kernel drops, rank the causes"),
     "lab": ("vnetdiag.cli.lab", "build and control a lab of real namespaces with injectable faults"),
     "drops": ("vnetdiag.cli.drops", "live table of kernel drops by namespace, device, reason and location"),
     "trace": ("vnetdiag.cli.trace", "record kernel packet events to a file, or analyse a recording"),
     "counters": ("vnetdiag.cli.counters", "drop, error and queue counters of every interface in every namespace"),
     "inventory": ("vnetdiag.cli.inventory", "every interface in every namespace and how it is built"),
     "pcap": ("vnetdiag.cli.pcap", "conversations, retransmissions and their timer signatures in a capture file"),
+    "probe": ("vnetdiag.cli.probe", "request/response latency with many streams, log-scale histograms and tail signatures"),
+    "serve": ("vnetdiag.cli.serve", "the probe server: bounded, token-guarded, loopback unless told otherwise"),
     "cleanup": ("vnetdiag.cli.cleanup", "remove everything vnetdiag left in the kernel"),
 }

@@ -1,0 +1,295 @@
+"""Correlate a symptom with counters, traced drops and the path into ranked verdicts.
+
+Pure: records in, records out. The rules, in the order they weigh:
+
+* every loss the kernel reports is a *candidate*, keyed by (namespace, device):
+  a traced drop (skb:kfree_skb, with its reason and location), a loss counter
+  that moved (stats64 drops/errors, qdisc drops), a qdisc whose backlog grew
+  while the device sent nothing (a TX stall), conntrack drops in a namespace,
+  softnet drops on a CPU, an MTU on the path smaller than the endpoints';
+* candidates at the same place merge, so one verdict carries every piece of
+  evidence (traced FULL_RING drops and the rx_dropped counter of one macvtap);
+* confidence grows with independent evidence (trace, counter, config), with
+  being on the path, and with a count equal to the symptom's (tails,
+  retransmitted segments, lost replies): "152 tails, 152 retransmits, 152 RX
+  drops at macvtap0" is stated as an exact match;
+* off-path candidates are verdicts only when something needs explaining and
+  always rank below on-path ones; otherwise they are notes;
+* drops the transport layer makes on purpose at an endpoint (the receiver
+  discarding a duplicate segment, a socket purging its queue on close: reasons
+  the kernel names TCP_*, SOCKET_*, QUEUE_PURGE, NO_SOCKET) are consequences of
+  loss, not causes: they are reported as notes, never as verdicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from vnetdiag.model.counters import CounterSnapshot, InterfaceCounters, QdiscCounters
+from vnetdiag.model.deltas import SnapshotDelta
+from vnetdiag.model.diagnosis import Evidence, PathHop, Symptom, Verdict
+from vnetdiag.model.tracing import TraceAnalysis
+
+# stats64 counters that count lost packets (rx_errors and rx_dropped of one
+# device often count the same packets, so a device's count is its largest one).
+_LOSS_COUNTERS = ("rx_dropped", "tx_dropped", "rx_errors", "tx_errors", "rx_missed_errors",
+                  "rx_fifo_errors", "rx_over_errors", "tx_fifo_errors", "tx_aborted_errors")
+_CONNTRACK_LOSS = ("drop", "insert_failed")
+
+_W_TRACE, _W_COUNTER, _W_CONFIG = 0.45, 0.35, 0.35
+_W_ON_PATH, _W_EXACT, _W_CLOSE = 0.15, 0.2, 0.1
+_OFF_PATH_FACTOR = 0.4
+
+
+@dataclass(kw_only=True)
+class _Candidate:
+    netns: str | None
+    device: str | None
+    cause: str
+    direction: str = ""
+    queue: str | None = None
+    reason: str | None = None
+    trace_count: int = 0
+    counter_count: int = 0
+    config: bool = False
+    evidence: list[Evidence] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return max(self.trace_count, self.counter_count)
+
+
+def _label(netns_name: str | None, inode: int) -> str:
+    return netns_name or str(inode)
+
+
+def _root_qdisc(qdiscs: Sequence[QdiscCounters]) -> QdiscCounters | None:
+    return next((q for q in qdiscs if q.parent == "root" and not q.is_class), None)
+
+
+def _interface_candidates(delta: SnapshotDelta, before: CounterSnapshot, after: CounterSnapshot,
+                          out: dict[tuple, _Candidate]) -> None:
+    old = {i.interface.ref: i for i in before.interfaces}
+    for ic in after.interfaces:
+        key = (_label(ic.interface.netns_name, ic.interface.ref.netns_inode), ic.interface.name)
+        prev = old.get(ic.interface.ref)
+        if prev is not None:
+            _stall(key, prev, ic, out)
+    for d in delta.interfaces:
+        if d.status not in ("present", "renamed"):
+            continue
+        key = (_label(d.netns_name, d.ref.netns_inode), d.name)
+        moves = {m.name: m.delta for m in d.stats if m.name in _LOSS_COUNTERS and m.delta > 0}
+        if moves:
+            name, n = max(moves.items(), key=lambda kv: kv[1])
+            c = out.setdefault(key + ("drop",), _Candidate(netns=key[0], device=key[1], cause="drop"))
+            c.counter_count = max(c.counter_count, n)
+            c.direction = c.direction or name.split("_", 1)[0]
+            c.reason = c.reason or name
+            listed = ", ".join(f"{k} +{v}" for k, v in sorted(moves.items()))
+            c.evidence.append(Evidence(source="counter", text=f"{key[1]} in {key[0]}: {listed}", count=n))
+        qdrops = [(q, m.delta) for q in d.qdiscs for m in q.moves if m.name == "drops" and m.delta > 0]
+        if qdrops:
+            q, n = max(qdrops, key=lambda qn: qn[1])
+            c = out.setdefault(key + ("drop",), _Candidate(netns=key[0], device=key[1], cause="drop"))
+            c.counter_count = max(c.counter_count, n)
+            c.direction, c.queue = "tx", f"{q.kind} {q.handle}"
+            c.reason = c.reason or "qdisc drops"
+            c.evidence.append(Evidence(source="counter", text=f"qdisc {q.kind} {q.handle} on {key[1]}: drops +{n}",
+                                       count=n))
+
+
+def _stall(key: tuple, prev: InterfaceCounters, now: InterfaceCounters, out: dict[tuple, _Candidate]) -> None:
+    """Backlog grew while the device sent (almost) nothing: the TX path is stuck."""
+    q0, q1 = _root_qdisc(prev.qdiscs), _root_qdisc(now.qdiscs)
+    if q0 is None or q1 is None or q1.handle != q0.handle:
+        return
+    grown = q1.backlog_packets - q0.backlog_packets
+    sent = now.stats.get("tx_packets", 0) - prev.stats.get("tx_packets", 0)
+    if q1.backlog_packets == 0 or grown <= 0 or sent * 10 > grown:
+        return
+    c = out.setdefault(key + ("tx-stall",), _Candidate(netns=key[0], device=key[1], cause="tx-stall",
+                                                       direction="tx", queue=f"{q1.kind} {q1.handle}"))
+    c.counter_count = q1.backlog_packets
+    c.reason = "qdisc backlog grows, tx_packets frozen"
+    c.evidence.append(Evidence(source="counter", count=q1.backlog_packets, text=(
+        f"qdisc {q1.kind} {q1.handle} on {key[1]}: backlog {q0.backlog_packets} -> {q1.backlog_packets} packets "
+        f"({q1.backlog_bytes} bytes) while tx_packets moved by {sent}")))
+
+
+def _netns_candidates(delta: SnapshotDelta, out: dict[tuple, _Candidate]) -> None:
+    for n in delta.namespaces:
+        moves = {m.name: m.delta for m in n.conntrack if m.delta > 0}
+        lost = sum(moves.get(k, 0) for k in _CONNTRACK_LOSS)
+        if not lost:
+            continue
+        label = _label(n.netns_name, n.netns_inode)
+        c = out.setdefault((label, None, "conntrack-full"),
+                           _Candidate(netns=label, device=None, cause="conntrack-full", reason="conntrack drop"))
+        c.counter_count = lost
+        table = f"; table {n.conntrack_count}/{n.conntrack_limit} entries" if n.conntrack_limit else ""
+        listed = ", ".join(f"{k} +{v}" for k, v in sorted(moves.items()))
+        c.evidence.append(Evidence(source="counter", text=f"conntrack in {label}: {listed}{table}", count=lost))
+    for s in delta.softnet:
+        n = sum(m.delta for m in s.moves if m.name == "dropped")
+        if n:
+            c = out.setdefault((None, None, "softnet-drop"),
+                               _Candidate(netns=None, device=None, cause="softnet-drop", reason="softnet dropped"))
+            c.counter_count += n
+            c.evidence.append(Evidence(source="counter", text=f"softnet_stat cpu{s.cpu}: dropped +{n}", count=n))
+
+
+_TRANSPORT_PREFIXES = ("TCP_", "SOCKET_", "QUEUE_PURGE", "NO_SOCKET")
+
+
+def _is_transport_consequence(reason: str) -> bool:
+    return reason.startswith(_TRANSPORT_PREFIXES)
+
+
+def _trace_candidates(trace: TraceAnalysis, path_keys: set[tuple[str, str]], out: dict[tuple, _Candidate],
+                      notes: list[str]) -> None:
+    consequences: dict[str, int] = {}
+    for d in trace.drops:
+        if _is_transport_consequence(d.reason):
+            consequences[d.reason] = consequences.get(d.reason, 0) + d.count
+            continue
+        netns = d.netns
+        if netns is None and d.ambiguous:
+            on = [ns for ns in d.ambiguous if (ns, d.device) in path_keys]
+            netns = on[0] if len(on) == 1 else None
+        # Merge into a counter candidate of the same place when there is one.
+        key = next((k for k in out if k[0] == netns and k[1] == d.device and k[2] in ("drop", "tx-stall")),
+                   (netns, d.device, "drop"))
+        c = out.setdefault(key, _Candidate(netns=netns, device=d.device, cause="drop"))
+        c.trace_count += d.count
+        c.reason = d.reason if c.reason is None or c.reason.endswith(("dropped", "errors", "drops")) else c.reason
+        where = f"{d.device} in {netns}" if d.device else f"namespace {netns}"
+        c.evidence.append(Evidence(source="trace", count=d.count,
+                                   text=f"{d.count} x skb:kfree_skb reason {d.reason} at {d.location} after {where}"))
+    if consequences:
+        listed = ", ".join(f"{n} {r}" for r, n in sorted(consequences.items(), key=lambda kv: -kv[1]))
+        notes.append(f"transport-layer discards at the endpoints (consequences of loss, not causes): {listed}")
+
+
+def _mtu_candidates(path: Sequence[PathHop], out: dict[tuple, _Candidate]) -> None:
+    ends = [h.mtu for h in (path[:1] + path[-1:]) if h.mtu]
+    if not ends:
+        return
+    need = max(ends)
+    for i, hop in enumerate(path):
+        if hop.mtu and hop.mtu < need:
+            c = out.setdefault((hop.netns, hop.device, "mtu-mismatch"), _Candidate(
+                netns=hop.netns, device=hop.device, cause="mtu-mismatch", direction="tx", config=True,
+                reason=f"mtu {hop.mtu} < {need}"))
+            c.evidence.append(Evidence(source="config", text=(
+                f"{hop.device} in {hop.netns} has MTU {hop.mtu}, the endpoints {need}: frames over "
+                f"{hop.mtu} bytes cannot cross it")))
+            # Drops traced just before this hop in the same namespace are its victims.
+            before = {(h.netns, h.device) for h in path[:i] if h.netns == hop.netns}
+            for key in [k for k in out if (k[0], k[1]) in before and k[2] == "drop"]:
+                victim = out.pop(key)
+                c.trace_count += victim.trace_count
+                c.evidence.extend(victim.evidence)
+
+
+def _score(c: _Candidate, on_path: bool, symptom: Symptom) -> tuple[float, bool, list[Evidence]]:
+    extra: list[Evidence] = []
+    score = (_W_TRACE if c.trace_count else 0) + (_W_COUNTER if c.counter_count else 0) + (_W_CONFIG if c.config else 0)
+    exact = False
+    targets = {"tails": symptom.tails, "retransmitted segments": symptom.retrans_segs,
+               "SYN retransmits": symptom.syn_retrans, "lost replies": symptom.udp_lost}
+    matches = [name for name, n in targets.items() if n and n == c.count]
+    if matches:
+        exact = True
+        score += _W_EXACT
+        said = ", ".join(f"{c.count} {name}" for name in matches)
+        extra.append(Evidence(source="probe", count=c.count, text=f"exact match: {said}, {c.count} drops here"))
+    elif symptom.tails and symptom.retrans_segs and symptom.tails <= c.count <= symptom.retrans_segs:
+        # Each lost data segment is retransmitted at least once and delays at most
+        # one transaction; lost pure ACKs cause (spurious) retransmits but no tail.
+        score += _W_CLOSE
+        extra.append(Evidence(source="probe", count=c.count, text=(
+            f"consistent with the symptom: {symptom.tails} tails <= {c.count} drops here <= "
+            f"{symptom.retrans_segs} retransmitted segments")))
+    elif symptom.losses and c.count and abs(c.count - symptom.losses) <= 0.25 * symptom.losses:
+        score += _W_CLOSE
+        extra.append(Evidence(source="probe", count=symptom.losses,
+                              text=f"close to the symptom: {symptom.losses} losses seen by the probe, {c.count} here"))
+    if c.trace_count and c.counter_count:
+        agree = "equal" if c.trace_count == c.counter_count else "differ"
+        extra.append(Evidence(source="counter", text=f"traced drops ({c.trace_count}) and counter ({c.counter_count}) {agree}"))
+    if on_path:
+        score += _W_ON_PATH
+    else:
+        score *= _OFF_PATH_FACTOR
+    return min(score, 0.99), exact, extra
+
+
+_CONFIRM = {
+    "drop": "clear the suspected cause and rerun: the tails and this counter must both stop; "
+            "or watch it live with vnetdiag drops --device {device}",
+    "tx-stall": "tc -s qdisc show dev {device}: the backlog keeps growing and Sent stays put; "
+                "replacing the qdisc (or a link bounce) should release it",
+    "conntrack-full": "conntrack -S in {netns}: drop/insert_failed grow with each new connection; "
+                      "raising nf_conntrack_max (or shortening timeouts) must stop them",
+    "mtu-mismatch": "ping -M do -s {size} across the path fails while smaller sizes pass; "
+                    "raising {device}'s MTU must fix it",
+    "softnet-drop": "grow net.core.netdev_max_backlog; /proc/net/softnet_stat's dropped column must stop",
+}
+
+
+def correlate(*, symptom: Symptom, path: Sequence[PathHop], delta: SnapshotDelta, before: CounterSnapshot,
+              after: CounterSnapshot, trace: TraceAnalysis | None) -> tuple[tuple[Verdict, ...], tuple[str, ...]]:
+    """Ranked verdicts, and notes on losses off the path that need no explaining."""
+    path_keys = {(h.netns, h.device) for h in path}
+    path_netns = {h.netns for h in path}
+    found: dict[tuple, _Candidate] = {}
+    notes: list[str] = []
+    _interface_candidates(delta, before, after, found)
+    _netns_candidates(delta, found)
+    if trace is not None:
+        _trace_candidates(trace, path_keys, found, notes)
+    _mtu_candidates(path, found)
+
+    scored = []
+    for c in found.values():
+        if not c.count and not c.config:
+            continue
+        if c.cause == "softnet-drop":
+            on_path = True  # a CPU's backlog serves every path through this host
+        elif c.device is None:
+            on_path = c.netns in path_netns
+        else:
+            on_path = (c.netns, c.device) in path_keys
+        if not on_path and not symptom.losses and not symptom.errors:
+            notes.append(f"off the path and no symptom to explain: {c.count} x {c.reason} at "
+                         f"{c.device or 'namespace'} in {c.netns}")
+            continue
+        confidence, exact, extra = _score(c, on_path, symptom)
+        size = max((h.mtu or 0) for h in path) if path else 1500
+        confirm = _CONFIRM[c.cause].format(device=c.device, netns=c.netns, size=max(size - 28, 0))
+        scored.append((on_path, confidence, c.count, c, exact, extra, confirm))
+    scored.sort(key=lambda s: (s[0], s[1], s[2]), reverse=True)
+    verdicts = tuple(
+        Verdict(rank=i + 1, netns=c.netns, device=c.device, direction=c.direction or "", queue=c.queue,
+                cause=c.cause, reason=c.reason, count=c.count, confidence=round(conf, 2), on_path=on_path,
+                exact_match=exact, evidence=tuple(c.evidence + extra), confirm=confirm)
+        for i, (on_path, conf, _n, c, exact, extra, confirm) in enumerate(scored))
+    return verdicts, tuple(notes)
+
+
+def symptom_of(result) -> Symptom:
+    """Reduce a ProbeResult to the numbers verdicts are compared with."""
+    tails = {t.signature: t.count for t in result.tails if t.count}
+    retrans_tails = sum(t.count for t in result.tails if t.expected_retransmits >= 1)
+    tcp = result.tcp
+    retrans = syn = 0
+    if tcp is not None:
+        retrans = tcp.retrans_segs_delta + max(tcp.server_retrans_segs_delta or 0, 0)
+        syn = tcp.syn_retrans_delta + max(tcp.server_syn_retrans_delta or 0, 0)
+    lat = result.latency
+    return Symptom(pattern=result.pattern, transactions=result.transactions, p50_us=lat.get("p50"),
+                   p99_us=lat.get("p99"), max_us=lat.max_us, tails=retrans_tails, tails_by_signature=tails,
+                   retrans_segs=retrans, syn_retrans=syn, udp_lost=result.udp.lost if result.udp else 0,
+                   errors=result.errors)

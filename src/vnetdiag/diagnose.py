@@ -1,0 +1,167 @@
+"""Diagnose: probe A -> B while counters and the kernel drop tracer watch, then correlate.
+
+    from vnetdiag.diagnose import diagnose
+    run = diagnose(source="vm1", target="vm3", pattern="tcp-rr", streams=16, duration_s=5)
+    run.diagnosis.verdicts[0]
+
+One window: counters are read in every namespace just before and just after the
+probe, the tracer runs across it, and the server at B reports its own TCP
+counters. What cannot run (no tracefs, a path that cannot be resolved) is said
+in ``notes`` and the rest still runs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from vnetdiag.analyze.deltas import delta as counter_delta
+from vnetdiag.analyze.verdicts import correlate, symptom_of
+from vnetdiag.errors import BadInputError, NotFoundError, VnetdiagError
+from vnetdiag.model.counters import CounterSnapshot
+from vnetdiag.model.diagnosis import Diagnosis, PathHop
+from vnetdiag.model.probe import ProbeResult
+from vnetdiag.model.tracing import TraceAnalysis
+from vnetdiag.system import netns as netns_mod
+from vnetdiag.system.privileges import require_root
+
+DIAGNOSE_PORT = 7421
+
+
+@dataclass(frozen=True, kw_only=True)
+class Endpoint:
+    label: str
+    """What the user typed (a lab node, a namespace name or an inode)."""
+    netns: str
+    """A namespace name under /run/netns, or an inode number as text."""
+    address: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiagnoseRun:
+    """The diagnosis and the raw material it was drawn from (for reports)."""
+
+    diagnosis: Diagnosis
+    probe: ProbeResult
+    before: CounterSnapshot
+    after: CounterSnapshot
+    trace: TraceAnalysis | None
+
+
+def resolve_endpoint(spec: str) -> Endpoint:
+    """"vm1", "vnd-vm1", "4026532291", optionally "@ADDRESS": a lab node of a lab
+    that is up, a named namespace, or an inode."""
+    label, _, address = spec.partition("@")
+    from vnetdiag import lab as lab_mod
+
+    for prefix in lab_mod.list_labs():
+        try:
+            lab = lab_mod.attach(prefix)
+            ns = lab.netns(label)
+        except VnetdiagError:
+            continue
+        return Endpoint(label=label, netns=ns, address=address or lab.ip(label))
+    netns_mod.resolve(label)  # raises NotFoundError with what exists
+    return Endpoint(label=label, netns=label, address=address or _first_address(label))
+
+
+def _first_address(netns: str) -> str:
+    path = netns_mod.resolve(netns)
+    out = subprocess.run(["nsenter", f"--net={path}", "ip", "-j", "-4", "addr", "show", "scope", "global"],
+                         capture_output=True, text=True)
+    for link in json.loads(out.stdout or "[]"):
+        for a in link.get("addr_info", []):
+            return a["local"]
+    raise BadInputError(f"namespace {netns} has no global IPv4 address to probe",
+                        hint=f"give one: {netns}@ADDRESS")
+
+
+def _path(source: Endpoint, target: Endpoint, notes: list[str]) -> tuple[PathHop, ...]:
+    try:
+        from vnetdiag.topology.path import path_hops
+    except ImportError:
+        notes.append("path resolution is not available: every device counts as off the path")
+        return ()
+    try:
+        return path_hops(source.netns, target.netns, source.address, target.address)
+    except VnetdiagError as exc:
+        notes.append(f"path not resolved: {exc}")
+        return ()
+
+
+def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int = 16, duration_s: float = 5.0,
+             warmup_s: float = 0.5, request_bytes: int = 1, response_bytes: int = 1, trace: bool = True,
+             port: int = DIAGNOSE_PORT, progress: Callable[[str], None] | None = None,
+             stop: threading.Event | None = None) -> DiagnoseRun:
+    require_root("diagnose")
+    say = progress or (lambda _m: None)
+    from vnetdiag.collect import Collector
+    from vnetdiag.probe.client import run_probe
+    from vnetdiag.probe.server import Server
+
+    a, b = resolve_endpoint(source), resolve_endpoint(target)
+    if a.netns == b.netns:
+        raise BadInputError(f"{source} and {target} are the same namespace", hint="diagnose two namespaces")
+    notes: list[str] = []
+    path = _path(a, b, notes)
+    say(f"path {a.label} -> {b.label}: {' -> '.join(h.device for h in path if h.direction == 'forward') or '?'}")
+    with ExitStack() as stack:
+        server = Server(bind=b.address, port=port, netns=b.netns)
+        server.start()
+        stack.callback(server.stop)
+        server.serve_in_thread()
+        collector = stack.enter_context(Collector())
+        window = None
+        if trace:
+            window = _start_trace(stack, notes)
+        before = collector.snapshot()
+        say(f"probe {pattern} x{streams} from {a.label} to {b.label} ({b.address}) for {duration_s:g} s")
+        probe = run_probe(b.address, port=port, pattern=pattern, streams=streams, duration_s=duration_s,
+                          warmup_s=warmup_s, request_bytes=request_bytes, response_bytes=response_bytes,
+                          netns=a.netns, stop=stop)
+        after = collector.snapshot()
+    # Leaving the block stopped the tracer (window.result), the collector and the server.
+    analysis = window.result if window is not None else None
+    if analysis is not None and not analysis.completeness.complete:
+        notes.append(f"the tracer lost {analysis.completeness.events_lost} events "
+                     f"({analysis.completeness.lost_share:.1%}): traced counts may be low")
+    for problem in after.problems:
+        notes.append(f"counters not read at {problem.where}: {problem.what}")
+    symptom = symptom_of(probe)
+    verdicts, off_path = correlate(symptom=symptom, path=path, delta=counter_delta(before, after),
+                                   before=before, after=after, trace=analysis)
+    diagnosis = Diagnosis(source=a.label, target=b.label, pattern=pattern, window_s=probe.duration_s,
+                          symptom=symptom, path=path, verdicts=verdicts, notes=tuple(notes) + off_path,
+                          trace_complete=analysis.completeness.complete if analysis else None)
+    return DiagnoseRun(diagnosis=diagnosis, probe=probe, before=before, after=after, trace=analysis)
+
+
+def _start_trace(stack: ExitStack, notes: list[str]):
+    from vnetdiag.collect.tracewindow import TraceWindow
+
+    window = TraceWindow(events="drops")
+    try:
+        window.start()
+    except VnetdiagError as exc:
+        notes.append(f"kernel drop tracing unavailable: {exc}")
+        return None
+    stack.callback(window.stop)
+    return window
+
+
+def document(run: DiagnoseRun) -> dict:
+    """The ``vnetdiag.diagnosis/1`` document."""
+    from dataclasses import asdict
+
+    from vnetdiag.model.diagnosis import SCHEMA
+
+    d = run.diagnosis
+    return {"schema": SCHEMA, "source": d.source, "target": d.target, "pattern": d.pattern,
+            "window_s": round(d.window_s, 3), "problem_found": d.problem_found,
+            "symptom": {**asdict(d.symptom), "probe": run.probe.as_document()},
+            "path": [asdict(h) for h in d.path], "verdicts": [asdict(v) for v in d.verdicts],
+            "notes": list(d.notes), "trace_complete": d.trace_complete}

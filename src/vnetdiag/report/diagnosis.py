@@ -1,0 +1,113 @@
+"""Render a diagnosis: the terminal summary and the self-contained HTML report."""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+
+from vnetdiag import __version__
+from vnetdiag.analyze.deltas import delta as counter_delta
+from vnetdiag.report import svg
+
+
+def us(value: float) -> str:
+    if value >= 1e6:
+        return f"{value / 1e6:.2f} s"
+    if value >= 1e3:
+        return f"{value / 1e3:.1f} ms"
+    return f"{value:.0f} µs"
+
+
+def moved_counters(run, *, limit: int = 60) -> list[tuple[str, str, str, int]]:
+    """(namespace, device, counter, delta) for loss-related counters, largest first."""
+    d = counter_delta(run.before, run.after)
+    rows = []
+    for i in d.interfaces:
+        for m in i.stats:
+            if any(k in m.name for k in ("drop", "error", "missed", "fifo")):
+                rows.append((i.netns_name or str(i.ref.netns_inode), i.name, m.name, m.delta))
+        for q in i.qdiscs:
+            for m in q.moves:
+                if m.name in ("drops", "overlimits", "requeues"):
+                    rows.append((i.netns_name or str(i.ref.netns_inode), i.name, f"qdisc {q.kind} {q.handle} {m.name}", m.delta))
+    for n in d.namespaces:
+        for m in n.conntrack:
+            rows.append((n.netns_name or str(n.netns_inode), "", f"conntrack {m.name}", m.delta))
+        for section, m in n.snmp:
+            if m.name in ("RetransSegs", "TCPSynRetrans", "TCPLossProbes", "ListenDrops", "ListenOverflows"):
+                rows.append((n.netns_name or str(n.netns_inode), "", f"{section} {m.name}", m.delta))
+    return sorted(rows, key=lambda r: -r[3])[:limit]
+
+
+def html(run) -> str:
+    import jinja2
+
+    d, probe = run.diagnosis, run.probe
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    template = env.from_string(resources.files("vnetdiag.report").joinpath("templates/diagnosis.html.j2").read_text())
+    histogram = svg.log_histogram([(b.low_us, b.high_us, b.count) for b in probe.histogram],
+                                  marks=[(probe.rto_min_ms * 1000, f"min RTO {probe.rto_min_ms:g} ms")])
+    tails = [s.at_s for s in probe.slow]
+    series = [("slow transactions", tails)]
+    for name, times in _drop_times(run):
+        series.append((name, times))
+    note = ("drops are placed in time from the tracer's timestamps" if len(series) > 1 else
+            "no traced drop with a timestamp in this window")
+    culprits = {(v.netns, v.device) for v in d.verdicts[:1]}
+    hops = [(h.netns, h.device, (h.netns, h.device) in culprits) for h in d.path if h.direction == "forward"]
+    hops += [(h.netns, h.device, (h.netns, h.device) in culprits) for h in d.path if h.direction == "reverse"]
+    s = d.symptom
+    clean = (f"{s.transactions} transactions, p99 {us(s.p99_us)}, max {us(s.max_us)}, {s.tails} tails, "
+             f"{s.retrans_segs} retransmitted segments; tracer {'complete' if d.trace_complete else 'incomplete or off'}.")
+    return template.render(d=d, s=s, probe=probe, us=us, version=__version__,
+                           generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"), histogram=histogram,
+                           timeline=svg.timeline(series, duration_s=max(d.window_s, 0.001)), timeline_note=note,
+                           path=svg.path_chain(hops), counters=moved_counters(run), clean_figures=clean)
+
+
+def _drop_times(run) -> list[tuple[str, list[float]]]:
+    """Per-device drop times (seconds into the window) when the tracer kept them."""
+    trace = run.trace
+    times = getattr(trace, "drop_times", None) if trace is not None else None
+    if not times:
+        return []
+    return [(f"drops {dev}", ts) for dev, ts in list(times.items())[:3]]
+
+
+def terminal(run, console) -> None:
+    """The summary: symptom, verdicts with evidence, the path with the culprit marked."""
+    from rich.table import Table
+
+    d, probe = run.diagnosis, run.probe
+    s = d.symptom
+    console.print(f"[bold]{d.source} -> {d.target}[/bold]  {d.pattern} x{probe.streams} streams, "
+                  f"{d.window_s:.1f} s: {s.transactions} transactions, p50 {us(s.p50_us)}, p99 {us(s.p99_us)}, "
+                  f"max {us(s.max_us)}")
+    tails = ", ".join(f"{n} {sig}" for sig, n in s.tails_by_signature.items()) or "none"
+    console.print(f"tails: {tails}; TcpRetransSegs {s.retrans_segs}, SYN retransmits {s.syn_retrans}"
+                  + (f", UDP lost {s.udp_lost}" if s.pattern == "udp-rr" else ""))
+    if d.path:
+        culprit = (d.verdicts[0].netns, d.verdicts[0].device) if d.verdicts else None
+        fwd = [f"[bold red]{h.device}[/bold red]" if (h.netns, h.device) == culprit else h.device
+               for h in d.path if h.direction == "forward"]
+        console.print("path: " + " -> ".join(fwd))
+    if not d.verdicts:
+        console.print(f"[green]no problem found on the path[/green]: {s.tails} tails, {s.retrans_segs} retransmitted "
+                      f"segments, no drop counter moved on the path"
+                      + (", the tracer saw no drop there" if d.trace_complete else ""))
+    else:
+        table = Table(show_lines=True)
+        for col in ("#", "where", "cause", "count", "conf.", "evidence"):
+            table.add_column(col, justify="right" if col in ("#", "count", "conf.") else "left")
+        for v in d.verdicts[:5]:
+            where = f"{v.device or '(namespace)'}\n{v.netns or 'host'}{' ' + v.direction if v.direction else ''}"
+            if v.queue:
+                where += f" {v.queue}"
+            if not v.on_path:
+                where += "\n(off the path)"
+            evidence = "\n".join(f"[{e.source}] {e.text}" for e in v.evidence) + f"\nconfirm: {v.confirm}"
+            table.add_row(str(v.rank), where, f"{v.cause}\n{v.reason or ''}", str(v.count), f"{v.confidence:.2f}",
+                          evidence, style="bold" if v.rank == 1 else "")
+        console.print(table)
+    for note in d.notes:
+        console.print(f"note: {note}")
