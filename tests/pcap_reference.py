@@ -67,6 +67,11 @@ def stream_bytes(path: str, proto: str = "tcp") -> dict[int, dict[str, tuple[int
     return {s: {ep: tuple(v) for ep, v in d.items()} for s, d in acc.items()}
 
 
+def frames(path: str, display_filter: str) -> set[int]:
+    """Frame numbers matching a display filter."""
+    return retransmitted_frames(path, display_filter)
+
+
 def retransmitted_frames(path: str, field: str = "tcp.analysis.retransmission") -> set[int]:
     out = _run(["-r", path, "-Y", field, "-T", "fields", "-e", "frame.number"])
     return {int(x) for x in out.split()}

@@ -16,11 +16,11 @@ from vnetdiag.collect.pcap_decode import SUPPORTED_LINKTYPES, decode
 from vnetdiag.model.pcap import CaptureInfo, PcapReport
 
 
-def analyze_file(path: str | Path, *, progress: Callable[[int, int], None] | None = None,
+def analyze_file(path: str | Path | bytes, *, progress: Callable[[int, int], None] | None = None,
                  chunk_bytes: int = 8 << 20) -> PcapReport:
     """Read a pcap/pcapng(.gz) file and analyse it. Raises BadInputError for a
     file that is not a capture; damage inside a capture becomes warnings."""
-    reader = PcapReader(Path(path), chunk_bytes=chunk_bytes, progress=progress)
+    reader = PcapReader(path if isinstance(path, (bytes, bytearray)) else Path(path), chunk_bytes=chunk_bytes, progress=progress)
     acc = FlowAccumulator()
     for batch in reader:
         acc.add(decode(batch))
@@ -30,7 +30,7 @@ def analyze_file(path: str | Path, *, progress: Callable[[int, int], None] | Non
                         f"(supported: {', '.join(map(str, SUPPORTED_LINKTYPES))})")
     first = acc.first_ns
     info = CaptureInfo(
-        path=str(path), format=reader.format, compressed=reader.compressed, packets=reader.packets,
+        path=reader.name, format=reader.format, compressed=reader.compressed, packets=reader.packets,
         bytes_on_wire=acc.bytes_on_wire, link_types=tuple(i.linktype for i in reader.interfaces),
         timestamp_resolution_ns=reader.resolutions_ns(),
         first_epoch_s=first / 1e9 if first is not None else None,

@@ -13,6 +13,7 @@ or an unknown interface are counted in ``skipped`` and described in ``warnings``
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import struct
 import zlib
@@ -77,8 +78,13 @@ class _Iface:
         return self.ts_mul / self.ts_div
 
 
-def _open(path: Path) -> tuple[object, object, bool]:
-    """(reader, raw file, compressed) for a plain or gzip file."""
+def _open(path: Path | bytes) -> tuple[object, object, bool]:
+    """(reader, raw file, compressed) for a plain or gzip file (or bytes in memory)."""
+    if isinstance(path, (bytes, bytearray)):
+        raw = io.BytesIO(path)
+        if path[:2] == b"\x1f\x8b":
+            return gzip.GzipFile(fileobj=raw, mode="rb"), raw, True
+        return raw, raw, False
     try:
         raw = open(path, "rb")
     except FileNotFoundError:
@@ -122,23 +128,43 @@ class PcapReader:
     unknown_blocks: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.path = Path(self.path)
+        if not isinstance(self.path, (bytes, bytearray)):
+            self.path = Path(self.path)
+
+    @property
+    def name(self) -> str:
+        return "<bytes>" if isinstance(self.path, (bytes, bytearray)) else str(self.path)
 
     # -- plumbing -----------------------------------------------------------
-    def _chunks(self, f, raw) -> Iterator[bytes]:
-        total = os.fstat(raw.fileno()).st_size
-        while True:
+    def _read(self, f, n: int) -> tuple[bytes, Exception | None]:
+        """Up to n bytes; for gzip, piecewise so damage keeps what came before it."""
+        if not self.compressed:
+            return f.read(n), None
+        parts, got = [], 0
+        while got < n:
             try:
-                data = f.read(self.chunk_bytes)
+                b = f.read1(n - got)
             except (OSError, EOFError, zlib.error) as exc:
-                self.warnings.append(f"compressed data is damaged ({exc}); read up to the damage")
-                self.skipped += 1
+                return b"".join(parts), exc
+            if not b:
+                break
+            parts.append(b)
+            got += len(b)
+        return b"".join(parts), None
+
+    def _chunks(self, f, raw) -> Iterator[bytes]:
+        total = os.fstat(raw.fileno()).st_size if not isinstance(raw, io.BytesIO) else len(raw.getbuffer())
+        while True:
+            data, error = self._read(f, self.chunk_bytes)
+            if data:
+                if self.progress:
+                    self.progress(raw.tell(), total)
+                yield data
+            if error is not None:
+                self.warnings.append(f"compressed data is damaged ({error}); read up to the damage")
                 return
             if not data:
                 return
-            if self.progress:
-                self.progress(raw.tell(), total)
-            yield data
 
     def __iter__(self) -> Iterator[Batch]:
         f, raw, self.compressed = _open(self.path)
@@ -146,7 +172,7 @@ class PcapReader:
             try:
                 head = f.read(4)
             except (OSError, EOFError, zlib.error) as exc:
-                raise BadInputError(f"{self.path}: damaged gzip data ({exc})",
+                raise BadInputError(f"{self.name}: damaged gzip data ({exc})",
                                     hint="decompress it with gunzip to see what is wrong") from None
             if head in PCAP_MAGIC:
                 self.format = "pcap"
@@ -156,7 +182,7 @@ class PcapReader:
                 yield from self._pcapng(f, raw, head)
             else:
                 what = "an empty file" if not head else "not a pcap or pcapng file"
-                raise BadInputError(f"{self.path}: {what} (starts with {head.hex() or 'nothing'})",
+                raise BadInputError(f"{self.name}: {what} (starts with {head.hex() or 'nothing'})",
                                     hint="give a capture written by tcpdump, dumpcap or tshark (-w FILE)")
         finally:
             f.close()
@@ -175,7 +201,7 @@ class PcapReader:
         endian, ts_mul = PCAP_MAGIC[magic]
         rest = f.read(20)
         if len(rest) < 20:
-            raise BadInputError(f"{self.path}: pcap file header is truncated ({4 + len(rest)} of 24 bytes)",
+            raise BadInputError(f"{self.name}: pcap file header is truncated ({4 + len(rest)} of 24 bytes)",
                                 hint="the file was cut off; recapture it")
         _major, _minor, _zone, _sigfigs, snaplen, network = struct.unpack(endian + "HHiIII", rest)
         linktype = network & 0x0FFFFFFF
