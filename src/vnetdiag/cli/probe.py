@@ -1,0 +1,91 @@
+"""vnetdiag probe TARGET: request/response latency with tails labelled by TCP timer."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from vnetdiag.errors import BadInputError, Interrupted
+from vnetdiag.model.probe import PATTERNS
+
+
+def configure(parser: argparse.ArgumentParser, common) -> None:
+    parser.add_argument("target", metavar="TARGET", help="address of a host running 'vnetdiag serve'")
+    parser.add_argument("--port", type=int, default=7735, help="server port (default 7735)")
+    parser.add_argument("--pattern", choices=PATTERNS, default="tcp-rr",
+                        help="tcp-rr (persistent), tcp-crr (connect per transaction), udp-rr, bsp (lockstep ranks)")
+    parser.add_argument("--streams", type=int, default=1, help="concurrent streams (bsp: ranks)")
+    parser.add_argument("--workers", type=int, default=1, help="processes to spread the streams over")
+    parser.add_argument("--duration", type=float, default=10.0, metavar="S", help="measured seconds")
+    parser.add_argument("--warmup", type=float, default=1.0, metavar="S", help="unmeasured seconds first")
+    parser.add_argument("--request-bytes", type=int, default=1, metavar="B")
+    parser.add_argument("--response-bytes", type=int, default=1, metavar="B")
+    parser.add_argument("--rate", type=float, default=None, metavar="R",
+                        help="open loop: R transactions/s over all streams; latency counts from the "
+                             "intended send time (the uncorrected view is shown too)")
+    parser.add_argument("--netns", metavar="NS", help="probe from this network namespace (name or inode)")
+    parser.add_argument("--token", help="shared token of the server (default: $VNETDIAG_PROBE_TOKEN)")
+    parser.add_argument("--compute-ms", type=float, default=1.0, help="bsp: compute time per step")
+    parser.add_argument("--slow-ms", type=float, default=10.0,
+                        help="transactions slower than this are examined with TCP_INFO (default 10)")
+    parser.add_argument("--udp-timeout-ms", type=float, default=100.0,
+                        help="udp-rr: a request unanswered this long is lost (a late reply still counts as late)")
+    parser.add_argument("--connect-timeout", type=float, default=10.0, metavar="S")
+    parser.add_argument("--hlog", metavar="FILE", help="write per-second HdrHistogram interval log (ns)")
+
+
+def run(args, out) -> int:
+    from vnetdiag.probe.client import run_probe
+
+    token = args.token if args.token is not None else os.environ.get("VNETDIAG_PROBE_TOKEN")
+    hlog = None
+    if args.hlog:
+        try:
+            hlog = open(args.hlog, "w", encoding="ascii")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise BadInputError(f"cannot write --hlog {args.hlog}: {exc.strerror}",
+                                hint="give a writable path") from None
+    progress, bar = _progress_bar(out, args.warmup + args.duration)
+    try:
+        result = run_probe(
+            args.target, port=args.port, pattern=args.pattern, streams=args.streams, workers=args.workers,
+            duration_s=args.duration, warmup_s=args.warmup, request_bytes=args.request_bytes,
+            response_bytes=args.response_bytes, rate_per_s=args.rate, netns=args.netns, token=token,
+            compute_ms=args.compute_ms, slow_threshold_ms=args.slow_ms, udp_timeout_ms=args.udp_timeout_ms,
+            connect_timeout_s=args.connect_timeout, hlog=hlog, progress=progress)
+    except BaseException:
+        if hlog is not None:  # a failed run leaves no half-written log behind
+            hlog.close()
+            os.unlink(args.hlog)
+        raise
+    finally:
+        if bar is not None:
+            bar.stop()
+    if hlog is not None:
+        hlog.close()
+    if out.json_mode:
+        out.document(result.as_document())
+    else:
+        from vnetdiag.cli.probe_view import render
+
+        render(result, out.console)
+    return Interrupted.exit_status if result.interrupted else 0
+
+
+def _progress_bar(out, total_s: float):
+    """A progress bar on stderr (only when stderr is a terminal)."""
+    if not getattr(out.err_stream, "isatty", lambda: False)():
+        return None, None
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("probing"), BarColumn(), TextColumn("{task.fields[tx]:,} transactions"),
+                   TimeRemainingColumn(), console=Console(file=out.err_stream or sys.stderr), transient=True)
+    task = bar.add_task("probe", total=total_s, tx=0)
+    bar.start()
+
+    def progress(elapsed_s: float, total: float, transactions: int) -> None:
+        bar.update(task, completed=elapsed_s, tx=transactions)
+
+    return progress, bar

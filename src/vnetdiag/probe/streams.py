@@ -1,0 +1,581 @@
+"""The client's streams: one thread per stream, one loop per pattern, run by a
+worker (a thread of the caller for one worker, a process per worker otherwise).
+
+Each stream thread enters the target namespace for its whole life (setns is
+per thread), opens its sockets there, waits for the common start time, and
+records latencies in nanoseconds into per-second chunks that it hands to the
+worker through a deque (append/popleft are atomic, so no lock on the hot path).
+A chunk holds the samples that *completed* in that second of the measured
+period; warm-up samples are dropped.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import signal
+import socket
+import struct
+import threading
+import time
+from array import array
+from dataclasses import dataclass, field
+
+from vnetdiag.model.probe import SlowTransaction
+from vnetdiag.probe import protocol as p
+from vnetdiag.probe import tcpstats
+from vnetdiag.system import netns
+
+_NS = 1_000_000_000
+_RCVTIMEO = struct.pack("ll", 0, 200_000)  # blocking reads wake every 200 ms to check for stop
+_LINGER_RST = struct.pack("ii", 1, 0)
+_MAX_SLOW_PER_STREAM = 2000
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerSpec:
+    worker: int
+    stream_ids: tuple[int, ...]
+    pattern: str
+    address: tuple
+    family: int
+    udp_port: int
+    ticket: bytes
+    netns_path: str | None
+    request_bytes: int
+    response_bytes: int
+    stream_rate_per_s: float | None
+    total_rate_per_s: float | None
+    compute_ms: float
+    slow_ns: int
+    udp_timeout_ns: int
+    connect_timeout_s: float
+
+
+@dataclass
+class Chunk:
+    """What one stream measured in one second of the measured period."""
+
+    stream: int
+    interval: int
+    latency_ns: array
+    uncorrected_ns: array
+    connect_ns: array
+    errors: int = 0
+    slow: list = field(default_factory=list)
+    bsp_step_ns: array | None = None
+
+
+@dataclass
+class StreamEnd:
+    stream: int
+    worker: int
+    error: str | None
+    udp: dict | None
+
+
+class _Timing:
+    def __init__(self) -> None:
+        self.t0_ns = 0
+        self.measure_ns = 0
+        self.end_ns = 0
+
+
+def _wait_until(t_ns: int, clock) -> None:
+    """Sleep until shortly before ``t_ns``, then spin: a paced send leaves on time
+    (sleep alone wakes 50-100 us late, which corrected latency would count)."""
+    left = t_ns - clock()
+    if left > 300_000:
+        time.sleep((left - 250_000) / _NS)
+    while clock() < t_ns:
+        pass
+
+
+class StreamError(Exception):
+    """A stream failed (one line, for the user)."""
+
+
+class _Stopped(StreamError):
+    """Told to stop while waiting: not a failure."""
+
+
+def _connect(spec: WorkerSpec, timeout_s: float) -> socket.socket:
+    sock = socket.socket(spec.family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.settimeout(timeout_s)
+    try:
+        sock.connect(spec.address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class Stream:
+    def __init__(self, sid: int, spec: WorkerSpec, timing: _Timing, stop: threading.Event,
+                 go: threading.Event, outbox: collections.deque, bsp: _Bsp | None) -> None:
+        self.sid = sid
+        self.spec = spec
+        self.t = timing
+        self.stop = stop
+        self.go = go
+        self.outbox = outbox
+        self.bsp = bsp
+        self.ready = threading.Event()
+        self.error: str | None = None
+        self.udp: dict | None = None
+        self.sock: socket.socket | None = None
+        self.server_retrans = 0
+        self.client_retrans = 0
+        self.slow_count = 0
+        self._new_chunk(0)
+
+    # ---- chunks ---------------------------------------------------------------
+
+    def _new_chunk(self, interval: int) -> None:
+        self.chunk = Chunk(stream=self.sid, interval=interval, latency_ns=array("q"),
+                           uncorrected_ns=array("q"), connect_ns=array("q"))
+        self.next_flush_ns = self.t.measure_ns + (interval + 1) * _NS if self.t.measure_ns else 0
+
+    def _roll(self, t_ns: int) -> None:
+        """Hand over the current chunk if ``t_ns`` is past its second."""
+        interval = (t_ns - self.t.measure_ns) // _NS
+        self.outbox.append(self.chunk)
+        self._new_chunk(max(interval, self.chunk.interval + 1))
+
+    def flush(self) -> None:
+        self.outbox.append(self.chunk)
+
+    # ---- life -----------------------------------------------------------------
+
+    def run(self) -> None:
+        ctx = netns.entered(self.spec.netns_path) if self.spec.netns_path else contextlib.nullcontext()
+        try:
+            with ctx:
+                try:
+                    self.setup()
+                finally:
+                    self.ready.set()
+                self.go.wait()
+                if self.stop.is_set():
+                    return
+                _wait_until(self.t.t0_ns, time.monotonic_ns)  # all streams start together
+                self._new_chunk(0)
+                loop = {"tcp-rr": self.loop_rr, "tcp-crr": self.loop_crr, "udp-rr": self.loop_udp,
+                        "bsp": self.loop_bsp}[self.spec.pattern]
+                loop()
+        except _Stopped:
+            pass
+        except StreamError as exc:
+            self.error = str(exc)
+        except OSError as exc:
+            self.error = f"stream {self.sid}: {exc.strerror or exc}"
+        except Exception as exc:  # noqa: BLE001 - reported as this stream's error, never lost
+            self.error = f"stream {self.sid}: {type(exc).__name__}: {exc}"
+        finally:
+            if self.bsp is not None and self.error:
+                self.bsp.barrier.abort()
+            if self.sock is not None:
+                self.sock.close()
+            self.flush()
+
+    def setup(self) -> None:
+        s = self.spec
+        if s.pattern in ("tcp-rr", "bsp"):
+            try:
+                self.sock = _connect(s, s.connect_timeout_s)
+            except OSError as exc:
+                raise StreamError(f"stream {self.sid}: cannot connect to {s.address[0]} port "
+                                  f"{s.address[1]}: {exc.strerror or exc}") from None
+            self.sock.settimeout(None)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _RCVTIMEO)
+            self.sock.sendall(p.encode_attach(s.ticket))
+            self.server_retrans = self._server_info(self.sock)
+        elif s.pattern == "udp-rr":
+            self.sock = socket.socket(s.family, socket.SOCK_DGRAM)
+            self.sock.connect((s.address[0], s.udp_port) + tuple(s.address[2:]))
+
+    # ---- blocking I/O helpers -------------------------------------------------
+
+    def _recv_exact(self, sock: socket.socket, view: memoryview, n: int, got: int = 0) -> None:
+        """Fill ``view[:n]`` (``got`` bytes are there already); an ERROR frame from
+        the server becomes a StreamError with its text."""
+        while got < n:
+            if got and view[0] == p.MsgType.ERROR:
+                self._server_error(sock, bytes(view[:got]))
+            try:
+                r = sock.recv_into(view[got:], n - got)
+            except (BlockingIOError, TimeoutError):
+                if self.stop.is_set():
+                    raise _Stopped() from None
+                continue
+            if r == 0:
+                raise StreamError(f"stream {self.sid}: the server closed the connection")
+            got += r
+
+    def _server_error(self, sock: socket.socket, head: bytes) -> None:
+        if head[0] == p.MsgType.ERROR:
+            _, length = p.HEADER.unpack_from(head)
+            body = head[p.HEADER.size:]
+            with contextlib.suppress(OSError):
+                sock.settimeout(1.0)
+                while len(body) < length:
+                    more = sock.recv(length - len(body))
+                    if not more:
+                        break
+                    body += more
+            code, text = p.decode_error(body)
+            raise StreamError(f"stream {self.sid}: the server refused: {text}")
+        raise StreamError(f"stream {self.sid}: unexpected reply from the server (type {head[0]})")
+
+    def _server_info(self, sock: socket.socket) -> int:
+        """The server's tcpi_total_retrans for this connection (one extra round trip)."""
+        sock.sendall(p.frame(p.MsgType.INFO_REQUEST))
+        buf = bytearray(p.HEADER.size + 6)
+        self._recv_exact(sock, memoryview(buf), len(buf))
+        if buf[0] != p.MsgType.INFO:
+            self._server_error(sock, bytes(buf))
+        return p.decode_info(bytes(buf[p.HEADER.size:])).total_retrans
+
+    def _evidence(self, sock: socket.socket | None, phase: str, latency_ns: int, t_done: int,
+                  ask_server: bool, client_delta: int | None = None, backoff: int | None = None) -> None:
+        if self.slow_count >= _MAX_SLOW_PER_STREAM:
+            return
+        self.slow_count += 1
+        server_delta = None
+        if sock is not None:
+            info = tcpstats.tcp_info(sock)
+            if info is not None:
+                client_delta = info.total_retrans - self.client_retrans
+                self.client_retrans = info.total_retrans
+                backoff = info.backoff
+            if ask_server:
+                try:
+                    total = self._server_info(sock)
+                    server_delta, self.server_retrans = total - self.server_retrans, total
+                except (OSError, StreamError):
+                    pass
+        self.chunk.slow.append(SlowTransaction(
+            stream=self.sid, at_s=(t_done - self.t.measure_ns) / _NS, phase=phase,  # type: ignore[arg-type]
+            latency_us=latency_ns / 1000, client_retrans_delta=client_delta,
+            server_retrans_delta=server_delta, client_backoff=backoff))
+
+    def _pacing(self) -> tuple[int | None, int]:
+        rate = self.spec.stream_rate_per_s
+        if not rate:
+            return None, self.t.t0_ns
+        # Spread the streams' schedules evenly over one period of the total rate.
+        offset = int(self.sid * _NS / (self.spec.total_rate_per_s or rate))
+        return int(_NS / rate), self.t.t0_ns + offset
+
+    # ---- patterns -------------------------------------------------------------
+
+    def loop_rr(self) -> None:
+        sock = self.sock
+        assert sock is not None
+        req = p.encode_request(self.spec.response_bytes, bytes(max(0, self.spec.request_bytes)))
+        expect = p.HEADER.size + self.spec.response_bytes
+        buf = bytearray(expect)
+        view = memoryview(buf)
+        clock = time.monotonic_ns
+        sendall, recv_into = sock.sendall, sock.recv_into
+        measure, end, slow_ns = self.t.measure_ns, self.t.end_ns, self.spec.slow_ns
+        period, intended = self._pacing()
+        stop = self.stop
+        while not stop.is_set():
+            if period is not None:
+                _wait_until(intended, clock)
+            t_send = clock()
+            if t_send >= end:
+                break
+            sendall(req)
+            try:
+                got = recv_into(view, expect)
+                if got == 0:
+                    raise StreamError(f"stream {self.sid}: the server closed the connection")
+            except BlockingIOError:
+                got = 0
+            if got < expect:
+                self._recv_exact(sock, view, expect, got)
+            if buf[0] != p.MsgType.RESPONSE:
+                self._server_error(sock, bytes(buf))
+            t_done = clock()
+            start = intended if period is not None else t_send
+            if period is not None:
+                intended += period
+            if t_send < measure:
+                continue
+            if t_done >= self.next_flush_ns:
+                self._roll(t_done)
+            lat = t_done - start
+            self.chunk.latency_ns.append(lat)
+            if period is not None:
+                self.chunk.uncorrected_ns.append(t_done - t_send)
+            if lat >= slow_ns:
+                self._evidence(sock, "transaction", lat, t_done, ask_server=True)
+
+    def loop_crr(self) -> None:
+        s = self.spec
+        head = p.encode_attach(s.ticket) + p.encode_request(s.response_bytes, bytes(s.request_bytes))
+        expect = p.HEADER.size + s.response_bytes
+        buf = bytearray(expect)
+        view = memoryview(buf)
+        clock = time.monotonic_ns
+        measure, end, slow_ns = self.t.measure_ns, self.t.end_ns, s.slow_ns
+        period, intended = self._pacing()
+        while not self.stop.is_set():
+            if period is not None:
+                _wait_until(intended, clock)
+            t_send = clock()
+            if t_send >= end:
+                break
+            start = intended if period is not None else t_send
+            if period is not None:
+                intended += period
+            sock = socket.socket(s.family, socket.SOCK_STREAM)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                # RST on close: no TIME_WAIT, so thousands of connects per second do
+                # not run out of ephemeral ports.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+                sock.settimeout(s.connect_timeout_s)
+                try:
+                    sock.connect(s.address)
+                except OSError:
+                    if t_send >= measure:
+                        if clock() >= self.next_flush_ns:
+                            self._roll(clock())
+                        self.chunk.errors += 1
+                    self.stop.wait(0.01)
+                    continue
+                t_conn = clock()
+                syn_info = tcpstats.tcp_info(sock)  # SYN retransmits show here
+                sock.settimeout(None)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _RCVTIMEO)
+                sock.sendall(head)
+                self._recv_exact(sock, view, expect)
+                t_done = clock()
+                if buf[0] != p.MsgType.RESPONSE:
+                    self._server_error(sock, bytes(buf))
+                if t_send < measure:
+                    continue
+                if t_done >= self.next_flush_ns:
+                    self._roll(t_done)
+                lat = t_done - start
+                self.chunk.latency_ns.append(lat)
+                self.chunk.connect_ns.append(t_conn - t_send)
+                if period is not None:
+                    self.chunk.uncorrected_ns.append(t_done - t_send)
+                if t_conn - t_send >= slow_ns:
+                    self._evidence(None, "connect", t_conn - t_send, t_done, ask_server=False,
+                                   client_delta=syn_info.total_retrans if syn_info else None,
+                                   backoff=syn_info.backoff if syn_info else None)
+                if t_done - t_conn >= slow_ns:
+                    self.client_retrans = syn_info.total_retrans if syn_info else 0
+                    self.server_retrans = 0
+                    self._evidence(sock, "transaction", t_done - t_conn, t_done, ask_server=True)
+            except OSError:
+                if t_send >= measure:
+                    self.chunk.errors += 1
+            finally:
+                sock.close()
+
+    def loop_udp(self) -> None:
+        s = self.spec
+        sock = self.sock
+        assert sock is not None
+        clock = time.monotonic_ns
+        measure, end, timeout = self.t.measure_ns, self.t.end_ns, s.udp_timeout_ns
+        period, intended = self._pacing()
+        unpack = p.UDP_RESPONSE.unpack_from
+        seq = 0
+        sent = replies = late = duplicate = reordered = 0
+        pending: set[int] = set()  # measured requests past their deadline, not answered yet
+        answered: set[int] = set()
+        highest = 0
+        while not self.stop.is_set():
+            if period is not None:
+                _wait_until(intended, clock)
+            t_send = clock()
+            if t_send >= end:
+                break
+            start = intended if period is not None else t_send
+            if period is not None:
+                intended += period
+            seq += 1
+            measured = t_send >= measure
+            if measured:
+                sent += 1
+            sock.send(p.encode_udp_request(s.ticket, seq, s.request_bytes, s.response_bytes))
+            deadline = t_send + timeout
+            while True:
+                remaining = deadline - clock()
+                if remaining <= 0:
+                    if measured:
+                        pending.add(seq)
+                    break
+                sock.settimeout(remaining / _NS)
+                try:
+                    data = sock.recv(p.UDP_MAX_PAYLOAD)
+                except TimeoutError:
+                    continue
+                except ConnectionRefusedError:  # ICMP port unreachable: the server is gone
+                    continue
+                if len(data) < p.UDP_RESPONSE.size:
+                    continue
+                (rseq,) = unpack(data)
+                if rseq in answered:
+                    duplicate += 1
+                    continue
+                if rseq < highest:
+                    reordered += 1
+                if rseq in pending:
+                    pending.discard(rseq)
+                    answered.add(rseq)
+                    late += 1
+                    highest = max(highest, rseq)
+                    continue
+                if rseq != seq:
+                    continue  # a warm-up straggler
+                highest = seq
+                t_done = clock()
+                if not measured:
+                    break
+                answered.add(seq)
+                replies += 1
+                if t_done >= self.next_flush_ns:
+                    self._roll(t_done)
+                lat = t_done - start
+                self.chunk.latency_ns.append(lat)
+                if period is not None:
+                    self.chunk.uncorrected_ns.append(t_done - t_send)
+                if lat >= s.slow_ns:
+                    self._evidence(None, "transaction", lat, t_done, ask_server=False)
+                break
+            if len(answered) > 200_000:  # keep memory bounded on long runs
+                answered = {x for x in answered if x > seq - 100_000}
+        self.udp = {"sent": sent, "replies": replies, "lost": len(pending), "late": late,
+                    "duplicate": duplicate, "reordered": reordered, "sent_session": seq}
+
+    def loop_bsp(self) -> None:
+        bsp = self.bsp
+        sock = self.sock
+        assert bsp is not None and sock is not None
+        req = p.encode_request(self.spec.response_bytes, bytes(self.spec.request_bytes))
+        expect = p.HEADER.size + self.spec.response_bytes
+        view = memoryview(bytearray(expect))
+        clock = time.monotonic_ns
+        rank = self.spec.stream_ids.index(self.sid)
+        compute_s = self.spec.compute_ms / 1000
+        while True:
+            try:
+                bsp.barrier.wait()
+            except threading.BrokenBarrierError:
+                return  # another rank failed; its error is the one to report
+            if not bsp.running:
+                break
+            time.sleep(compute_s)
+            t_send = clock()
+            sock.sendall(req)
+            self._recv_exact(sock, view, expect)
+            t_done = clock()
+            if view[0] != p.MsgType.RESPONSE:
+                self._server_error(sock, bytes(view))
+            lat = t_done - t_send
+            bsp.exchange_ns[rank] = lat
+            if bsp.measuring:
+                if t_done >= self.next_flush_ns:
+                    self._roll(t_done)
+                self.chunk.latency_ns.append(lat)
+                if lat >= self.spec.slow_ns:
+                    self._evidence(sock, "transaction", lat, t_done, ask_server=True)
+            try:
+                bsp.barrier.wait()
+            except threading.BrokenBarrierError:
+                return
+            if rank == 0 and bsp.steps:
+                if self.chunk.bsp_step_ns is None:
+                    self.chunk.bsp_step_ns = array("q")
+                self.chunk.bsp_step_ns.extend(bsp.steps)
+                bsp.steps = array("q")
+
+
+class _Bsp:
+    """Lockstep state shared by the ranks of one worker. The barrier actions run
+    while every rank waits, so they alone may write it."""
+
+    def __init__(self, ranks: int, timing: _Timing, stop: threading.Event) -> None:
+        self.timing = timing
+        self.stop = stop
+        self.exchange_ns = [0] * ranks
+        self.steps = array("q")
+        self.running = True
+        self.measuring = False
+        self._phase = 0
+        self.barrier = threading.Barrier(ranks, action=self._action)
+
+    def _action(self) -> None:
+        now = time.monotonic_ns()
+        if self._phase == 0:  # start of a step: go on?
+            self.running = now < self.timing.end_ns and not self.stop.is_set()
+            self.measuring = now >= self.timing.measure_ns
+        elif self.measuring:  # end of a step: its communication time is the slowest rank's
+            self.steps.append(max(self.exchange_ns))
+        self._phase ^= 1
+
+
+def worker_main(conn, spec: WorkerSpec, in_process: bool = False) -> None:
+    """Run the streams of one worker; talk to the parent over ``conn`` (a Pipe):
+    -> ("ready", None) | ("error", text); <- ("go", t0_ns, warmup_ns, duration_ns);
+    -> ("chunks", [...]) repeatedly; <- ("stop",) at any time; -> ("done", [StreamEnd])."""
+    if not in_process:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    timing = _Timing()
+    stop, go = threading.Event(), threading.Event()
+    outbox: collections.deque = collections.deque()
+    bsp = _Bsp(len(spec.stream_ids), timing, stop) if spec.pattern == "bsp" else None
+    streams = [Stream(sid, spec, timing, stop, go, outbox, bsp) for sid in spec.stream_ids]
+    threads = [threading.Thread(target=s.run, name=f"probe-stream-{s.sid}", daemon=True) for s in streams]
+    for t in threads:
+        t.start()
+    for s in streams:
+        s.ready.wait()
+    errors = [s.error for s in streams if s.error]
+    if errors:
+        stop.set()
+        go.set()
+        conn.send(("error", errors[0]))
+        return
+    conn.send(("ready", None))
+    msg = conn.recv()
+    if msg[0] != "go":
+        stop.set()
+        go.set()
+        for t in threads:
+            t.join()
+        conn.send(("done", [StreamEnd(stream=s.sid, worker=spec.worker, error=s.error, udp=s.udp)
+                            for s in streams]))
+        return
+    _, t0, warmup_ns, duration_ns = msg
+    timing.t0_ns, timing.measure_ns, timing.end_ns = t0, t0 + warmup_ns, t0 + warmup_ns + duration_ns
+    go.set()
+    while any(t.is_alive() for t in threads):
+        if conn.poll(0.2):
+            if conn.recv()[0] == "stop":
+                stop.set()
+        _send_chunks(conn, outbox)
+    _send_chunks(conn, outbox)
+    conn.send(("done", [StreamEnd(stream=s.sid, worker=spec.worker, error=s.error, udp=s.udp)
+                        for s in streams]))
+    if not in_process:
+        conn.close()
+        os._exit(0)  # the stream threads are done; skip interpreter teardown
+
+
+def _send_chunks(conn, outbox: collections.deque) -> None:
+    chunks = []
+    while outbox:
+        chunks.append(outbox.popleft())
+    if chunks:
+        conn.send(("chunks", chunks))
