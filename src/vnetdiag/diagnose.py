@@ -30,6 +30,18 @@ from vnetdiag.system import netns as netns_mod
 from vnetdiag.system.privileges import require_root
 
 DIAGNOSE_PORT = 7421
+_CONNECT_TIMEOUT_S = 5.0
+
+
+def _tcp_moves(moved, netns_labels: set[str]) -> dict[str, int]:
+    """TCP retransmission counters that moved in the two endpoints' namespaces."""
+    out: dict[str, int] = {}
+    for n in moved.namespaces:
+        if (n.netns_name or str(n.netns_inode)) in netns_labels:
+            for _section, m in n.snmp:
+                if m.name in ("RetransSegs", "TCPSynRetrans"):
+                    out[m.name] = out.get(m.name, 0) + m.delta
+    return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,7 +58,8 @@ class DiagnoseRun:
     """The diagnosis and the raw material it was drawn from (for reports)."""
 
     diagnosis: Diagnosis
-    probe: ProbeResult
+    probe: ProbeResult | None
+    """None when the probe could not run at all (B unreachable): see notes."""
     before: CounterSnapshot
     after: CounterSnapshot
     trace: TraceAnalysis | None
@@ -120,9 +133,16 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
             window = _start_trace(stack, notes)
         before = collector.snapshot()
         say(f"probe {pattern} x{streams} from {a.label} to {b.label} ({b.address}) for {duration_s:g} s")
-        probe = run_probe(b.address, port=port, pattern=pattern, streams=streams, duration_s=duration_s,
-                          warmup_s=warmup_s, request_bytes=request_bytes, response_bytes=response_bytes,
-                          netns=a.netns, stop=stop)
+        probe = failure = None
+        try:
+            probe = run_probe(b.address, port=port, pattern=pattern, streams=streams, duration_s=duration_s,
+                              warmup_s=warmup_s, request_bytes=request_bytes, response_bytes=response_bytes,
+                              netns=a.netns, stop=stop, connect_timeout_s=_CONNECT_TIMEOUT_S)
+        except VnetdiagError as exc:
+            # B unreachable is a symptom too: the counters and the tracer watched
+            # the attempt, so the window still has evidence of why.
+            failure = exc
+            notes.append(f"the probe could not run: {exc.message}")
         after = collector.snapshot()
     # Leaving the block stopped the tracer (window.result), the collector and the server.
     analysis = window.result if window is not None else None
@@ -131,10 +151,15 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
                      f"({analysis.completeness.lost_share:.1%}): traced counts may be low")
     for problem in after.problems:
         notes.append(f"counters not read at {problem.where}: {problem.what}")
-    symptom = symptom_of(probe)
-    verdicts, off_path = correlate(symptom=symptom, path=path, delta=counter_delta(before, after),
-                                   before=before, after=after, trace=analysis)
-    diagnosis = Diagnosis(source=a.label, target=b.label, pattern=pattern, window_s=probe.duration_s,
+    moved = counter_delta(before, after)
+    symptom = symptom_of(probe, pattern=pattern, streams=streams,
+                         tcp_moves=_tcp_moves(moved, {a.netns, b.netns}))
+    verdicts, off_path = correlate(symptom=symptom, path=path, delta=moved, before=before, after=after,
+                                   trace=analysis)
+    if failure is not None and not verdicts:
+        raise failure  # nothing in the kernel explains it: say so plainly
+    window_s = probe.duration_s if probe is not None else moved.interval_s
+    diagnosis = Diagnosis(source=a.label, target=b.label, pattern=pattern, window_s=window_s,
                           symptom=symptom, path=path, verdicts=verdicts, notes=tuple(notes) + off_path,
                           trace_complete=analysis.completeness.complete if analysis else None)
     return DiagnoseRun(diagnosis=diagnosis, probe=probe, before=before, after=after, trace=analysis)
@@ -162,6 +187,6 @@ def document(run: DiagnoseRun) -> dict:
     d = run.diagnosis
     return {"schema": SCHEMA, "source": d.source, "target": d.target, "pattern": d.pattern,
             "window_s": round(d.window_s, 3), "problem_found": d.problem_found,
-            "symptom": {**asdict(d.symptom), "probe": run.probe.as_document()},
+            "symptom": {**asdict(d.symptom), "probe": run.probe.as_document() if run.probe else None},
             "path": [asdict(h) for h in d.path], "verdicts": [asdict(v) for v in d.verdicts],
             "notes": list(d.notes), "trace_complete": d.trace_complete}

@@ -53,6 +53,8 @@ class _Candidate:
     trace_count: int = 0
     counter_count: int = 0
     config: bool = False
+    ambiguous: tuple[str, ...] = ()
+    """Namespaces the traced device name could be in, when the trace could not tell."""
     evidence: list[Evidence] = field(default_factory=list)
 
     @property
@@ -101,13 +103,14 @@ def _interface_candidates(delta: SnapshotDelta, before: CounterSnapshot, after: 
 
 
 def _stall(key: tuple, prev: InterfaceCounters, now: InterfaceCounters, out: dict[tuple, _Candidate]) -> None:
-    """Backlog grew while the device sent (almost) nothing: the TX path is stuck."""
+    """More packets joined the backlog than left the device: the TX path is stuck.
+    (A busy but working queue sends many times what its backlog grows by.)"""
     q0, q1 = _root_qdisc(prev.qdiscs), _root_qdisc(now.qdiscs)
     if q0 is None or q1 is None or q1.handle != q0.handle:
         return
     grown = q1.backlog_packets - q0.backlog_packets
     sent = now.stats.get("tx_packets", 0) - prev.stats.get("tx_packets", 0)
-    if q1.backlog_packets == 0 or grown <= 0 or sent * 10 > grown:
+    if q1.backlog_packets == 0 or grown <= 0 or sent >= grown:
         return
     c = out.setdefault(key + ("tx-stall",), _Candidate(netns=key[0], device=key[1], cause="tx-stall",
                                                        direction="tx", queue=f"{q1.kind} {q1.handle}"))
@@ -161,7 +164,8 @@ def _trace_candidates(trace: TraceAnalysis, path_keys: set[tuple[str, str]], out
         # Merge into a counter candidate of the same place when there is one.
         key = next((k for k in out if k[0] == netns and k[1] == d.device and k[2] in ("drop", "tx-stall")),
                    (netns, d.device, "drop"))
-        c = out.setdefault(key, _Candidate(netns=netns, device=d.device, cause="drop"))
+        c = out.setdefault(key, _Candidate(netns=netns, device=d.device, cause="drop",
+                                           ambiguous=d.ambiguous if netns is None else ()))
         c.trace_count += d.count
         c.reason = d.reason if c.reason is None or c.reason.endswith(("dropped", "errors", "drops")) else c.reason
         where = f"{d.device} in {netns}" if d.device else f"namespace {netns}"
@@ -170,6 +174,24 @@ def _trace_candidates(trace: TraceAnalysis, path_keys: set[tuple[str, str]], out
     if consequences:
         listed = ", ".join(f"{n} {r}" for r, n in sorted(consequences.items(), key=lambda kv: -kv[1]))
         notes.append(f"transport-layer discards at the endpoints (consequences of loss, not causes): {listed}")
+
+
+def _merge_equal_counts(out: dict[tuple, _Candidate]) -> None:
+    """A traced drop and a counter in the same namespace with the same count are the
+    same packets seen twice: the trace names the last device that *received* the
+    packet (a macvtap's lower device), the counter the device that *counted* the
+    drop (the macvtap). Keep the counting device, with both pieces of evidence."""
+    traced = [k for k, c in out.items() if c.trace_count and not c.counter_count and c.cause == "drop"]
+    for tk in traced:
+        t = out[tk]
+        spaces = {t.netns} if t.netns else set(t.ambiguous)
+        match = [k for k, c in out.items() if c.counter_count == t.trace_count and not c.trace_count
+                 and c.netns in spaces and c.device != t.device]
+        if len(match) == 1:
+            c = out[match[0]]
+            c.trace_count, c.reason = t.trace_count, t.reason
+            c.evidence.extend(t.evidence)
+            del out[tk]
 
 
 def _mtu_candidates(path: Sequence[PathHop], out: dict[tuple, _Candidate]) -> None:
@@ -250,6 +272,7 @@ def correlate(*, symptom: Symptom, path: Sequence[PathHop], delta: SnapshotDelta
     _netns_candidates(delta, found)
     if trace is not None:
         _trace_candidates(trace, path_keys, found, notes)
+        _merge_equal_counts(found)
     _mtu_candidates(path, found)
 
     scored = []
@@ -279,8 +302,15 @@ def correlate(*, symptom: Symptom, path: Sequence[PathHop], delta: SnapshotDelta
     return verdicts, tuple(notes)
 
 
-def symptom_of(result) -> Symptom:
-    """Reduce a ProbeResult to the numbers verdicts are compared with."""
+def symptom_of(result, *, pattern: str, streams: int, tcp_moves: dict[str, int] | None = None) -> Symptom:
+    """Reduce a ProbeResult (None: the probe could not run) to the numbers verdicts
+    are compared with. ``tcp_moves``: RetransSegs/TCPSynRetrans deltas of the two
+    endpoints' namespaces from the counters, used when the probe has none."""
+    moves = tcp_moves or {}
+    if result is None:
+        return Symptom(pattern=pattern, transactions=0, p50_us=0.0, p99_us=0.0, max_us=0.0, tails=0,
+                       retrans_segs=moves.get("RetransSegs", 0), syn_retrans=moves.get("TCPSynRetrans", 0),
+                       errors=streams)
     tails = {t.signature: t.count for t in result.tails if t.count}
     retrans_tails = sum(t.count for t in result.tails if t.expected_retransmits >= 1)
     tcp = result.tcp
@@ -288,6 +318,8 @@ def symptom_of(result) -> Symptom:
     if tcp is not None:
         retrans = tcp.retrans_segs_delta + max(tcp.server_retrans_segs_delta or 0, 0)
         syn = tcp.syn_retrans_delta + max(tcp.server_syn_retrans_delta or 0, 0)
+    else:
+        retrans, syn = moves.get("RetransSegs", 0), moves.get("TCPSynRetrans", 0)
     lat = result.latency
     return Symptom(pattern=result.pattern, transactions=result.transactions, p50_us=lat.get("p50"),
                    p99_us=lat.get("p99"), max_us=lat.max_us, tails=retrans_tails, tails_by_signature=tails,

@@ -42,7 +42,7 @@ def moved_counters(run, *, limit: int = 60) -> list[tuple[str, str, str, int]]:
 def html(run) -> str:
     import jinja2
 
-    d, probe = run.diagnosis, run.probe
+    d, probe = run.diagnosis, run.probe or _NoProbe(d)
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     template = env.from_string(resources.files("vnetdiag.report").joinpath("templates/diagnosis.html.j2").read_text())
     histogram = svg.log_histogram([(b.low_us, b.high_us, b.count) for b in probe.histogram],
@@ -65,6 +65,14 @@ def html(run) -> str:
                            path=svg.path_chain(hops), counters=moved_counters(run), clean_figures=clean)
 
 
+class _NoProbe:
+    """Stands in for the probe result when B could not be reached."""
+
+    def __init__(self, d) -> None:
+        self.streams, self.tails, self.histogram, self.slow = d.symptom.errors, (), (), ()
+        self.rto_min_ms = 200.0
+
+
 def _drop_times(run) -> list[tuple[str, list[float]]]:
     """Per-device drop times (seconds into the window) when the tracer kept them."""
     trace = run.trace
@@ -78,8 +86,11 @@ def terminal(run, console) -> None:
     """The summary: symptom, verdicts with evidence, the path with the culprit marked."""
     from rich.table import Table
 
-    d, probe = run.diagnosis, run.probe
+    d, probe = run.diagnosis, run.probe or _NoProbe(run.diagnosis)
     s = d.symptom
+    if run.probe is None:
+        console.print(f"[bold]{d.source} -> {d.target}[/bold]  [red]unreachable[/red] over {d.window_s:.1f} s: "
+                      f"{s.retrans_segs} retransmitted segments, {s.syn_retrans} SYN retransmits")
     console.print(f"[bold]{d.source} -> {d.target}[/bold]  {d.pattern} x{probe.streams} streams, "
                   f"{d.window_s:.1f} s: {s.transactions} transactions, p50 {us(s.p50_us)}, p99 {us(s.p99_us)}, "
                   f"max {us(s.max_us)}")
