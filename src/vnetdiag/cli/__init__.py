@@ -19,5 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pcap": ("vnetdiag.cli.pcap", "conversations, retransmissions and their timer signatures in a capture file"),
     "probe": ("vnetdiag.cli.probe", "request/response latency with many streams, log-scale histograms and tail signatures"),
     "serve": ("vnetdiag.cli.serve", "the probe server: bounded, token-guarded, loopback unless told otherwise"),
+    "topology": ("vnetdiag.cli.topology", "namespaces, interfaces and how they connect: tree, dot, html, json, diff"),
+    "path": ("vnetdiag.cli.path", "the devices a packet from FROM to TO crosses, both directions"),
     "cleanup": ("vnetdiag.cli.cleanup", "remove everything vnetdiag left in the kernel"),
 }

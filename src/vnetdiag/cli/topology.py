@@ -1,0 +1,93 @@
+"""vnetdiag topology: namespaces, interfaces and how they connect."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from vnetdiag.errors import BadInputError
+
+
+def configure(parser, common) -> None:
+    parser.add_argument("--format", choices=("tree", "dot", "html"), default="tree",
+                        help="tree (default), Graphviz dot, or a self-contained interactive HTML page")
+    parser.add_argument("-o", "--output", metavar="FILE", help="write the view to FILE instead of stdout")
+    parser.add_argument("--diff", metavar="OLD.json",
+                        help="show what appeared, disappeared or moved since a saved --json document")
+    parser.add_argument("--netns", action="append", default=[], metavar="NS",
+                        help="only this namespace (name, inode or 'host'); repeatable")
+
+
+def load_old(path: str) -> dict:
+    from vnetdiag.topology.diff import check
+
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise BadInputError(f"cannot read {path}: {exc.strerror}", hint="give a file written by --json") from None
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise BadInputError(f"{path} is not JSON ({exc.msg} at line {exc.lineno})",
+                            hint="write one with: vnetdiag topology --json > OLD.json") from None
+    return check(doc, path)
+
+
+def current(netns: list[str]):
+    from vnetdiag.cli.counters import namespace_filter
+    from vnetdiag.collect import Collector
+    from vnetdiag.errors import UsageError
+    from vnetdiag.topology import discover
+
+    with Collector(only=namespace_filter(netns), driver_stats=False) as col:
+        snap = col.snapshot()
+        if netns and not snap.namespaces:
+            known = ", ".join(n.label for n in col.pool.namespaces)
+            raise UsageError(f"no namespace matches {', '.join(netns)}", hint=f"namespaces: {known}")
+        return discover(snap, col.pool)
+
+
+def run(args, out) -> int:
+    from vnetdiag.topology import views
+
+    old = load_old(args.diff) if args.diff else None  # check the file before reading the kernel
+    topo = current(args.netns)
+    for p in topo.problems:
+        out.info(f"vnetdiag: {p}")
+    if old is not None:
+        from vnetdiag.topology.diff import diff
+
+        d = diff(old, views.document(topo))
+        if out.json_mode:
+            out.document({"schema": "vnetdiag.topology-diff/1", "appeared": d.appeared,
+                          "disappeared": d.disappeared, "edges_added": d.edges_added,
+                          "edges_removed": d.edges_removed, "moved": d.moved})
+            return 0
+        if d.empty():
+            out.console.print(f"no change since {args.diff}")
+        for title, items in (("appeared", d.appeared), ("disappeared", d.disappeared),
+                             ("edges added", d.edges_added), ("edges removed", d.edges_removed),
+                             ("moved (FDB)", d.moved)):
+            if items:
+                out.console.print(f"{title}:")
+                for item in items:
+                    out.console.print(f"  {item}", markup=False)
+        return 0
+    if out.json_mode:
+        text = json.dumps(views.document(topo), indent=2) + "\n"
+    elif args.format == "dot":
+        text = views.dot(topo)
+    elif args.format == "html":
+        text = views.html(topo)
+    else:
+        text = "\n".join(views.tree_lines(topo)) + "\n"
+    if args.output:
+        try:
+            Path(args.output).write_text(text)
+        except OSError as exc:
+            raise BadInputError(f"cannot write {args.output}: {exc.strerror}") from None
+        out.info(f"wrote {args.output}")
+    else:
+        out.stream.write(text)
+        out.stream.flush()
+    return 0
