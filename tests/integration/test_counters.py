@@ -162,3 +162,19 @@ def test_cli_counters_json_watch_and_errors(lab, cli):
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     r = cli("inventory", "--netns", ns)
     assert r.returncode == 0 and "vm1-p" in r.stdout
+
+
+def test_without_root_reads_own_namespace_and_says_what_needs_root(lab):
+    import os
+    import sys
+    from pathlib import Path
+
+    exe = str(Path(sys.executable).with_name("vnetdiag"))
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+                        exe, "counters", "--json"], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "HOME": "/tmp"})
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert [n["name"] for n in doc["namespaces"]] == ["host"]
+    assert any(i["name"] == "lo" for i in doc["interfaces"])
+    assert any(p["where"] == lab.netns("hv1") and "needs root" in p["what"] for p in doc["problems"])

@@ -71,12 +71,22 @@ def run(args, out) -> int:
     return 0
 
 
+def report_problems(out, problems) -> None:
+    """One line per problem; namespaces refused for lack of root as one line."""
+    need_root = [p.where for p in problems if "needs root" in p.what]
+    for p in problems:
+        if "needs root" not in p.what:
+            out.info(f"vnetdiag: could not read {p.where}: {p.what}")
+    if need_root:
+        out.info(f"vnetdiag: {len(need_root)} namespaces need root to read ({', '.join(need_root[:5])}"
+                 f"{', ...' if len(need_root) > 5 else ''}); showing the rest (hint: run with sudo)")
+
+
 def _print_snapshot(out, snap, rep, all_counters: bool) -> None:
     from rich.table import Table
 
     rows = rep.snapshot_rows(snap, all_counters=all_counters)
-    for p in snap.problems:
-        out.info(f"vnetdiag: could not read {p.where}: {p.what}")
+    report_problems(out, snap.problems)
     title = (f"{len(snap.interfaces)} interfaces in {len(snap.namespaces)} namespaces, "
              f"read in {snap.duration_ms:.1f} ms")
     if not rows:

@@ -22,8 +22,9 @@ def run(args, out) -> int:
     if out.json_mode:
         out.document(rep.document(snap))
         return 0
-    for p in snap.problems:
-        out.info(f"vnetdiag: could not read {p.where}: {p.what}")
+    from vnetdiag.cli.counters import report_problems
+
+    report_problems(out, snap.problems)
     from rich.table import Table
 
     rows = rep.rows(snap)

@@ -167,17 +167,20 @@ class NetlinkPool:
             return out
 
     def _open(self, ns: Namespace) -> NsHandle:
+        if ns.inode == netns.current_inode():
+            return self._open_here(ns)  # our own: no setns (which needs root)
         with netns.entered(ns.path):
-            # Inside the namespace now: /proc/thread-self/net is this thread's view.
-            nl = rtnl.open_here()
-            h = NsHandle(ns=ns, nl=nl)
-            for key, rel in PROC_NET_FILES.items():
-                _open_into(h, key, f"/proc/thread-self/net/{rel}")
-            for key, path in SYSCTL_FILES.items():
-                _open_into(h, key, path)
-            # Verify that the socket really landed in the namespace we meant: a
-            # namespace deleted between enumeration and setns would fail above.
-            return h
+            return self._open_here(ns)
+
+    @staticmethod
+    def _open_here(ns: Namespace) -> NsHandle:
+        # In the namespace now: /proc/thread-self/net is this thread's view of it.
+        h = NsHandle(ns=ns, nl=rtnl.open_here())
+        for key, rel in PROC_NET_FILES.items():
+            _open_into(h, key, f"/proc/thread-self/net/{rel}")
+        for key, path in SYSCTL_FILES.items():
+            _open_into(h, key, path)
+        return h
 
     def handle(self, inode: int) -> NsHandle | None:
         return self.handles.get(inode)
