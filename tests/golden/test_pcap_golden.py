@@ -159,3 +159,15 @@ def test_small_chunks_give_the_same_result():
     assert a.conversations == b.conversations and a.flows == b.flows
     c = analyze_file(GOLDEN / "loss-vxlan.pcap", chunk_bytes=1000)
     assert c.retransmissions == report("loss-vxlan.pcap").retransmissions
+
+
+@needs_tshark
+@pytest.mark.parametrize("name", ["clean.pcap", "loss-vxlan.pcap"])
+def test_handshake_rtt_equals_tshark_initial_rtt(name):
+    out = ref._run(["-r", str(GOLDEN / name), "-Y", "tcp.analysis.initial_rtt", "-T", "fields",
+                    "-e", "tcp.stream", "-e", "tcp.analysis.initial_rtt"])
+    theirs = {int(s): float(v) * 1e6 for s, v in (line.split("\t") for line in out.split("\n") if line)}
+    mine = {f.stream: f.handshake_rtt_us for f in report(name).flows if f.handshake_rtt_us is not None}
+    assert mine.keys() == theirs.keys()
+    for s in mine:
+        assert mine[s] == pytest.approx(theirs[s], abs=0.01)

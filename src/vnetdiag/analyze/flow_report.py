@@ -14,7 +14,9 @@ from vnetdiag.model.pcap import LatencySummary, Retransmission, TcpFlow
 
 
 def _per_stream(values: np.ndarray, stream: np.ndarray, n: int) -> np.ndarray:
-    return np.bincount(stream, weights=values, minlength=n).astype(np.int64)
+    """Sum per stream; streams are contiguous blocks numbered 0..n-1 in order."""
+    starts = np.flatnonzero(np.diff(stream, prepend=-1))
+    return np.add.reduceat(np.asarray(values, dtype=np.int64), starts)
 
 
 def _rr_latency(p: TcpPackets, m: TcpMarks, n_streams: int) -> dict[int, LatencySummary]:

@@ -57,6 +57,27 @@ class _Conv:
     vxlan_outer: bool = False
 
 
+_MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
+                 0xFF51AFD7ED558CCD], dtype=np.uint64)
+
+
+def _group(cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index of the first row of each distinct key, key number of every row).
+
+    Keys are hashed to 64 bits for a fast unique; rows are then compared with
+    their group's first row, and any collision falls back to exact grouping."""
+    with np.errstate(over="ignore"):
+        h = (cols * _MIX).sum(axis=1, dtype=np.uint64)
+        h ^= h >> np.uint64(29)
+    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    if not (cols[first][inverse] == cols).all():
+        keys = np.ascontiguousarray(cols).view("V40").ravel()
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        inverse = inverse.ravel()
+    return first, inverse
+
+
 def _canonical(l4: L4, idx: np.ndarray):
     """Key columns of the packets ``idx`` with endpoints in canonical order, and
     ``swap`` (True when the source is the higher endpoint)."""
@@ -88,11 +109,10 @@ class FlowAccumulator:
 
     def _ids(self, l4: L4, idx: np.ndarray, frame, ts, vxlan_outer: bool, tunnels=None):
         cols, swap = _canonical(l4, idx)
-        keys = np.ascontiguousarray(cols).view("V40").ravel()
-        uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        gids = np.empty(len(uniq), dtype=np.int64)
-        for u, (kb, f) in enumerate(zip(uniq, first)):
-            kbytes = kb.tobytes()
+        first, inverse = _group(cols)
+        gids = np.empty(len(first), dtype=np.int64)
+        for u, f in enumerate(first.tolist()):
+            kbytes = cols[f].tobytes()
             gid = self.convs.get(kbytes)
             if gid is None:
                 gid = len(self.conv_list)
@@ -106,7 +126,7 @@ class FlowAccumulator:
                                             first_frame=int(frame[idx[f]]), first_ns=int(ts[idx[f]]),
                                             last_ns=int(ts[idx[f]]), tunnel=tunnel, vxlan_outer=vxlan_outer))
             gids[u] = gid
-        return gids[inverse.ravel()], swap
+        return gids[inverse], swap
 
     def add(self, d: Decoded) -> None:
         n = len(d.frame)
@@ -201,19 +221,19 @@ class FlowAccumulator:
         order = np.argsort(cols["gid"], kind="stable")
         cols = {k: v[order] for k, v in cols.items()}
         stream_of, a_swap = _split_streams(cols)
-        # Number streams by first appearance, like tcp.stream.
-        sorder = np.lexsort((cols["frame"], stream_of))
-        cols = {k: v[sorder] for k, v in cols.items()}
-        stream_of = stream_of[sorder]
-        first_frame = np.full(int(stream_of.max()) + 1, np.iinfo(np.int64).max)
-        np.minimum.at(first_frame, stream_of, cols["frame"])
-        rank = np.empty_like(first_frame)
-        rank[np.argsort(first_frame, kind="stable")] = np.arange(len(first_frame))
-        stream = rank[stream_of]
-        o2 = np.lexsort((cols["frame"], stream))
-        cols = {k: v[o2] for k, v in cols.items()}
-        stream = stream[o2]
-        stream_swap_a = a_swap[stream_of[o2]]
+        # Packets are now grouped by stream (in 4-tuple order), frames ascending
+        # within. Number streams by first appearance, like tcp.stream, and
+        # reorder whole blocks (no sort over packets).
+        starts = np.flatnonzero(np.diff(stream_of, prepend=-1))
+        sizes = np.diff(np.append(starts, len(stream_of)))
+        block_order = np.argsort(cols["frame"][starts], kind="stable")
+        new_starts = starts[block_order]
+        new_sizes = sizes[block_order]
+        offsets = np.repeat(new_starts - np.concatenate(([0], np.cumsum(new_sizes)[:-1])), new_sizes)
+        perm = np.arange(len(stream_of)) + offsets
+        cols = {k: v[perm] for k, v in cols.items()}
+        stream = np.repeat(np.arange(len(starts)), new_sizes)
+        stream_swap_a = np.repeat(a_swap[block_order], new_sizes)
         d = (cols["swap"] != stream_swap_a).astype(np.int8)
         pk = TcpPackets(stream=stream, d=d, frame=cols["frame"], ts_ns=cols["ts"], seq=cols["seq"],
                         ack=cols["ack"], flags=cols["flags"], win=cols["win"], seglen=cols["seglen"])

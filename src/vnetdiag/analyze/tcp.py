@@ -91,6 +91,25 @@ def _excl_running_max(values: np.ndarray, gidx: np.ndarray, first: np.ndarray) -
     return np.where(first, lo - 1, out)
 
 
+def _direction_order(d: np.ndarray, s_first: np.ndarray, s_start: np.ndarray) -> np.ndarray:
+    """Permutation that puts, within each stream block, the a->b packets before
+    the b->a ones, frame order kept (a stable partition, O(n), no sort)."""
+    n = len(d)
+    is0 = (d == 0).astype(np.int64)
+    c0 = np.cumsum(is0)
+    c1 = np.cumsum(1 - is0)
+    before0 = c0[s_start] - is0[s_start]  # d=0 packets before the block
+    before1 = c1[s_start] - (1 - is0[s_start])
+    ends = np.empty(n, dtype=np.int64)  # last index of each element's block
+    block_end = np.append(np.flatnonzero(s_first)[1:], n) - 1
+    ends = block_end[np.cumsum(s_first) - 1]
+    total0 = c0[ends] - before0
+    pos = np.where(is0 == 1, s_start + (c0 - before0 - 1), s_start + total0 + (c1 - before1 - 1))
+    order = np.empty(n, dtype=np.int64)
+    order[pos] = np.arange(n)
+    return order
+
+
 def _last_index(mask: np.ndarray, start: np.ndarray) -> np.ndarray:
     """Index of the last element j <= i with mask[j] in i's group, else -1."""
     n = len(mask)
@@ -120,7 +139,7 @@ def analyze(p: TcpPackets) -> TcpMarks:
 
     # Direction order.
     grp = p.stream.astype(np.int64) * 2 + p.d
-    order = np.argsort(grp, kind="stable")
+    order = _direction_order(p.d, s_first, s_start)
     inv = np.empty(n, dtype=np.int64)
     inv[order] = np.arange(n)
     g = grp[order]
@@ -224,24 +243,40 @@ def analyze(p: TcpPackets) -> TcpMarks:
 
 def _handshake_rtt(p: TcpPackets, s_start: np.ndarray, s_first: np.ndarray) -> np.ndarray:
     """Per stream: time from the most recent SYN to the first ACK of the
-    handshake (Wireshark's tcp.analysis.initial_rtt); -1 when not seen."""
+    handshake (Wireshark's tcp.analysis.initial_rtt); -1 when not seen.
+    Only streams whose first packet is the client's SYN qualify."""
     n_streams = int(p.stream.max()) + 1 if len(p.stream) else 0
     rtt = np.full(n_streams, -1, dtype=np.int64)
-    fl = p.flags.astype(np.int64)
-    syn = (fl & (SYN | ACK)) == SYN
-    synack = (fl & (SYN | ACK)) == (SYN | ACK)
-    # Only streams whose first packet is the SYN (the client direction saw a SYN).
-    first_syn = s_first & syn
+    fl = p.flags
+    sa = fl & (SYN | ACK)
+    first_syn = np.flatnonzero(s_first & (sa == SYN))
+    if len(first_syn) == 0:
+        return rtt
     client_d = np.full(n_streams, -1, dtype=np.int64)
     client_d[p.stream[first_syn]] = p.d[first_syn]
-    cd = client_d[p.stream]
-    seen_synack = _last_index(synack & (p.d != cd) & (cd >= 0), s_start) >= 0
-    last_syn = _last_index(syn & (p.d == cd), s_start)
-    hs_ack = ((fl & (SYN | ACK)) == ACK) & (p.d == cd) & seen_synack & (last_syn >= 0)
-    idx = np.flatnonzero(hs_ack)
-    if len(idx):
-        st = p.stream[idx]
-        firsts = np.unique(st, return_index=True)[1]
-        i = idx[firsts]
-        rtt[p.stream[i]] = p.ts_ns[i] - p.ts_ns[last_syn[i]]
+    big = np.iinfo(np.int64).max
+    # First SYN-ACK from the server in each such stream.
+    synack = np.flatnonzero(sa == (SYN | ACK))
+    synack = synack[p.d[synack] != client_d[p.stream[synack]]]
+    synack = synack[client_d[p.stream[synack]] >= 0]
+    first_sa = np.full(n_streams, big, dtype=np.int64)
+    np.minimum.at(first_sa, p.stream[synack], synack)
+    # First client ACK (no SYN) after it.
+    idx = np.flatnonzero(sa == ACK)
+    st = p.stream[idx]
+    idx = idx[(p.d[idx] == client_d[st]) & (idx > first_sa[st])]
+    if len(idx) == 0:
+        return rtt
+    st = p.stream[idx]
+    keep = np.ones(len(idx), dtype=bool)
+    keep[1:] = st[1:] != st[:-1]
+    acks = idx[keep]
+    # The client's most recent SYN before that ACK.
+    syns = np.flatnonzero(sa == SYN)
+    syns = syns[p.d[syns] == client_d[p.stream[syns]]]
+    k = np.searchsorted(syns, acks) - 1
+    ok = (k >= 0)
+    last_syn = syns[np.maximum(k, 0)]
+    ok &= p.stream[last_syn] == p.stream[acks]
+    rtt[p.stream[acks[ok]]] = p.ts_ns[acks[ok]] - p.ts_ns[last_syn[ok]]
     return rtt
