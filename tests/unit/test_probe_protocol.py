@@ -230,3 +230,22 @@ def test_garbage_never_crashes_and_always_ends_in_close_or_waiting(data):
     out = m.receive(data, 100.0)
     assert all(isinstance(x, (bytes, p.Close, p.SessionOpened, p.ReadTcpInfo, p.ReadStats)) for x in out)
     assert m.decoder.pending <= 4096 + 9
+
+
+@pytest.mark.parametrize("want, payload", [(1, b"x"), (0, b""), (300, b"abc" * 100), (4096, b"")])
+def test_fast_path_emits_the_same_bytes_as_the_general_path(want, payload):
+    fast, _ = machine()
+    slow, _ = machine()
+    for m in (fast, slow):
+        m.receive(p.encode_open() + auth(), 100.0)
+    req = p.encode_request(want, payload)
+    assert fast.fast_response(req) == slow.receive(req, 100.0)[0]
+
+
+def test_fast_path_declines_anything_unusual():
+    m, _ = machine()
+    assert m.fast_response(p.encode_request(1, b"x")) is None  # no session yet
+    m.receive(p.encode_open() + auth(), 100.0)
+    assert m.fast_response(p.encode_request(4097, b"")) is None  # over the limit: the error path
+    assert m.fast_response(p.encode_request(1, b"x") * 2) is None  # two frames
+    assert m.fast_response(p.encode_request(1, b"x")[:-1]) is None  # partial

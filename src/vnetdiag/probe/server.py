@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
-import selectors
+import select
 import socket
 import threading
 import time
@@ -68,7 +68,8 @@ class Server:
         self.token = token.encode() if isinstance(token, str) else token
         self.limits = limits or p.Limits()
         self.sessions = p.Sessions(os.urandom(32))
-        self._sel: selectors.BaseSelector | None = None
+        self._ep: select.epoll | None = None
+        self._handlers: dict[int, object] = {}  # fd -> "listen" | "udp" | "wake" | _Conn
         self._listener: socket.socket | None = None
         self._udp: socket.socket | None = None
         self._conns: dict[int, _Conn] = {}
@@ -132,10 +133,10 @@ class Server:
         tcp.setblocking(False)
         udp.setblocking(False)
         self._listener, self._udp = tcp, udp
-        self._sel = selectors.EpollSelector()
-        self._sel.register(tcp, selectors.EVENT_READ, "listen")
-        self._sel.register(udp, selectors.EVENT_READ, "udp")
-        self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._ep = select.epoll()
+        for fd, what in ((tcp.fileno(), "listen"), (udp.fileno(), "udp"), (self._wake_r, "wake")):
+            self._ep.register(fd, select.EPOLLIN)
+            self._handlers[fd] = what
 
     def serve_in_thread(self) -> threading.Thread:
         if self._listener is None:
@@ -172,24 +173,26 @@ class Server:
     def serve_forever(self) -> None:
         if self._listener is None:
             self.start()
-        sel = self._sel
-        assert sel is not None
+        ep, handlers = self._ep, self._handlers
+        assert ep is not None
         next_sweep = time.monotonic() + _SWEEP_S
         try:
             while not self._stop.is_set():
-                for key, events in sel.select(timeout=_SWEEP_S):
-                    what = key.data
-                    if what == "listen":
+                for fd, events in ep.poll(_SWEEP_S):
+                    what = handlers.get(fd)
+                    if what is None:
+                        continue
+                    if what.__class__ is _Conn:
+                        if events & select.EPOLLOUT:
+                            self._flush(what)
+                        if events & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR) and fd in self._conns:
+                            self._readable(what)
+                    elif what == "listen":
                         self._accept()
                     elif what == "udp":
                         self._udp_ready()
-                    elif what == "wake":
-                        os.read(self._wake_r, 64)
                     else:
-                        if events & selectors.EVENT_WRITE:
-                            self._flush(what)
-                        if events & selectors.EVENT_READ and what.sock.fileno() in self._conns:
-                            self._readable(what)
+                        os.read(self._wake_r, 64)
                 now = time.monotonic()
                 if now >= next_sweep:
                     self._sweep(now)
@@ -198,7 +201,7 @@ class Server:
             self._close_all()
 
     def _accept(self) -> None:
-        assert self._listener is not None and self._sel is not None
+        assert self._listener is not None and self._ep is not None
         for _ in range(64):
             try:
                 sock, _addr = self._listener.accept()
@@ -225,7 +228,8 @@ class Server:
                                          now_s=time.monotonic())
             conn = _Conn(sock=sock, machine=machine, out=bytearray())
             self._conns[sock.fileno()] = conn
-            self._sel.register(sock, selectors.EVENT_READ, conn)
+            self._handlers[sock.fileno()] = conn
+            self._ep.register(sock.fileno(), select.EPOLLIN)
             self.accepted += 1
 
     def _readable(self, conn: _Conn) -> None:
@@ -239,6 +243,20 @@ class Server:
         if not data:
             self._drop(conn)
             return
+        if not conn.out:
+            response = conn.machine.fast_response(data)
+            if response is not None:
+                try:
+                    sent = conn.sock.send(response)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError:
+                    self._drop(conn)
+                    return
+                if sent < len(response):
+                    conn.out += response[sent:]
+                    self._flush(conn)
+                return
         self._process(conn, data)
 
     def _process(self, conn: _Conn, data: bytes) -> None:
@@ -260,7 +278,7 @@ class Server:
         self._flush(conn)
 
     def _flush(self, conn: _Conn) -> None:
-        assert self._sel is not None
+        assert self._ep is not None
         if conn.out:
             try:
                 sent = conn.sock.send(conn.out)
@@ -272,14 +290,14 @@ class Server:
                 return
         if conn.out:
             if not conn.writing:  # stop reading until the peer takes what it asked for
-                self._sel.modify(conn.sock, selectors.EVENT_WRITE, conn)
+                self._ep.modify(conn.sock.fileno(), select.EPOLLOUT)
                 conn.writing = True
             return
         if conn.closing:
             self._drop(conn)
             return
         if conn.writing:
-            self._sel.modify(conn.sock, selectors.EVENT_READ, conn)
+            self._ep.modify(conn.sock.fileno(), select.EPOLLIN)
             conn.writing = False
         if conn.machine.has_pending_input:
             self._process(conn, b"")
@@ -292,10 +310,11 @@ class Server:
         conn.machine.connection_lost()
         if session is not None and session.session_id not in self.sessions.live:
             self._mib_start.pop(session.session_id, None)
+        self._handlers.pop(fd, None)
         try:
-            assert self._sel is not None
-            self._sel.unregister(conn.sock)
-        except (KeyError, ValueError):
+            assert self._ep is not None
+            self._ep.unregister(fd)
+        except (KeyError, ValueError, OSError):
             pass
         conn.sock.close()
 
@@ -311,8 +330,8 @@ class Server:
         for sock in (self._listener, self._udp):
             if sock is not None:
                 sock.close()
-        if self._sel is not None:
-            self._sel.close()
+        if self._ep is not None:
+            self._ep.close()
         for fd in (self._wake_r, self._wake_w):
             try:
                 os.close(fd)

@@ -275,21 +275,28 @@ class Stream:
         sock = self.sock
         assert sock is not None
         req = p.encode_request(self.spec.response_bytes, bytes(max(0, self.spec.request_bytes)))
+        req_len = len(req)
         expect = p.HEADER.size + self.spec.response_bytes
         buf = bytearray(expect)
         view = memoryview(buf)
         clock = time.monotonic_ns
-        sendall, recv_into = sock.sendall, sock.recv_into
+        send, recv_into = sock.send, sock.recv_into
         measure, end, slow_ns = self.t.measure_ns, self.t.end_ns, self.spec.slow_ns
         period, intended = self._pacing()
-        stop = self.stop
-        while not stop.is_set():
+        stopped = self.stop.is_set
+        record = self.chunk.latency_ns.append
+        next_flush = self.next_flush_ns
+        response = p.MsgType.RESPONSE
+        # The hot loop: locals only, one send and (usually) one recv per transaction.
+        while not stopped():
             if period is not None:
                 _wait_until(intended, clock)
             t_send = clock()
             if t_send >= end:
                 break
-            sendall(req)
+            sent = send(req)
+            if sent != req_len:
+                sock.sendall(req[sent:])
             try:
                 got = recv_into(view, expect)
                 if got == 0:
@@ -298,18 +305,21 @@ class Stream:
                 got = 0
             if got < expect:
                 self._recv_exact(sock, view, expect, got)
-            if buf[0] != p.MsgType.RESPONSE:
-                self._server_error(sock, bytes(buf))
             t_done = clock()
-            start = intended if period is not None else t_send
+            if buf[0] != response:
+                self._server_error(sock, bytes(buf))
             if period is not None:
+                start = intended
                 intended += period
+            else:
+                start = t_send
             if t_send < measure:
                 continue
-            if t_done >= self.next_flush_ns:
+            if t_done >= next_flush:
                 self._roll(t_done)
+                record, next_flush = self.chunk.latency_ns.append, self.next_flush_ns
             lat = t_done - start
-            self.chunk.latency_ns.append(lat)
+            record(lat)
             if period is not None:
                 self.chunk.uncorrected_ns.append(t_done - t_send)
             if lat >= slow_ns:
