@@ -93,17 +93,37 @@ def _first_address(netns: str) -> str:
                         hint=f"give one: {netns}@ADDRESS")
 
 
-def _path(source: Endpoint, target: Endpoint, notes: list[str]) -> tuple[PathHop, ...]:
+def _path(collector, snap: CounterSnapshot, a: Endpoint, b: Endpoint, notes: list[str]) -> tuple[PathHop, ...]:
+    """Devices from A to B and back, from the topology of ``snap`` (taken after the
+    probe, so the bridges' forwarding databases have learned the endpoints)."""
+    from vnetdiag.topology import discover
+    from vnetdiag.topology.path import resolve
+    from vnetdiag.topology.routes import kernel_lookup
+
     try:
-        from vnetdiag.topology.path import path_hops
-    except ImportError:
-        notes.append("path resolution is not available: every device counts as off the path")
-        return ()
-    try:
-        return path_hops(source.netns, target.netns, source.address, target.address)
+        topo = discover(snap, collector.pool)
+        lookup = kernel_lookup(collector.pool)
+        there = resolve(topo, lookup, a.netns, f"{b.netns}:{b.address}")
+        back = resolve(topo, lookup, f"{b.netns}", f"{a.netns}:{a.address or there.src_address}")
     except VnetdiagError as exc:
         notes.append(f"path not resolved: {exc}")
         return ()
+    mtu = {i.ref: i.mtu for i in topo.interfaces}
+    hops: list[PathHop] = []
+    for result, direction in ((there, "forward"), (back, "reverse")):
+        if not result.complete:
+            why = result.stopped or "incomplete"
+            flood = f" (flood candidates: {', '.join(result.flood_candidates)})" if result.flood_candidates else ""
+            notes.append(f"path {direction} {result.source} -> {result.destination}: {why}{flood}")
+        for h in result.hops:
+            label = h.netns_name or str(h.netns_inode)
+            # A device appears once per crossing even when the walk notes two roles (egress, encap).
+            if h.ref is None or (hops and (hops[-1].netns, hops[-1].device, hops[-1].direction)
+                                 == (label, h.name, direction)):
+                continue
+            hops.append(PathHop(netns=label, device=h.name, kind=h.kind,
+                                mtu=mtu.get(h.ref), direction=direction))
+    return tuple(hops)
 
 
 def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int = 16, duration_s: float = 5.0,
@@ -120,8 +140,6 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
     if a.netns == b.netns:
         raise BadInputError(f"{source} and {target} are the same namespace", hint="diagnose two namespaces")
     notes: list[str] = []
-    path = _path(a, b, notes)
-    say(f"path {a.label} -> {b.label}: {' -> '.join(h.device for h in path if h.direction == 'forward') or '?'}")
     with ExitStack() as stack:
         server = Server(bind=b.address, port=port, netns=b.netns)
         server.start()
@@ -144,6 +162,8 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
             failure = exc
             notes.append(f"the probe could not run: {exc.message}")
         after = collector.snapshot()
+        path = _path(collector, after, a, b, notes)
+        say(f"path {a.label} -> {b.label}: {' -> '.join(h.device for h in path if h.direction == 'forward') or '?'}")
     # Leaving the block stopped the tracer (window.result), the collector and the server.
     analysis = window.result if window is not None else None
     if analysis is not None and not analysis.completeness.complete:
