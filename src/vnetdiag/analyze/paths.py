@@ -17,8 +17,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from vnetdiag.model import events as ev
-from vnetdiag.model.tracing import (DeviceRate, DeviceRef, FdbMove, Hop, HopLatency, PacketPath, PathSummary,
-                                    RetransmitCount)
+from vnetdiag.model.tracing import DeviceRate, DeviceRef, FdbMove, Hop, HopLatency, PacketPath, PathSummary
 
 DeviceMap = Mapping[str, tuple[DeviceRef, ...]]
 
@@ -102,7 +101,8 @@ class Resolver:
         where: dict[str, str | None] = {}
         for dev, n in zip(seq, ns):
             where.setdefault(dev, n)
-        hops = tuple(Hop(device=h.device, netns=where.get(h.device), kind=h.kind, ts_ns=h.ts_ns) for h in path.hops)
+        hops = tuple(Hop(device=h.device, netns=where.get(h.device), kind=h.kind, ts_ns=h.ts_ns,
+                         len_bytes=h.len_bytes) for h in path.hops)
         return PacketPath(skbaddr=path.skbaddr, hops=hops, end=path.end, end_ts_ns=path.end_ts_ns, drop=path.drop)
 
 
@@ -131,7 +131,7 @@ class PathTracker:
             t = type(e)
             kind = kinds.get(t)
             if kind is not None:
-                hop = Hop(device=e.device, netns=None, kind=kind, ts_ns=e.ts_ns)
+                hop = Hop(device=e.device, netns=None, kind=kind, ts_ns=e.ts_ns, len_bytes=e.len_bytes)
                 hops = live.get(e.skbaddr)
                 if hops is None:
                     live[e.skbaddr] = [hop]
@@ -215,55 +215,48 @@ class PathStats:
 
 
 class DeviceCounters:
-    """Per-device packets and bytes seen in the trace, and GRO input frames."""
+    """Per-device packets and bytes seen in the trace, and GRO input frames.
 
-    def __init__(self) -> None:
-        self.rx = defaultdict(lambda: [0, 0])
-        self.tx = defaultdict(lambda: [0, 0])
-        self.gro: Counter[str] = Counter()
+    Counted from finished packet paths, so each device is placed in its
+    namespace by the path's resolution; (None, name) collects hops of an
+    ambiguous name the path could not place.
+    """
 
-    def feed(self, events: Iterable[ev.TraceEvent]) -> None:
-        rx, tx, gro = self.rx, self.tx, self.gro
-        for e in events:
-            t = type(e)
-            if t is ev.ReceiveEvent:
-                c = rx[e.device]
-            elif t is ev.XmitEvent:
-                c = tx[e.device]
-            elif t is ev.GroEvent:
-                gro[e.device] += 1
+    def __init__(self, resolver: Resolver) -> None:
+        self.resolver = resolver
+        self.rx: dict[tuple[str | None, str], list[int]] = defaultdict(lambda: [0, 0])
+        self.tx: dict[tuple[str | None, str], list[int]] = defaultdict(lambda: [0, 0])
+        self.gro: Counter[tuple[str | None, str]] = Counter()
+
+    def add(self, path: PacketPath) -> None:
+        seq = device_sequence(path.hops)
+        ns, _ = self.resolver.resolve(seq)
+        where = dict(zip(seq, ns))
+        for h in path.hops:
+            key = (where.get(h.device), h.device)
+            if h.kind == "rx":
+                c = self.rx[key]
+            elif h.kind == "xmit":
+                c = self.tx[key]
+            elif h.kind == "gro":
+                self.gro[key] += 1
                 continue
             else:
                 continue
             c[0] += 1
-            c[1] += e.len_bytes
+            c[1] += h.len_bytes
 
-    def rates(self, duration_s: float, devmap: DeviceMap) -> tuple[DeviceRate, ...]:
+    def rates(self, duration_s: float) -> tuple[DeviceRate, ...]:
         d = max(duration_s, 1e-9)
         out = []
-        for dev in sorted(set(self.rx) | set(self.tx) | set(self.gro)):
-            nss = {r.netns for r in devmap.get(dev, ())}
-            rxp, rxb = self.rx.get(dev, (0, 0))
-            txp, txb = self.tx.get(dev, (0, 0))
-            g = self.gro.get(dev, 0)
+        for key in sorted(set(self.rx) | set(self.tx) | set(self.gro), key=lambda k: (k[1], k[0] or "")):
+            rxp, rxb = self.rx.get(key, (0, 0))
+            txp, txb = self.tx.get(key, (0, 0))
+            g = self.gro.get(key, 0)
             share = max(0.0, 1.0 - rxp / g) if g else None
-            out.append(DeviceRate(device=dev, netns=next(iter(nss)) if len(nss) == 1 else None,
-                                  rx_packets_per_s=rxp / d, rx_bytes_per_s=rxb / d, tx_packets_per_s=txp / d,
-                                  tx_bytes_per_s=txb / d, gro_frames=g, gro_share=share))
+            out.append(DeviceRate(device=key[1], netns=key[0], rx_packets_per_s=rxp / d, rx_bytes_per_s=rxb / d,
+                                  tx_packets_per_s=txp / d, tx_bytes_per_s=txb / d, gro_frames=g, gro_share=share))
         return tuple(out)
-
-
-def retransmits(events: Iterable[ev.TraceEvent]) -> tuple[RetransmitCount, ...]:
-    counts: Counter = Counter()
-    synacks: Counter = Counter()
-    for e in events:
-        if type(e) is ev.RetransmitEvent:
-            key = (e.saddr, e.sport, e.daddr, e.dport)
-            counts[key] += 1
-            if e.synack:
-                synacks[key] += 1
-    return tuple(RetransmitCount(saddr=k[0], sport=k[1], daddr=k[2], dport=k[3], count=n, synack_count=synacks[k])
-                 for k, n in counts.most_common())
 
 
 def fdb_moves(events: Iterable[ev.FdbEvent]) -> tuple[FdbMove, ...]:

@@ -23,7 +23,7 @@ class TraceAnalyzer:
         self.drops = DropCounter(self.resolver)
         self.stats = PathStats(self.resolver)
         self.tracker = PathTracker(on_path=self._on_path, **tracker_opts)
-        self.devices = DeviceCounters()
+        self.devices = DeviceCounters(self.resolver)
         self.max_kept = max_kept
         self.fdb: list[ev.FdbEvent] = []
         self.retrans: dict[tuple, list[int]] = {}
@@ -33,11 +33,11 @@ class TraceAnalyzer:
         if path.drop is not None:
             self.drops.add(path)
         self.stats.add(path)
+        self.devices.add(path)
 
     def feed(self, events: list[ev.TraceEvent]) -> None:
         self.events += len(events)
         self.tracker.feed(events)
-        self.devices.feed(events)
         for e in events:
             t = type(e)
             if t is ev.FdbEvent and len(self.fdb) < self.max_kept:
@@ -59,7 +59,7 @@ class TraceAnalyzer:
                         for k, v in sorted(self.retrans.items(), key=lambda kv: -kv[1][0]))
         return TraceAnalysis(duration_s=duration_s, completeness=completeness,
                              drops=self.drops.result(duration_s),
-                             devices=self.devices.rates(duration_s, self.devmap),
+                             devices=self.devices.rates(duration_s),
                              paths=self.stats.summaries(), retransmits=retrans,
                              fdb_moves=fdb_moves(self.fdb), fdb_events=tuple(self.fdb[:1000]),
                              paths_aged=self.tracker.aged)

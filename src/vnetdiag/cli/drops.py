@@ -34,8 +34,8 @@ def run(args, out) -> int:
     def pick(result):
         return filter_drops(result.drops, netns=args.netns, device=args.device, reason=args.reason)
 
-    window.start()
     try:
+        window.start()
         deadline = None if duration is None else time.monotonic() + duration
         if out.json_mode:
             _wait(deadline, args.interval, lambda: None)

@@ -56,9 +56,9 @@ def _record(args, out, view) -> int:
         raise BadInputError(f"cannot write {target}: {parent} is not a writable directory",
                             hint="choose an existing, writable directory for -o")
     window = TraceWindow(events=args.events, namespaces=[args.netns] if args.netns else None, record_to=target)
-    window.start()
-    out.info(f"recording {args.events} events to {target} for {args.duration:g} s ...")
     try:
+        window.start()
+        out.info(f"recording {args.events} events to {target} for {args.duration:g} s ...")
         time.sleep(args.duration)
     except KeyboardInterrupt:
         pass

@@ -94,7 +94,7 @@ class DropScanner:
         for i, e in enumerate(found):
             if type(e) in (ev.ConsumeEvent, ev.DropEvent):
                 start = i + 1
-        hops = tuple(Hop(device=e.device, netns=None, kind=_HOP_KIND[type(e)], ts_ns=e.ts_ns)
+        hops = tuple(Hop(device=e.device, netns=None, kind=_HOP_KIND[type(e)], ts_ns=e.ts_ns, len_bytes=e.len_bytes)
                      for e in found[start:] if type(e) in _HOP_KIND)
         return PacketPath(skbaddr=drop.skbaddr, hops=hops, end="dropped", end_ts_ns=drop.ts_ns, drop=drop)
 
@@ -223,6 +223,13 @@ class TraceWindow:
 
     def stop(self) -> TraceAnalysis:
         """Stop tracing, drain what is left, remove the instance, return the analysis."""
+        if not hasattr(self, "analyzer"):  # interrupted while starting: nothing was read
+            try:
+                completeness = self.tracer.completeness(0)
+            finally:
+                self.tracer.close()
+            self.result = TraceAnalysis(duration_s=0.0, completeness=completeness, drops=())
+            return self.result
         try:
             self._stop.set()
             if self._thread is not None:

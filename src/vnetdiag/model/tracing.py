@@ -34,6 +34,8 @@ class Hop:
     """None when the name exists in several namespaces and the path did not tell which."""
     kind: Literal["rx", "queue", "xmit", "gro"]
     ts_ns: int
+    len_bytes: int = 0
+    """Length the event reported (for rx and queue: without the link-layer header on some devices)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
