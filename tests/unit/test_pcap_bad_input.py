@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from vnetdiag.capture import analyze_file
@@ -188,6 +188,7 @@ def mutated(draw):
 @settings(max_examples=EXAMPLES, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(mutated())
+@example(NG[:188] + struct.pack("<III", 6, 12, 0))  # a 12-byte EPB at the very end (found by fuzzing)
 def test_fuzz_reader_never_raises_anything_but_bad_input(data):
     try:
         rep = analyze_file(data, chunk_bytes=512)

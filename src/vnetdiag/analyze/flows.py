@@ -207,7 +207,7 @@ class FlowAccumulator:
         ports = proto in (6, 17) and not c.proto & 0x100
         lo = endpoint(lo_hi, lo_lo, lo_port if ports else None)
         hi = endpoint(hi_hi, hi_lo, hi_port if ports else None)
-        name = _PROTO_NAMES.get(proto, f"ip-{proto}") if not c.proto & 0x100 else f"ip-{proto}-fragment"
+        name = _PROTO_NAMES.get(proto, f"ip-{proto}") if not c.proto & 0x100 else f"ip-{proto}-partial"
         a, b, (pab, pba), (bab, bba) = (lo, hi, pk, by) if c.a_is_lo else (hi, lo, pk[::-1], by[::-1])
         return Conversation(proto=name, a=a, b=b, packets_ab=int(pab), bytes_ab=int(bab), packets_ba=int(pba),
                             bytes_ba=int(bba), start_s=(first_ns - t0) / 1e9, duration_s=(last_ns - first_ns) / 1e9,

@@ -235,9 +235,14 @@ class PcapReader:
             f.close()
             raw.close()
 
-    def _emit(self, data: bytes, off, cap, wire, ts, lt) -> Batch:
-        buf = np.zeros(len(data) + PAD, dtype=np.uint8)
+    @staticmethod
+    def _padded(data: bytes) -> np.ndarray:
+        buf = np.empty(len(data) + PAD, dtype=np.uint8)
         buf[: len(data)] = np.frombuffer(data, dtype=np.uint8)
+        buf[len(data):] = 0
+        return buf
+
+    def _emit(self, buf: np.ndarray, off, cap, wire, ts, lt) -> Batch:
         batch = Batch(buf=buf, data_off=off, caplen=cap, wirelen=wire, ts_ns=ts, linktype=lt,
                       first_frame=self.packets + 1)
         self.packets += len(off)
@@ -292,7 +297,7 @@ class PcapReader:
 
     def _pcap_batch(self, buf: bytes, starts, endian: str, ts_mul: int, linktype: int) -> Batch:
         s = np.asarray(starts, dtype=np.int64)
-        arr = np.frombuffer(buf, dtype=np.uint8)
+        arr = self._padded(buf)
         u32 = _u32view(arr, endian)
         sec = u32[s].astype(np.int64)
         frac = u32[s + 4].astype(np.int64)
@@ -300,7 +305,7 @@ class PcapReader:
         wire = np.maximum(u32[s + 12].astype(np.int64), cap)
         ts = sec * 1_000_000_000 + frac * ts_mul
         lt = np.full(len(s), linktype, dtype=np.int32)
-        return self._emit(buf, s + 16, cap, wire, ts, lt)
+        return self._emit(arr, s + 16, cap, wire, ts, lt)
 
     # -- pcapng -------------------------------------------------------------
     def _pcapng(self, f, raw, magic: bytes) -> Iterator[Batch]:
@@ -409,7 +414,7 @@ class PcapReader:
     def _pcapng_batch(self, buf: bytes, starts: list[int], kinds: list[int], endian: str, section_base: int) -> Batch:
         s = np.asarray(starts, dtype=np.int64)
         k = np.asarray(kinds, dtype=np.int64)
-        arr = np.frombuffer(buf, dtype=np.uint8)
+        arr = self._padded(buf)
         u32 = _u32view(arr, endian)
         u16 = _u16view(arr, endian)
         blen = u32[s + 4].astype(np.int64)
@@ -440,7 +445,7 @@ class PcapReader:
             idx = np.where(spb, 0, np.arange(len(ts)))
             np.maximum.accumulate(idx, out=idx)
             ts = ts[idx]
-        return self._emit(buf, data, cap, np.maximum(wire, cap), ts, lt)
+        return self._emit(arr, data, cap, np.maximum(wire, cap), ts, lt)
 
     def _times(self, gif: np.ndarray, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ts = np.zeros(len(gif), dtype=np.int64)
