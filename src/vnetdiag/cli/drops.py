@@ -25,9 +25,9 @@ def run(args, out) -> int:
 
     duration = args.duration if args.duration is not None else (10.0 if out.json_mode else None)
     if duration is not None and duration <= 0:
-        raise UsageError("--duration must be a positive number of seconds")
+        raise UsageError("--duration must be a positive number of seconds", hint="e.g. --duration 10")
     if args.interval <= 0:
-        raise UsageError("--interval must be positive")
+        raise UsageError("--interval must be a positive number of seconds", hint="e.g. --interval 1")
     namespaces = [args.netns] if args.netns else None
     window = TraceWindow(events="drops", namespaces=namespaces)
 

@@ -49,7 +49,7 @@ def _record(args, out, view) -> int:
     from vnetdiag.collect.tracewindow import TraceWindow
 
     if args.duration <= 0:
-        raise UsageError("--duration must be a positive number of seconds")
+        raise UsageError("--duration must be a positive number of seconds", hint="e.g. --duration 10")
     target = Path(args.output)
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir() or not os.access(parent, os.W_OK):

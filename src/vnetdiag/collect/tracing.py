@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from vnetdiag.collect import tracedecode as td
-from vnetdiag.errors import MissingFeatureError
+from vnetdiag.errors import MissingFeatureError, UsageError
 from vnetdiag.model.tracing import Completeness
 from vnetdiag.system import privileges, tracefs
 from vnetdiag.system.undo import Journal, RemovePath
@@ -176,6 +176,6 @@ def resolve_events(spec: str | Iterable[tuple[str, str]]) -> tuple[tuple[str, st
         try:
             return EVENT_SETS[spec]
         except KeyError:
-            raise MissingFeatureError(f"unknown event set {spec!r}",
+            raise UsageError(f"unknown event set {spec!r}",
                                       hint=f"use one of {', '.join(EVENT_SETS)}") from None
     return tuple(spec)
