@@ -117,11 +117,12 @@ def run(names: list[str], args) -> int:
         t = time.perf_counter()
         first = col.snapshot()
         cold = time.perf_counter() - t
-        times = []
+        times, cpu = [], []
         for _ in range(args.repeat):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             snap = col.snapshot()
             times.append(time.perf_counter() - t)
+            cpu.append(time.process_time() - c)
         tracemalloc.start()  # a separate, untimed pass: tracing allocations slows them
         col.snapshot()
         _cur, py_peak = tracemalloc.get_traced_memory()
@@ -138,7 +139,10 @@ def run(names: list[str], args) -> int:
     n_if = len(snap.interfaces)
     n_q = sum(len(i.qdiscs) for i in snap.interfaces)
     hwm = _status("VmHWM")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     shell = [shell_round(names) for _ in range(args.shell_repeat)]
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    shell_cpu = ((after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)) / len(shell)
     tool_peak = shell_peak_kib(names[:10])
     ours, theirs = statistics.median(times), statistics.median(shell)
     print(f"interfaces: {n_if} in {len(snap.namespaces)} namespaces, qdiscs+classes: {n_q}, "
@@ -147,7 +151,10 @@ def run(names: list[str], args) -> int:
           f"max {max(times) * 1000:.1f} ms over {len(times)} repeats")
     print(f"shell loop (ip -s -s -j link; tc -s -j qdisc; nstat -asz per namespace): median "
           f"{theirs * 1000:.0f} ms, min {min(shell) * 1000:.0f} ms over {len(shell)} repeats")
-    print(f"ratio (median): vnetdiag is {theirs / ours:.1f}x faster")
+    print(f"ratio (median wall time): vnetdiag is {theirs / ours:.1f}x faster")
+    ours_cpu = statistics.median(cpu)
+    print(f"CPU time per round (user+system; steadier than wall time on a busy machine): vnetdiag "
+          f"{ours_cpu * 1000:.1f} ms, shell {shell_cpu * 1000:.0f} ms, ratio {shell_cpu / ours_cpu:.1f}x")
     print(f"peak memory: vnetdiag process peak RSS {hwm / 1024:.1f} MiB (Python heap peak of one snapshot "
           f"{py_peak / 2**20:.1f} MiB); shell tools: largest single process peak RSS {tool_peak / 1024:.1f} MiB "
           f"(GNU time), one process at a time")

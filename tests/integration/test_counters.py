@@ -65,8 +65,11 @@ def test_qdiscs_equal_tc_and_fault_moves_only_that_qdisc(lab):
             assert (q.packets, q.bytes, q.drops, q.overlimits, q.requeues, q.backlog_bytes, q.backlog_packets) == (
                 r["packets"], r["bytes"], r["drops"], r["overlimits"], r["requeues"], r["backlog"], r["qlen"])
         assert ifname
-        # Replies to vm1 leave hv1 through vm1-p, where the tiny tbf queue overflows.
-        lab.run("vm1", ["ping", "-q", "-c", "40", "-i", "0.002", "-s", "1400", "-W", "1", lab.ip("vm3")], check=False)
+        # A UDP burst to vm1 leaves hv1 through vm1-p, where the tiny tbf queue
+        # overflows (ping would pace itself on the replies and never fill it).
+        blast = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                 f"for _ in range(300): s.sendto(b'x' * 1400, ('{lab.ip('vm1')}', 9))")
+        lab.run("vm3", ["python3", "-c", blast])
         after = col.snapshot()
     d = delta(snap, after)
     drop_moves = set()

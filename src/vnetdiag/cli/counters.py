@@ -52,7 +52,7 @@ def run(args, out) -> int:
     if args.watch is not None and args.watch <= 0:
         raise UsageError(f"--watch interval must be positive, not {args.watch}", hint="e.g. --watch 1")
     only = namespace_filter(args.netns)
-    with Collector(only=only, details=False) as col:
+    with Collector(only=only) as col:
         first = col.snapshot()
         if args.netns and not first.namespaces:
             known = ", ".join(n.label for n in col.pool.namespaces)
@@ -111,34 +111,41 @@ def _watch(out, col, first, args, rep) -> None:
     prev = device_filter(first, args.device)
     interval = args.watch
     n = 0
-    next_t = time.monotonic() + interval
+    # Fixed-rate ticks from the first snapshot, so intervals do not drift.
+    next_t = first.taken_monotonic_s + interval
 
-    def wait() -> None:
-        nonlocal next_t
+    def step():
+        nonlocal next_t, prev, n
         time.sleep(max(0.0, next_t - time.monotonic()))
         next_t += interval
+        cur = device_filter(col.snapshot(), args.device)
+        d = delta(prev, cur)
+        prev = cur
+        n += 1
+        return cur, d
+
+    def more() -> bool:
+        return not args.count or n < args.count
 
     if out.json_mode:
         import json
-        while not args.count or n < args.count:
-            wait()
-            cur = device_filter(col.snapshot(), args.device)
-            d = delta(prev, cur)
+        while more():
+            cur, d = step()
             out.stream.write(json.dumps(rep.delta_document(d, taken_unix_s=cur.taken_unix_s)) + "\n")
             out.stream.flush()
-            prev = cur
-            n += 1
+        return
+    if not out.console.is_terminal:  # piped: one table per interval, nothing redrawn
+        out.console.width = 250
+        while more():
+            cur, d = step()
+            out.console.print(_delta_table(rep, d, args.all, interval, cur))
         return
     from rich.live import Live
 
     with Live(_delta_table(rep, None, args.all, interval), console=out.console, auto_refresh=False) as live:
-        while not args.count or n < args.count:
-            wait()
-            cur = device_filter(col.snapshot(), args.device)
-            d = delta(prev, cur)
+        while more():
+            cur, d = step()
             live.update(_delta_table(rep, d, args.all, interval, cur), refresh=True)
-            prev = cur
-            n += 1
 
 
 def _delta_table(rep, d, all_counters, interval, snap=None):
