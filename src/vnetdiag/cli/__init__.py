@@ -21,5 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("vnetdiag.cli.serve", "the probe server: bounded, token-guarded, loopback unless told otherwise"),
     "topology": ("vnetdiag.cli.topology", "namespaces, interfaces and how they connect: tree, dot, html, json, diff"),
     "path": ("vnetdiag.cli.path", "the devices a packet from FROM to TO crosses, both directions"),
+    "watch": ("vnetdiag.cli.watch", "detect TX stalls, drop anomalies, conntrack pressure, link changes; act; journal"),
+    "export": ("vnetdiag.cli.export", "serve every namespace's counters as Prometheus /metrics"),
     "cleanup": ("vnetdiag.cli.cleanup", "remove everything vnetdiag left in the kernel"),
 }

@@ -1,0 +1,54 @@
+"""vnetdiag export: serve the counters of every namespace as Prometheus /metrics."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+
+def configure(parser, common) -> None:
+    parser.add_argument("--listen", default="127.0.0.1:9469", metavar="ADDR:PORT",
+                        help="address to serve /metrics on (default 127.0.0.1:9469, loopback only)")
+    parser.add_argument("--netns", action="append", default=[], metavar="GLOB",
+                        help="only namespaces whose name matches ('host' for the host); repeatable")
+    parser.add_argument("--include-device", action="append", default=[], metavar="GLOB",
+                        help="only devices matching (repeatable)")
+    parser.add_argument("--exclude-device", action="append", default=[], metavar="GLOB",
+                        help="leave out devices matching (repeatable)")
+    parser.add_argument("--netstat-fields", metavar="REGEX",
+                        help="netstat/snmp counters to export, as Section_Counter (default: node_exporter's set)")
+
+
+def run(args, out) -> int:
+    import re
+
+    from vnetdiag.errors import UsageError
+    from vnetdiag.system.privileges import require_root
+    from vnetdiag.watch.config import parse_listen
+
+    addr, port = parse_listen(args.listen)
+    if args.netstat_fields:
+        try:
+            re.compile(args.netstat_fields)
+        except re.error as exc:
+            raise UsageError(f"--netstat-fields: not a regular expression: {exc}") from None
+    require_root("export")
+    from vnetdiag.collect import Collector
+    from vnetdiag.export.metrics import Filters
+    from vnetdiag.export.server import MetricsServer, live_source
+    from vnetdiag.watch.loop import namespace_filter
+
+    stop = threading.Event()
+    old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    with Collector(only=namespace_filter(tuple(args.netns)), details=True) as col:
+        filters = Filters(devices_include=tuple(args.include_device), devices_exclude=tuple(args.exclude_device),
+                          netstat_fields=args.netstat_fields)
+        server = MetricsServer(live_source(col), filters, addr, port)
+        out.info(f"vnetdiag export: serving http://{server.addr}:{server.port}/metrics")
+        try:
+            stop.wait()
+        finally:
+            server.close()
+            for s, h in old.items():
+                signal.signal(s, h)
+    return 0

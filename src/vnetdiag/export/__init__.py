@@ -1,0 +1,1 @@
+"""Prometheus exporter: metric families from counter snapshots, and the /metrics server."""

@@ -1,0 +1,106 @@
+"""Watch detectors replayed on snapshots recorded from the lab (tests/golden/watch/record.py).
+
+Each recording's note says at which snapshot the fault was added and cleared;
+the detectors must raise on the faulty device only, after the fault, and clear
+after it is gone; the clean recording must raise nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vnetdiag.analyze import detectors as det
+from vnetdiag.analyze.deltas import delta
+from vnetdiag.model.watch import Observation, WatchConfig
+from vnetdiag.watch import config as cfg
+from vnetdiag.watch import recording
+
+HERE = Path(__file__).parent / "watch"
+
+
+def replay(name: str, config: WatchConfig = WatchConfig(), port_range=(32768, 60999)):
+    header, snaps = recording.load(HERE / f"{name}.jsonl.gz")
+    marks = dict(kv.split("=") for kv in header["note"].split() if "=" in kv)
+    detectors = det.build(config)
+    prev = None
+    out = []
+    for i, s in enumerate(snaps):
+        obs = Observation(previous=prev, current=s, delta=delta(prev, s) if prev else None, port_range=port_range)
+        out.extend((i, t) for t in det.run_all(detectors, obs))
+        prev = s
+    return {k: int(v) for k, v in marks.items()}, out, detectors
+
+
+def test_tx_stall_raised_on_the_stalled_device_and_cleared():
+    marks, out, _ = replay("tx-stall")
+    raised = [(i, t) for i, t in out if t.change == "raised"]
+    assert [(t.alert.detector, t.alert.subject, t.alert.kind) for _, t in raised] == \
+        [("tx_stall", "wch-hv2/vm3-p", "backlog-frozen")]
+    i, t = raised[0]
+    assert marks["fault_added"] < i < marks["fault_cleared"]
+    assert t.alert.evidence["tx_packets_delta"] == 0 and t.alert.evidence["backlog_packets"] > 0
+    assert "tbf" in t.alert.evidence["qdisc"]
+    cleared = [i for i, t in out if t.change == "cleared" and t.alert.detector == "tx_stall"]
+    assert cleared and marks["fault_cleared"] <= cleared[0] <= marks["fault_cleared"] + 2
+
+
+def test_tx_stall_needs_consecutive_cycles():
+    # raise_after larger than the stalled stretch: never raised.
+    conf = cfg.parse({"detectors": {"tx_stall": {"raise_after": 6}}})
+    _, out, _ = replay("tx-stall", conf)
+    assert not [t for _, t in out if t.alert.detector == "tx_stall"]
+
+
+def test_queue_overflow_is_a_drop_anomaly_on_that_device_only():
+    marks, out, _ = replay("queue-overflow")
+    raised = [(i, t) for i, t in out if t.change == "raised"]
+    assert {(t.alert.detector, t.alert.subject, t.alert.kind) for _, t in raised} == \
+        {("drop_anomaly", "wch-hv1/vx0", "qdisc_drops")}
+    i, t = raised[0]
+    assert marks["fault_added"] < i < marks["fault_cleared"]
+    ev = t.alert.evidence
+    assert ev["rate_per_s"] > ev["threshold_per_s"] >= ev["baseline_per_s"]
+    assert ev["delta"] >= 5 and "tbf" in ev["qdisc"]
+    assert any(t.change == "cleared" and t.alert.subject == "wch-hv1/vx0" for _, t in out)
+
+
+def test_one_burst_does_not_raise_with_hysteresis():
+    # Demanding more anomalous cycles in a row than the fault lasted: nothing raised.
+    conf = cfg.parse({"detectors": {"drop_anomaly": {"raise_after": 8}}})
+    _, out, _ = replay("queue-overflow", conf)
+    assert not [t for _, t in out if t.change == "raised"]
+
+
+def test_conntrack_full_raises_pressure_with_forecast_and_port_arithmetic():
+    conf = cfg.parse({"detectors": {"conntrack": {"clients": 4}}})
+    marks, out, _ = replay("conntrack-full", conf)
+    raised = {t.alert.kind: (i, t.alert) for i, t in out if t.change == "raised" and t.alert.detector == "conntrack"}
+    assert {"table-nearly-full", "refusing"} <= set(raised)
+    i, a = raised["table-nearly-full"]
+    assert i >= marks["fault_added"] and a.subject == "wch-hv1"
+    ev = a.evidence
+    assert ev["count"] == ev["limit"] == 64 and ev["time_to_full_s"] == 0
+    assert ev["ports_per_client"] == 60999 - 32768 + 1 and ev["clients_to_fill_table"] == 1
+    assert ev["client_tuples"] == 4 * 28232
+    assert "full now" in a.summary and "4 clients x 28232" in a.summary
+    assert raised["refusing"][1].evidence["drop_delta"] > 0
+
+
+def test_clean_lab_raises_nothing():
+    _, out, detectors = replay("clean")
+    assert out == []
+    assert not any(d.active() for d in detectors)
+
+
+def test_drop_baselines_stay_bounded():
+    _, _, detectors = replay("clean")
+    drops = next(d for d in detectors if d.name == "drop_anomaly")
+    assert len(drops.baselines) < 50
+
+
+def test_recording_round_trip(tmp_path):
+    _, snaps = recording.load(HERE / "tx-stall.jsonl.gz")
+    recording.dump(tmp_path / "x.jsonl.gz", snaps[:2])
+    assert recording.load(tmp_path / "x.jsonl.gz")[1] == snaps[:2]

@@ -1,0 +1,117 @@
+"""Record the counter snapshots the watch detectors are tested on (needs root).
+
+    sudo VNETDIAG_LAB_PREFIX=wch VNETDIAG_STATE_DIR=/run/vnetdiag-wch \
+        .venv/bin/python tests/golden/watch/record.py [SCENARIO ...]
+
+Builds the default lab (prefix wch), and for each scenario takes snapshots of
+the lab's namespaces every 0.5 s with the same Collector `vnetdiag watch`
+uses, while pings run and a fault is injected and cleared. Writes
+tests/golden/watch/<scenario>.jsonl.gz (vnetdiag.snapshots/1) with a note
+saying at which snapshot indexes the fault was added and cleared.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from vnetdiag import lab as lab_mod
+from vnetdiag.collect import Collector
+from vnetdiag.lab import spec
+from vnetdiag.watch import recording
+
+HERE = Path(__file__).parent
+INTERVAL_S = 0.5
+
+
+def _pinger(lab, src, dst, *args):
+    return subprocess.Popen(["ip", "netns", "exec", lab.netns(src), "ping", "-q", *args, lab.ip(dst)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+UDP_LOAD = ("import socket,sys,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nb=bytes(1400)\n"
+            "pps=int(sys.argv[2]);end=time.monotonic()+float(sys.argv[3]);t=time.monotonic()\n"
+            "while t<end:\n s.sendto(b,(sys.argv[1],9))\n t+=1/pps\n d=t-time.monotonic()\n"
+            " time.sleep(d) if d>0 else None\n")
+
+
+def udp_load(lab, src, dst, pps=1000, duration_s=3.0):
+    """UDP datagrams of 1400 bytes from src to dst's discard port at ``pps`` for ``duration_s``."""
+    return subprocess.Popen(["ip", "netns", "exec", lab.netns(src), "python3", "-c", UDP_LOAD, lab.ip(dst),
+                             str(pps), str(duration_s)])
+
+
+def _take(col, n, out):
+    for _ in range(n):
+        out.append(col.snapshot())
+        time.sleep(INTERVAL_S)
+
+
+def scenario(lab, col, name):
+    snaps = []
+    marks = {}
+    bg = _pinger(lab, "vm1", "vm3", "-i", "0.2")
+    try:
+        if name == "tx-stall":
+            _take(col, 4, snaps)
+            marks["fault_added"] = len(snaps)
+            f = lab.add_fault("tx-stall", at="hv2:vm3-p")
+            load = _pinger(lab, "vm1", "vm3", "-i", "0.05")
+            _take(col, 6, snaps)
+            marks["fault_cleared"] = len(snaps)
+            lab.clear_fault(f.id)
+            _take(col, 5, snaps)
+            load.kill()
+        elif name == "queue-overflow":
+            _take(col, 8, snaps)
+            marks["fault_added"] = len(snaps)
+            f = lab.add_fault("queue-overflow", at="hv1:vx0")
+            load = udp_load(lab, "vm1", "vm3", 1000, 10.0)
+            _take(col, 6, snaps)
+            load.kill()
+            marks["fault_cleared"] = len(snaps)
+            lab.clear_fault(f.id)
+            _take(col, 8, snaps)
+        elif name == "conntrack-full":
+            _take(col, 3, snaps)
+            marks["fault_added"] = len(snaps)
+            f = lab.add_fault("conntrack-full", at="hv1", max=64)
+            syn = subprocess.Popen(["ip", "netns", "exec", lab.netns("vm1"), "python3", "-c",
+                                    "import socket,time\nfor p in range(7100,7130):\n"
+                                    " s=socket.socket();s.settimeout(0.1)\n"
+                                    " try: s.connect(('%s',p))\n except OSError: pass\n time.sleep(0.05)"
+                                    % lab.ip("vm3")])
+            _take(col, 6, snaps)
+            syn.wait()
+            marks["fault_cleared"] = len(snaps)
+            lab.clear_fault(f.id)
+            _take(col, 3, snaps)
+        elif name == "clean":
+            _take(col, 40, snaps)
+        else:
+            raise SystemExit(f"unknown scenario {name}")
+    finally:
+        bg.kill()
+    note = " ".join(f"{k}={v}" for k, v in marks.items())
+    recording.dump(HERE / f"{name}.jsonl.gz", snaps, note=f"{name}: interval {INTERVAL_S} s {note}".strip())
+    print(f"{name}: {len(snaps)} snapshots, {note}")
+
+
+def main(argv):
+    prefix = os.environ.get("VNETDIAG_LAB_PREFIX", "wch")
+    names = argv or ["tx-stall", "queue-overflow", "conntrack-full", "clean"]
+    lab_mod.down(prefix)
+    lab = lab_mod.up(spec.default(prefix))
+    try:
+        with Collector(only=lambda ns: (ns.name or "").startswith(prefix + "-")) as col:
+            for name in names:
+                scenario(lab, col, name)
+    finally:
+        lab_mod.down(prefix)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
