@@ -119,125 +119,131 @@ def _last_index(mask: np.ndarray, start: np.ndarray) -> np.ndarray:
 
 
 def analyze(p: TcpPackets) -> TcpMarks:
+    """Wireshark's per-packet flags for all packets at once (see module doc).
+
+    Arrays over all packets are kept few (memory is the cost that matters at a
+    million packets); the reverse-direction state is gathered only for the
+    packets that need it (data segments, candidate duplicate ACKs)."""
     n = len(p.frame)
-    ts = p.ts_ns
-    fl = p.flags.astype(np.int64)
-    seglen = p.seglen.astype(np.int64)
-    seq = p.seq.astype(np.int64)
-    ack = p.ack.astype(np.int64)
-    win = p.win.astype(np.int64)
-    synfin = (fl & (SYN | FIN)) != 0
-    no_sfr = (fl & (SYN | FIN | RST)) == 0
-
-    # Stream order: last packet of the other direction (the "rev" state).
+    d = p.d
+    # Stream order: index of the latest packet of the other direction ("rev").
     s_first, s_start = _group_starts(p.stream)
-    last0 = _last_index(p.d == 0, s_start)
-    last1 = _last_index(p.d == 1, s_start)
-    rev = np.where(p.d == 0, last1, last0)
-    has_rev = rev >= 0
-    revi = np.maximum(rev, 0)
-
-    # Direction order.
-    grp = p.stream.astype(np.int64) * 2 + p.d
-    order = _direction_order(p.d, s_first, s_start)
+    rev = np.where(d == 0, _last_index(d == 1, s_start), _last_index(d == 0, s_start))
+    order = _direction_order(d, s_first, s_start)
     inv = np.empty(n, dtype=np.int64)
     inv[order] = np.arange(n)
-    g = grp[order]
-    first, start = _group_starts(g)
+    rev_o = rev[order]
+    del rev
+
+    # Direction order: each (stream, direction) is one contiguous block.
+    first, start = _group_starts((p.stream * 2 + d)[order])
     gidx = np.cumsum(first) - 1
     has_prev = ~first
-    sq = seq[order]
-    dseq = np.zeros(n, dtype=np.int64)
+    sq = p.seq[order].astype(np.int64)
+    rel = np.zeros(n, dtype=np.int64)
     if n > 1:
-        dseq[1:] = ((sq[1:] - sq[:-1] + 2**31) % 2**32) - 2**31
-    dseq[first] = 0
-    cs = np.cumsum(dseq)
-    rel = cs - cs[start]
-    sl = seglen[order]
-    end = rel + sl + synfin[order]
+        rel[1:] = ((sq[1:] - sq[:-1] + 2**31) % 2**32) - 2**31
+    rel[first] = 0
+    np.cumsum(rel, out=rel)
+    rel -= rel[start]
+    sl = p.seglen[order].astype(np.int64)
+    fl_o = p.flags[order]
+    synfin = (fl_o & (SYN | FIN)) != 0
+    no_sfr = (fl_o & (SYN | FIN | RST)) == 0
+    end = rel + sl + synfin
     nextseq = _excl_running_max(end, gidx, first)
 
-    rev_o = rev[order]
-    has_rev_o = has_rev[order]
-    rev_win = np.where(has_rev_o, win[revi][order], -1)
-    zwp = has_prev & (sl == 1) & (rel == nextseq) & (rev_win == 0)
-    if zwp.any():  # zero-window probes do not advance nextseq
-        end_eff = np.where(zwp, np.iinfo(np.int64).min // 4, end)
-        end_eff = np.where(first, end, end_eff)
-        nextseq = _excl_running_max(np.maximum(end_eff, end.min()), gidx, first)
-    raised = first | ((end > nextseq) & ~zwp)
+    # Zero-window probes (1 byte at nextseq while the other side shows window 0)
+    # do not advance nextseq.
+    zwp = np.zeros(n, dtype=bool)
+    z = np.flatnonzero(has_prev & (sl == 1) & (rel == nextseq))
+    if len(z):
+        rz = rev_o[z]
+        zwp[z[(rz >= 0) & (p.win[np.maximum(rz, 0)] == 0)]] = True
+        if zwp.any():
+            end_eff = np.where(zwp & ~first, end.min(), end)
+            nextseq = _excl_running_max(end_eff, gidx, first)
+            del end_eff
     pos = np.arange(n)
-    raised_last = np.where(raised, pos, -1)
-    np.maximum.accumulate(raised_last, out=raised_last)
-    ns_idx = np.empty(n, dtype=np.int64)
-    ns_idx[0:1] = -1
-    ns_idx[1:] = raised_last[:-1]
-    ns_idx = np.where(has_prev & (ns_idx >= start), ns_idx, -1)
-    ts_o = ts[order]
-    nextseq_time = np.where(ns_idx >= 0, ts_o[np.maximum(ns_idx, 0)], 0)
+    raised = first | ((end > nextseq) & ~zwp)
+    ns_idx = np.where(raised, pos, -1)
+    np.maximum.accumulate(ns_idx, out=ns_idx)
+    ns_idx[1:] = ns_idx[:-1].copy()
+    ns_idx[first] = -1  # the segment that set nextseq, before this packet
 
-    fl_o = fl[order]
-    no_sfr_o = no_sfr[order]
-    ka = has_prev & ((sl == 0) | (sl == 1)) & (rel == nextseq - 1) & no_sfr_o
-    win_o = win[order]
-    ack_o = ack[order]
-    win_prev = np.roll(win_o, 1)
-    ack_prev = np.roll(ack_o, 1)
-    same = has_prev & (sl == 0) & (win_o == win_prev) & (rel == nextseq) & (ack_o == ack_prev) & no_sfr_o
-    # A keep-alive ACK answers a keep-alive of the other direction; it is not a dup ACK.
-    ka_stream = ka[inv]
-    rev_was_ka = np.where(has_rev_o, ka_stream[revi][order], False)
-    dup = same & (win_o != 0) & ~rev_was_ka
-    ack_changed = first | (ack_o != ack_prev)
+    ka = has_prev & (sl <= 1) & (rel == nextseq - 1) & no_sfr
+    win_o = p.win[order]
+    ack_o = p.ack[order]
+    same_ack = np.zeros(n, dtype=bool)
+    same_ack[1:] = ack_o[1:] == ack_o[:-1]
+    same_ack &= has_prev
+    dup = same_ack & (sl == 0) & (rel == nextseq) & no_sfr & (win_o != 0)
+    dup[1:] &= win_o[1:] == win_o[:-1]
+    di = np.flatnonzero(dup)
+    if len(di):  # a keep-alive ACK answers a keep-alive of the other direction
+        rd = rev_o[di]
+        was_ka = (rd >= 0) & ka[inv[np.maximum(rd, 0)]]
+        dup[di[was_ka]] = False
+    del di, win_o
     cdup = np.cumsum(dup)
-    seg_start = np.where(ack_changed, pos, 0)
+    seg_start = np.where(same_ack, 0, pos)
     np.maximum.accumulate(seg_start, out=seg_start)
     dupnum = cdup - cdup[seg_start] + dup[seg_start]
-
-    # Back to stream order for the reverse-direction lookups.
-    dupnum_s = dupnum[inv]
-    rev_dupnum = np.where(has_rev_o, dupnum_s[revi][order], 0)
-    rev_ack = np.where(has_rev_o, ack[revi][order], 0)
-    rev_ack_ts = np.where(has_rev_o, ts[revi][order], 0)
+    del cdup, seg_start, same_ack
 
     rtt = _handshake_rtt(p, s_start, s_first)
-    ooo_thres = np.where(rtt > 0, rtt, DEFAULT_OOO_NS)[p.stream[order]]
-
-    cand = ((sl > 0) | synfin[order]) & ~ka
-    sna = has_prev & (rel < nextseq)
-    sna &= ~((sl > 1) & (nextseq - 1 == rel))
-    sq_u = sq
-    fast = cand & sna & has_rev_o & (rev_dupnum >= 2) & (rev_ack == sq_u) & (ts_o - rev_ack_ts < FAST_WINDOW_NS)
-    ooo = cand & ~fast & sna & (ts_o - nextseq_time < ooo_thres) & (nextseq != rel + sl)
-    le = (((sq_u + sl - rev_ack) + 2**31) % 2**32) - 2**31 <= 0
-    spur = cand & ~fast & ~ooo & (sl > 0) & has_rev_o & (rev_ack != 0) & le
-    plain = cand & ~fast & ~ooo & ~spur & sna
-    retr = plain | fast | spur
-
-    # Original transmission: the first segment that advanced nextseq past rel.
+    retr = np.zeros(n, dtype=bool)
+    fast = np.zeros(n, dtype=bool)
+    spur = np.zeros(n, dtype=bool)
+    ooo = np.zeros(n, dtype=bool)
+    since = np.full(n, -1, dtype=np.int64)
     original = np.full(n, -1, dtype=np.int64)
-    if retr.any():
-        adv = raised & ((sl > 0) | synfin[order])
-        adv_pos = np.flatnonzero(adv)
-        lo = int(min(end.min(), rel.min()))
-        span = int(max(end.max(), rel.max())) - lo + 1
-        key = gidx * span + (end - lo)
-        adv_keys = key[adv_pos]
-        rpos = np.flatnonzero(retr)
-        q = gidx[rpos] * span + (rel[rpos] - lo)
-        k = np.searchsorted(adv_keys, q, side="right")
-        ok = k < len(adv_pos)
-        cand_pos = adv_pos[np.minimum(k, len(adv_pos) - 1)]
-        ok &= (gidx[cand_pos] == gidx[rpos]) & (cand_pos < rpos)
-        original[rpos[ok]] = order[cand_pos[ok]]
+
+    # Segments with data (or SYN/FIN) that are not keep-alives: the candidates.
+    c = np.flatnonzero(((sl > 0) | synfin) & ~ka)
+    if len(c):
+        ts = p.ts_ns
+        r = rev_o[c]
+        has_r = r >= 0
+        ri = np.maximum(r, 0)
+        r_ack = np.where(has_r, p.ack[ri].astype(np.int64), 0)
+        r_ts = ts[ri]
+        r_dup = np.where(has_r, dupnum[inv[ri]], 0)
+        sq_c, sl_c, rel_c, ns_c = sq[c], sl[c], rel[c], nextseq[c]
+        ts_c = ts[order[c]]
+        hi = ns_idx[c]
+        hi_ts = np.where(hi >= 0, ts[order[np.maximum(hi, 0)]], 0)
+        sna = has_prev[c] & (rel_c < ns_c) & ~((sl_c > 1) & (ns_c - 1 == rel_c))
+        f = sna & has_r & (r_dup >= 2) & (r_ack == sq_c) & (ts_c - r_ts < FAST_WINDOW_NS)
+        thres = np.where(rtt > 0, rtt, DEFAULT_OOO_NS)[p.stream[order[c]]]
+        o = ~f & sna & (ts_c - hi_ts < thres) & (ns_c != rel_c + sl_c)
+        le = (((sq_c + sl_c - r_ack) + 2**31) % 2**32) - 2**31 <= 0
+        sp = ~f & ~o & (sl_c > 0) & has_r & (r_ack != 0) & le
+        pl = ~f & ~o & ~sp & sna
+        rt = pl | f | sp
+        cs_ = order[c]
+        fast[cs_], ooo[cs_], spur[cs_], retr[cs_] = f, o, sp, rt
+        since[cs_] = np.where(hi >= 0, ts_c - hi_ts, -1)
+        # Original transmission: the first segment that advanced nextseq past rel.
+        rpos = c[rt]
+        if len(rpos):
+            adv_pos = np.flatnonzero(raised & ((sl > 0) | synfin))
+            lo = int(min(end.min(), rel.min()))
+            span = int(max(end.max(), rel.max())) - lo + 1
+            adv_keys = gidx[adv_pos] * span + (end[adv_pos] - lo)
+            q = gidx[rpos] * span + (rel[rpos] - lo)
+            k = np.searchsorted(adv_keys, q, side="right")
+            ok = k < len(adv_pos)
+            cand_pos = adv_pos[np.minimum(k, max(len(adv_pos) - 1, 0))] if len(adv_pos) else rpos
+            ok &= (gidx[cand_pos] == gidx[rpos]) & (cand_pos < rpos)
+            original[order[rpos[ok]]] = order[cand_pos[ok]]
     tail = (end == nextseq) | ((rel + sl) == nextseq)
 
-    zero_window = (win == 0) & no_sfr
+    zero_window = (p.win == 0) & ((p.flags & (SYN | FIN | RST)) == 0)
     return TcpMarks(
-        retrans=retr[inv], fast=fast[inv], spurious=spur[inv], out_of_order=ooo[inv],
+        retrans=retr, fast=fast, spurious=spur, out_of_order=ooo,
         dup_ack=dup[inv], zero_window=zero_window, keep_alive=ka[inv], rel_seq=rel[inv],
-        tail=tail[inv], original=original[inv], handshake_rtt_ns=rtt,
-        since_highest_ns=np.where(ns_idx >= 0, ts_o - nextseq_time, -1)[inv],
+        tail=tail[inv], original=original, handshake_rtt_ns=rtt, since_highest_ns=since,
     )
 
 

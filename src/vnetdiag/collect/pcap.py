@@ -199,18 +199,34 @@ class PcapReader:
             got += len(b)
         return b"".join(parts), None
 
-    def _chunks(self, f, raw) -> Iterator[bytes]:
+    def _chunks(self, f, raw, carry_of: Callable[[], bytes]) -> Iterator[memoryview]:
+        """Chunks of the file, each preceded by the unfinished tail of the previous
+        one (``carry_of()``), in one reused buffer: a chunk is valid until the
+        next is requested (so is every Batch made from it)."""
         total = os.fstat(raw.fileno()).st_size if not isinstance(raw, io.BytesIO) else len(raw.getbuffer())
+        buf = bytearray()
         while True:
-            data, error = self._read(f, self.chunk_bytes)
-            if data:
+            carry = carry_of()
+            lc = len(carry)
+            if len(buf) < lc + self.chunk_bytes + PAD:
+                buf = bytearray(lc + self.chunk_bytes + PAD)
+            buf[:lc] = carry
+            error = None
+            if self.compressed:
+                data, error = self._read(f, self.chunk_bytes)
+                got = len(data)
+                buf[lc:lc + got] = data
+            else:
+                got = f.readinto(memoryview(buf)[lc:lc + self.chunk_bytes]) or 0
+            if got:
                 if self.progress:
                     self.progress(raw.tell(), total)
-                yield data
+                buf[lc + got:lc + got + PAD] = bytes(PAD)
+                yield memoryview(buf)[:lc + got]
             if error is not None:
                 self.warnings.append(f"compressed data is damaged ({error}); read up to the damage")
                 return
-            if not data:
+            if not got:
                 return
 
     def __iter__(self) -> Iterator[Batch]:
@@ -236,11 +252,10 @@ class PcapReader:
             raw.close()
 
     @staticmethod
-    def _padded(data: bytes) -> np.ndarray:
-        buf = np.empty(len(data) + PAD, dtype=np.uint8)
-        buf[: len(data)] = np.frombuffer(data, dtype=np.uint8)
-        buf[len(data):] = 0
-        return buf
+    def _padded(data: memoryview) -> np.ndarray:
+        """The chunk as a numpy array including the PAD zero bytes that follow it
+        in the reused buffer (no copy)."""
+        return np.frombuffer(data.obj, dtype=np.uint8, count=len(data) + PAD)
 
     def _emit(self, buf: np.ndarray, off, cap, wire, ts, lt) -> Batch:
         batch = Batch(buf=buf, data_off=off, caplen=cap, wirelen=wire, ts_ns=ts, linktype=lt,
@@ -262,8 +277,7 @@ class PcapReader:
         unpack = struct.Struct(endian + "I").unpack_from
         carry = b""
         stopped = False
-        for data in self._chunks(f, raw):
-            buf = carry + data if carry else data
+        for buf in self._chunks(f, raw, lambda: carry):
             n = len(buf)
             fast = _chain(buf, endian, limit)
             if fast is not None:
@@ -286,7 +300,7 @@ class PcapReader:
                         break
                     push(pos)
                     pos = end
-            carry = b"" if stopped else buf[pos:]
+            carry = b"" if stopped else bytes(buf[pos:])
             if len(starts):
                 yield self._pcap_batch(buf, starts, endian, ts_mul, linktype)
             if stopped:
@@ -312,8 +326,7 @@ class PcapReader:
         carry = magic
         endian = "<"
         section_base = 0
-        for data in self._chunks(f, raw):
-            buf = carry + data
+        for buf in self._chunks(f, raw, lambda: carry):
             pos = 0
             while True:
                 pos, starts, kinds, stop, endian, section_base = self._walk(buf, pos, endian, section_base)
@@ -324,7 +337,7 @@ class PcapReader:
                 break
             if stop == "corrupt":
                 return
-            carry = buf[pos:]
+            carry = bytes(buf[pos:])
         if carry:
             self.skipped += 1
             self.warnings.append(f"file truncated: last block incomplete ({len(carry)} bytes), 1 block skipped")
@@ -351,7 +364,7 @@ class PcapReader:
             if btype == _SHB:
                 if pos + 12 > n:
                     break
-                bom = buf[pos + 8 : pos + 12]
+                bom = bytes(buf[pos + 8 : pos + 12])
                 new_endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">" if bom == b"\x1a\x2b\x3c\x4d" else None
                 if new_endian is None:
                     self._corrupt(f"pcapng section header with unknown byte-order magic {bom.hex()}")
@@ -397,7 +410,7 @@ class PcapReader:
             code, olen = struct.unpack_from(endian + "HH", buf, opt)
             if code == 0:
                 break
-            value = buf[opt + 4 : opt + 4 + olen]
+            value = bytes(buf[opt + 4 : opt + 4 + olen])
             if code == 9 and olen >= 1:  # if_tsresol
                 r = value[0]
                 if r & 0x80:
