@@ -48,7 +48,7 @@ def test_tx_stall_raised_on_the_stalled_device_and_cleared():
 
 def test_tx_stall_needs_consecutive_cycles():
     # raise_after larger than the stalled stretch: never raised.
-    conf = cfg.parse({"detectors": {"tx_stall": {"raise_after": 6}}})
+    conf = cfg.parse({"detectors": {"tx_stall": {"raise_after": 30}}})
     _, out, _ = replay("tx-stall", conf)
     assert not [t for _, t in out if t.alert.detector == "tx_stall"]
 
@@ -66,9 +66,9 @@ def test_queue_overflow_is_a_drop_anomaly_on_that_device_only():
     assert any(t.change == "cleared" and t.alert.subject == "wch-hv1/vx0" for _, t in out)
 
 
-def test_one_burst_does_not_raise_with_hysteresis():
+def test_drop_anomaly_respects_raise_after():
     # Demanding more anomalous cycles in a row than the fault lasted: nothing raised.
-    conf = cfg.parse({"detectors": {"drop_anomaly": {"raise_after": 8}}})
+    conf = cfg.parse({"detectors": {"drop_anomaly": {"raise_after": 30}}})
     _, out, _ = replay("queue-overflow", conf)
     assert not [t for _, t in out if t.change == "raised"]
 
@@ -86,6 +86,22 @@ def test_conntrack_full_raises_pressure_with_forecast_and_port_arithmetic():
     assert ev["client_tuples"] == 4 * 28232
     assert "full now" in a.summary and "4 clients x 28232" in a.summary
     assert raised["refusing"][1].evidence["drop_delta"] > 0
+
+
+def test_link_events_carrier_mtu_and_gone():
+    marks, out, _ = replay("links")
+    assert all(t.change == "event" for _, t in out)
+    got = {(t.alert.kind, t.alert.subject) for _, t in out}
+    assert ("mtu-change", "wch-hv1/vx0") in got
+    assert ("carrier-change", "wch-vm3/eth0") in got and ("carrier-change", "wch-hv2/vm3-p") in got
+    assert {("device-gone", "wch-hv1/wchd0"), ("device-gone", "wch-hv1/wchd1")} <= got
+    mtu = [t.alert for _, t in out if t.alert.kind == "mtu-change" and t.alert.subject == "wch-hv1/vx0"]
+    assert [(a.evidence["was_mtu"], a.evidence["mtu"]) for a in mtu] == [(1500, 1400), (1400, 1500)]
+    down = [t.alert for _, t in out if t.alert.kind == "carrier-change" and t.alert.subject == "wch-vm3/eth0"]
+    assert [a.evidence["carrier"] for a in down] == [False, True]
+    # Nothing else: the lab's other devices did not change.
+    assert {s for _, s in got} <= {"wch-hv1/vx0", "wch-hv1/br0", "wch-vm3/eth0", "wch-hv2/vm3-p",
+                                   "wch-hv1/wchd0", "wch-hv1/wchd1"}
 
 
 def test_clean_lab_raises_nothing():

@@ -31,8 +31,8 @@ class AlertJournal:
                 raise BadInputError(f"cannot open journal {self.path}: {exc.strerror}",
                                     hint="give a writable path with --journal") from None
 
-    def write(self, kind: str, **fields) -> dict:
-        entry = {"schema": SCHEMA, "type": kind, "at_unix_s": round(time.time(), 3), **fields}
+    def write(self, line_type: str, /, **fields) -> dict:
+        entry = {"schema": SCHEMA, "type": line_type, "at_unix_s": round(time.time(), 3), **fields}
         if self._fd is not None:
             os.write(self._fd, (json.dumps(entry, default=_default, sort_keys=False) + "\n").encode())
             os.fsync(self._fd)

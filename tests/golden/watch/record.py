@@ -60,7 +60,7 @@ def scenario(lab, col, name):
             marks["fault_added"] = len(snaps)
             f = lab.add_fault("tx-stall", at="hv2:vm3-p")
             load = _pinger(lab, "vm1", "vm3", "-i", "0.05")
-            _take(col, 6, snaps)
+            _take(col, 14, snaps)
             marks["fault_cleared"] = len(snaps)
             lab.clear_fault(f.id)
             _take(col, 5, snaps)
@@ -69,8 +69,8 @@ def scenario(lab, col, name):
             _take(col, 8, snaps)
             marks["fault_added"] = len(snaps)
             f = lab.add_fault("queue-overflow", at="hv1:vx0")
-            load = udp_load(lab, "vm1", "vm3", 1000, 10.0)
-            _take(col, 6, snaps)
+            load = udp_load(lab, "vm1", "vm3", 1000, 30.0)
+            _take(col, 10, snaps)
             load.kill()
             marks["fault_cleared"] = len(snaps)
             lab.clear_fault(f.id)
@@ -89,6 +89,20 @@ def scenario(lab, col, name):
             marks["fault_cleared"] = len(snaps)
             lab.clear_fault(f.id)
             _take(col, 3, snaps)
+        elif name == "links":
+            _take(col, 3, snaps)
+            marks["fault_added"] = len(snaps)
+            subprocess.run(["ip", "-n", lab.netns("hv1"), "link", "add", "wchd0", "type", "veth", "peer", "name", "wchd1"], check=True)
+            _take(col, 2, snaps)
+            f = lab.add_fault("mtu-mismatch", at="hv1:vx0", mtu=1400)
+            subprocess.run(["ip", "-n", lab.netns("vm3"), "link", "set", "eth0", "down"], check=True)
+            _take(col, 2, snaps)
+            subprocess.run(["ip", "-n", lab.netns("vm3"), "link", "set", "eth0", "up"], check=True)
+            subprocess.run(["ip", "-n", lab.netns("hv1"), "link", "del", "wchd0"], check=True)
+            _take(col, 2, snaps)
+            marks["fault_cleared"] = len(snaps)
+            lab.clear_fault(f.id)
+            _take(col, 2, snaps)
         elif name == "clean":
             _take(col, 40, snaps)
         else:
@@ -102,7 +116,7 @@ def scenario(lab, col, name):
 
 def main(argv):
     prefix = os.environ.get("VNETDIAG_LAB_PREFIX", "wch")
-    names = argv or ["tx-stall", "queue-overflow", "conntrack-full", "clean"]
+    names = argv or ["tx-stall", "queue-overflow", "conntrack-full", "links", "clean"]
     lab_mod.down(prefix)
     lab = lab_mod.up(spec.default(prefix))
     try:
