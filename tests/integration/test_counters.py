@@ -54,6 +54,9 @@ def test_link_stats_equal_ip_s_s(lab):
 
 def test_qdiscs_equal_tc_and_fault_moves_only_that_qdisc(lab):
     ns = lab.netns("hv1")
+    # Resolve neighbours and teach the FDBs first: an unresolved neighbour would
+    # hold back (and drop) the burst before it reaches the queue under test.
+    lab.run("vm3", ["ping", "-c1", "-W2", lab.ip("vm1")])
     lab.add_fault("queue-overflow", at="hv1:vm1-p")
     with Collector(only=_lab_only(lab)) as col:
         ref, snap = _stable(lambda: _sh("tc", "-n", ns, "-s", "-j", "qdisc", "show"), col.snapshot)
