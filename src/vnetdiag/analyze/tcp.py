@@ -64,13 +64,18 @@ class TcpMarks:
     """Per stream: SYN to handshake ACK, -1 if the handshake was not seen."""
 
 
+def _ar(n: int) -> np.ndarray:
+    """Indices 0..n-1 in the narrowest type that holds them (memory is the cost)."""
+    return np.arange(n, dtype=np.int32 if n < 2**31 - 1 else np.int64)
+
+
 def _group_starts(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(first[i]: i starts a group, index of its group start per element)."""
     n = len(key)
     first = np.ones(n, dtype=bool)
     if n > 1:
         first[1:] = key[1:] != key[:-1]
-    start = np.where(first, np.arange(n), 0)
+    start = np.where(first, _ar(n), 0)
     np.maximum.accumulate(start, out=start)
     return first, start
 
@@ -95,25 +100,25 @@ def _direction_order(d: np.ndarray, s_first: np.ndarray, s_start: np.ndarray) ->
     """Permutation that puts, within each stream block, the a->b packets before
     the b->a ones, frame order kept (a stable partition, O(n), no sort)."""
     n = len(d)
-    is0 = (d == 0).astype(np.int64)
-    c0 = np.cumsum(is0)
-    c1 = np.cumsum(1 - is0)
+    idx_t = _ar(0).dtype
+    is0 = (d == 0).astype(idx_t)
+    c0 = np.cumsum(is0, dtype=idx_t)
+    c1 = np.cumsum(1 - is0, dtype=idx_t)
     before0 = c0[s_start] - is0[s_start]  # d=0 packets before the block
     before1 = c1[s_start] - (1 - is0[s_start])
-    ends = np.empty(n, dtype=np.int64)  # last index of each element's block
-    block_end = np.append(np.flatnonzero(s_first)[1:], n) - 1
-    ends = block_end[np.cumsum(s_first) - 1]
+    block_end = np.append(np.flatnonzero(s_first)[1:], n) - 1  # last index of each block
+    ends = block_end[np.cumsum(s_first, dtype=idx_t) - 1]
     total0 = c0[ends] - before0
     pos = np.where(is0 == 1, s_start + (c0 - before0 - 1), s_start + total0 + (c1 - before1 - 1))
-    order = np.empty(n, dtype=np.int64)
-    order[pos] = np.arange(n)
+    order = np.empty(n, dtype=idx_t)
+    order[pos] = _ar(n)
     return order
 
 
 def _last_index(mask: np.ndarray, start: np.ndarray) -> np.ndarray:
     """Index of the last element j <= i with mask[j] in i's group, else -1."""
     n = len(mask)
-    idx = np.where(mask, np.arange(n), -1)
+    idx = np.where(mask, _ar(n), -1)
     np.maximum.accumulate(idx, out=idx)
     return np.where(idx >= start, idx, -1)
 
@@ -130,14 +135,14 @@ def analyze(p: TcpPackets) -> TcpMarks:
     s_first, s_start = _group_starts(p.stream)
     rev = np.where(d == 0, _last_index(d == 1, s_start), _last_index(d == 0, s_start))
     order = _direction_order(d, s_first, s_start)
-    inv = np.empty(n, dtype=np.int64)
-    inv[order] = np.arange(n)
+    inv = np.empty(n, dtype=order.dtype)
+    inv[order] = _ar(n)
     rev_o = rev[order]
     del rev
 
     # Direction order: each (stream, direction) is one contiguous block.
     first, start = _group_starts((p.stream * 2 + d)[order])
-    gidx = np.cumsum(first) - 1
+    gidx = np.cumsum(first, dtype=order.dtype) - 1
     has_prev = ~first
     sq = p.seq[order].astype(np.int64)
     rel = np.zeros(n, dtype=np.int64)
@@ -164,7 +169,7 @@ def analyze(p: TcpPackets) -> TcpMarks:
             end_eff = np.where(zwp & ~first, end.min(), end)
             nextseq = _excl_running_max(end_eff, gidx, first)
             del end_eff
-    pos = np.arange(n)
+    pos = _ar(n)
     raised = first | ((end > nextseq) & ~zwp)
     ns_idx = np.where(raised, pos, -1)
     np.maximum.accumulate(ns_idx, out=ns_idx)
@@ -185,7 +190,7 @@ def analyze(p: TcpPackets) -> TcpMarks:
         was_ka = (rd >= 0) & ka[inv[np.maximum(rd, 0)]]
         dup[di[was_ka]] = False
     del di, win_o
-    cdup = np.cumsum(dup)
+    cdup = np.cumsum(dup, dtype=order.dtype)
     seg_start = np.where(same_ack, 0, pos)
     np.maximum.accumulate(seg_start, out=seg_start)
     dupnum = cdup - cdup[seg_start] + dup[seg_start]

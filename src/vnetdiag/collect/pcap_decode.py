@@ -36,8 +36,9 @@ class _Views:
         self.last = n - 8  # highest offset any view may be read at
 
     def at(self, off: np.ndarray) -> np.ndarray:
-        """Offsets clipped into the buffer (the reads there are discarded by masks)."""
-        return np.clip(off, 0, self.last)
+        """Offsets (never negative) capped to the buffer; reads past a packet's end
+        are discarded by the callers' length masks."""
+        return np.minimum(off, self.last)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,9 +111,10 @@ def _l3(v: _Views, off: np.ndarray, end: np.ndarray, lt: np.ndarray) -> tuple[np
 
 def _ip(v: _Views, etype: np.ndarray, l3: np.ndarray, end: np.ndarray) -> L4:
     n = len(l3)
-    v4 = (etype == 0x0800) & (l3 + 20 <= end) & ((v.u8[v.at(l3)] >> 4) == 4)
-    v6 = (etype == 0x86DD) & (l3 + 40 <= end) & ((v.u8[v.at(l3)] >> 4) == 6)
-    ihl = (v.u8[v.at(l3)] & 15).astype(np.int64) * 4
+    vh = v.u8[v.at(l3)]
+    v4 = (etype == 0x0800) & (l3 + 20 <= end) & ((vh >> 4) == 4)
+    v6 = (etype == 0x86DD) & (l3 + 40 <= end) & ((vh >> 4) == 6)
+    ihl = (vh & 15).astype(np.int64) * 4
     totlen = v.b16[v.at(l3 + 2)].astype(np.int64)
     totlen = np.where(totlen == 0, end - l3, totlen)  # TSO on the capturing host
     v4 &= (ihl >= 20) & (totlen >= ihl)
@@ -120,16 +122,24 @@ def _ip(v: _Views, etype: np.ndarray, l3: np.ndarray, end: np.ndarray) -> L4:
     proto = np.where(v4, v.u8[v.at(l3 + 9)], -1).astype(np.int64)
     a4 = v.b32[v.at(l3 + 12)].astype(np.uint64)
     b4 = v.b32[v.at(l3 + 16)].astype(np.uint64)
-    zero = np.zeros(n, dtype=np.uint64)
-    src_hi = np.where(v6, v.b64[v.at(l3 + 8)], zero)
-    src_lo = np.where(v6, v.b64[v.at(l3 + 16)], a4 | _V4MAPPED)
-    dst_hi = np.where(v6, v.b64[v.at(l3 + 24)], zero)
-    dst_lo = np.where(v6, v.b64[v.at(l3 + 32)], b4 | _V4MAPPED)
-    l4 = np.where(v6, l3 + 40, l3 + ihl)
-    l4len = np.where(v6, v.b16[v.at(l3 + 4)].astype(np.int64), totlen - ihl)
-    nh = np.where(v6, v.u8[v.at(l3 + 6)], proto).astype(np.int64)
+    src_hi = np.zeros(n, dtype=np.uint64)
+    dst_hi = np.zeros(n, dtype=np.uint64)
+    src_lo = a4 | _V4MAPPED
+    dst_lo = b4 | _V4MAPPED
+    l4 = l3 + ihl
+    l4len = totlen - ihl
+    nh = proto.copy()
     frag6 = np.zeros(n, dtype=bool)
-    if v6.any():
+    if v6.any():  # only the IPv6 packets pay for IPv6
+        i6 = np.flatnonzero(v6)
+        x = l3[i6]
+        src_hi[i6] = v.b64[v.at(x + 8)]
+        src_lo[i6] = v.b64[v.at(x + 16)]
+        dst_hi[i6] = v.b64[v.at(x + 24)]
+        dst_lo[i6] = v.b64[v.at(x + 32)]
+        l4[i6] = x + 40
+        l4len[i6] = v.b16[v.at(x + 4)]
+        nh[i6] = v.u8[v.at(x + 6)]
         for _ in range(4):  # hop-by-hop, routing, destination options
             ext = v6 & ((nh == 0) | (nh == 43) | (nh == 60)) & (l4 + 8 <= end)
             if not ext.any():
