@@ -205,7 +205,7 @@ def test_signal_removes_instance(state_env, tmp_path, sig):
     p = _start_drops(state_env)
     p.send_signal(sig)
     out, err = p.communicate(timeout=30)
-    assert _instance_gone(p.pid)
+    assert _instance_gone(p.pid), (p.returncode, err)
     assert out and json.loads(out)["schema"] == "vnetdiag.drops/1", (p.returncode, err)
     assert not list((tmp_path / "state" / "journals").glob("*.jsonl"))
 
