@@ -31,6 +31,7 @@ from vnetdiag.system.privileges import require_root
 
 DIAGNOSE_PORT = 7421
 _CONNECT_TIMEOUT_S = 5.0
+_GRACE_S = 1.5
 
 
 def _tcp_moves(moved, netns_labels: set[str]) -> dict[str, int]:
@@ -152,10 +153,22 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
         before = collector.snapshot()
         say(f"probe {pattern} x{streams} from {a.label} to {b.label} ({b.address}) for {duration_s:g} s")
         probe = failure = None
+        # The window ends on time: transactions still waiting out an RTO backoff
+        # after it are stopped (their streams are counted up to the stop).
+        stop = stop or threading.Event()
+        deadline = threading.Timer(warmup_s + duration_s + _GRACE_S, stop.set)
+        deadline.daemon = True
+        stack.callback(deadline.cancel)
+
+        def on_phase(phase: str) -> None:
+            if phase == "start":
+                deadline.start()
+
         try:
             probe = run_probe(b.address, port=port, pattern=pattern, streams=streams, duration_s=duration_s,
                               warmup_s=warmup_s, request_bytes=request_bytes, response_bytes=response_bytes,
-                              netns=a.netns, stop=stop, connect_timeout_s=_CONNECT_TIMEOUT_S)
+                              netns=a.netns, stop=stop, connect_timeout_s=_CONNECT_TIMEOUT_S,
+                              on_phase=on_phase)
         except VnetdiagError as exc:
             # B unreachable is a symptom too: the counters and the tracer watched
             # the attempt, so the window still has evidence of why.

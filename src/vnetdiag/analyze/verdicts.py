@@ -56,6 +56,9 @@ class _Candidate:
     config: bool = False
     ambiguous: tuple[str, ...] = ()
     """Namespaces the traced device name could be in, when the trace could not tell."""
+    inferred: bool = False
+    """The namespace was chosen among several with a device of that name because
+    only it is on the path: a guess, weighed as half a trace."""
     evidence: list[Evidence] = field(default_factory=list)
 
     @property
@@ -171,15 +174,21 @@ def _trace_candidates(trace: TraceAnalysis, path_keys: set[tuple[str, str]], out
             consequences[d.reason] = consequences.get(d.reason, 0) + d.count
             continue
         netns = d.netns
+        inferred = False
         if netns is None and d.ambiguous:
             on = [ns for ns in d.ambiguous if (ns, d.device) in path_keys]
-            netns = on[0] if len(on) == 1 else None
+            netns, inferred = (on[0], True) if len(on) == 1 else (None, False)
         # Merge into a counter candidate of the same place when there is one.
         key = next((k for k in out if k[0] == netns and k[1] == d.device and k[2] in ("drop", "tx-stall")),
                    (netns, d.device, "drop"))
         c = out.setdefault(key, _Candidate(netns=netns, device=d.device, cause="drop",
                                            ambiguous=d.ambiguous if netns is None else ()))
         c.trace_count += d.count
+        if inferred:
+            c.inferred = True
+            c.evidence.append(Evidence(source="trace", text=(
+                f"the name {d.device} exists in {len(d.ambiguous)} namespaces; {netns} is assumed because it is "
+                f"the one on the path")))
         c.reason = d.reason if c.reason is None or c.reason.endswith(("dropped", "errors", "drops")) else c.reason
         where = f"{d.device} in {netns}" if d.device else f"namespace {netns}"
         c.evidence.append(Evidence(source="trace", count=d.count,
@@ -187,6 +196,32 @@ def _trace_candidates(trace: TraceAnalysis, path_keys: set[tuple[str, str]], out
     if consequences:
         listed = ", ".join(f"{n} {r}" for r, n in sorted(consequences.items(), key=lambda kv: -kv[1]))
         notes.append(f"transport-layer discards at the endpoints (consequences of loss, not causes): {listed}")
+
+
+def _lower_devices(snap: CounterSnapshot) -> dict[tuple[str, str], str]:
+    """(netns label, device) -> its lower device in the same namespace (macvtap on
+    its NIC, vlan on its parent): a packet dropped by the upper device was last
+    *received* on the lower one, which is where the tracer places it."""
+    names = {i.interface.ref: i.interface.name for i in snap.interfaces}
+    out = {}
+    for ic in snap.interfaces:
+        x = ic.interface
+        if x.link is not None and x.link.netns_inode == x.ref.netns_inode and x.kind != "veth":
+            lower = names.get(x.link)
+            if lower:
+                out[(_label(x.netns_name, x.ref.netns_inode), x.name)] = lower
+    return out
+
+
+def _merge_stacked(out: dict[tuple, _Candidate], lower: dict[tuple[str, str], str]) -> None:
+    """Traced drops on a lower device merge into the counter of the device above it."""
+    for (ns, upper), low in lower.items():
+        ck, tk = (ns, upper, "drop"), (ns, low, "drop")
+        c, t = out.get(ck), out.get(tk)
+        if c and t and c.counter_count and t.trace_count and not c.trace_count:
+            c.trace_count, c.reason = t.trace_count, t.reason
+            c.evidence.extend(t.evidence)
+            del out[tk]
 
 
 def _merge_equal_counts(out: dict[tuple, _Candidate]) -> None:
@@ -214,7 +249,10 @@ def _mtu_candidates(path: Sequence[PathHop], out: dict[tuple, _Candidate]) -> No
         return
     need = max(ends)
     for i, hop in enumerate(path):
-        if hop.mtu and hop.mtu < need:
+        # A bridge takes the smallest MTU of its ports: the port is the cause, not the bridge.
+        inherited = hop.kind == "bridge" and any(
+            h.netns == hop.netns and h.kind != "bridge" and h.mtu == hop.mtu for h in path)
+        if hop.mtu and hop.mtu < need and not inherited:
             c = out.setdefault((hop.netns, hop.device, "mtu-mismatch"), _Candidate(
                 netns=hop.netns, device=hop.device, cause="mtu-mismatch", direction="tx", config=True,
                 reason=f"mtu {hop.mtu} < {need}"))
@@ -231,7 +269,10 @@ def _mtu_candidates(path: Sequence[PathHop], out: dict[tuple, _Candidate]) -> No
 
 def _score(c: _Candidate, on_path: bool, symptom: Symptom) -> tuple[float, bool, list[Evidence]]:
     extra: list[Evidence] = []
-    score = (_W_TRACE if c.trace_count else 0) + (_W_COUNTER if c.counter_count else 0) + (_W_CONFIG if c.config else 0)
+    trace_w = _W_TRACE / 2 if c.inferred and not c.counter_count else _W_TRACE
+    score = (trace_w if c.trace_count else 0) + (_W_COUNTER if c.counter_count else 0) + (_W_CONFIG if c.config else 0)
+    if c.cause == "tx-stall":
+        score += _W_CONFIG  # a frozen queue is observed state, not an inference from counts
     if c.cause == "queueing":
         # Delay, not loss: it explains a high median, never the retransmission tails.
         score = _W_COUNTER * 0.5
@@ -261,6 +302,10 @@ def _score(c: _Candidate, on_path: bool, symptom: Symptom) -> tuple[float, bool,
     if c.trace_count and c.counter_count:
         agree = "equal" if c.trace_count == c.counter_count else "differ"
         extra.append(Evidence(source="counter", text=f"traced drops ({c.trace_count}) and counter ({c.counter_count}) {agree}"))
+    if symptom.losses and c.count:
+        # How much of the symptom this place accounts for: one drop does not
+        # explain five hundred retransmissions, whatever its evidence.
+        score *= 0.5 + 0.5 * min(1.0, c.count / symptom.losses)
     if on_path:
         score += _W_ON_PATH
     else:
@@ -294,6 +339,7 @@ def correlate(*, symptom: Symptom, path: Sequence[PathHop], delta: SnapshotDelta
     _netns_candidates(delta, found)
     if trace is not None:
         _trace_candidates(trace, path_keys, found, notes)
+        _merge_stacked(found, _lower_devices(after))
         _merge_equal_counts(found)
     _mtu_candidates(path, found)
 

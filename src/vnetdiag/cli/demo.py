@@ -30,8 +30,10 @@ DEMO_CASES: dict[str, DemoCase] = {
     # A vhost that keeps up most of the time (seed 001): a short ring, a bounded drain rate.
     "slow-guest": DemoCase(at="hv1:mvtap0", options={"rate": 2000, "queue_len": 4}, source="vm1", target="vm2"),
     "conntrack-full": DemoCase(at="hv1", options={}, source="vm1", target="vm3", probe={"pattern": "tcp-crr"}),
+    # TCP hides it (GSO segments pass the bridge's MTU check); UDP datagrams
+    # larger than the MTU, sent with DF as Linux does, are dropped.
     "mtu-mismatch": DemoCase(at="hv1:vx0", options={}, source="vm1", target="vm3",
-                             probe={"request_bytes": 4000, "response_bytes": 4000}),
+                             probe={"pattern": "udp-rr", "request_bytes": 1400}),
 }
 
 

@@ -42,7 +42,8 @@ def moved_counters(run, *, limit: int = 60) -> list[tuple[str, str, str, int]]:
 def html(run) -> str:
     import jinja2
 
-    d, probe = run.diagnosis, run.probe or _NoProbe(d)
+    d = run.diagnosis
+    probe = run.probe or _NoProbe(d)
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     template = env.from_string(resources.files("vnetdiag.report").joinpath("templates/diagnosis.html.j2").read_text())
     histogram = svg.log_histogram([(b.low_us, b.high_us, b.count) for b in probe.histogram],
