@@ -171,3 +171,15 @@ def test_handshake_rtt_equals_tshark_initial_rtt(name):
     assert mine.keys() == theirs.keys()
     for s in mine:
         assert mine[s] == pytest.approx(theirs[s], abs=0.01)
+
+
+@pytest.mark.skipif(shutil.which("editcap") is None, reason="editcap (wireshark-common) not installed")
+def test_pcapng_written_by_editcap_reads_like_the_pcap(tmp_path):
+    """Large enough (> 64 KiB) for the vectorised block chain to be used."""
+    import subprocess
+
+    out = tmp_path / "loss.pcapng"
+    subprocess.run(["editcap", "-F", "pcapng", str(GOLDEN / "loss-vxlan.pcap"), str(out)], check=True)
+    a, b = report("loss-vxlan.pcap"), analyze_file(out)
+    assert b.capture.format == "pcapng"
+    assert a.conversations == b.conversations and a.retransmissions == b.retransmissions
