@@ -1,0 +1,169 @@
+"""vnetdiag watch on the lab: each fault raises the right alert on the right
+subject, actions run within their limits and are journaled, SIGTERM ends it
+cleanly, a clean lab raises nothing while namespaces churn beside it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from watchproc import WatchProc, pinger, udp_load, wait_for
+
+pytestmark = pytest.mark.root
+
+
+def _ns_list(lab) -> str:
+    nodes = ("fabric", "hv1", "hv2", "vm1", "vm2", "vm3")
+    return "[" + ", ".join(f'"{lab.netns(n)}"' for n in nodes) + "]"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cycles(port: int) -> float:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("vnetdiag_watch_cycles_total"):
+            return float(line.split()[-1])
+    return 0
+
+
+def _tc_backlog(lab, node: str, dev: str) -> int:
+    out = lab.run(node, ["tc", "-s", "-j", "qdisc", "show", "dev", dev]).stdout
+    return sum(q.get("qlen", 0) for q in json.loads(out) if q.get("root"))
+
+
+def test_tx_stall_detected_within_three_intervals_and_cleared_by_qdisc_reset(lab, tmp_path):
+    interval = 1.0
+    w = WatchProc(tmp_path, f"""
+interval_s = {interval}
+namespaces = {_ns_list(lab)}
+[detectors.tx_stall]
+raise_after = 2
+[[detectors.tx_stall.actions]]
+kind = "qdisc-reset"
+cooldown_s = 5
+max_attempts = 1
+""")
+    load = None
+    try:
+        lab.add_fault("tx-stall", at="hv2:vm3-p")
+        # 1 KB pings: the first empties tbf's bucket, the rest wait in the backlog.
+        load = subprocess.Popen(["ip", "netns", "exec", lab.netns("vm1"), "ping", "-q", "-s", "1000", "-i", "0.05",
+                                 lab.ip("vm3")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # The stall starts when the first packet is held: seen by tc, the reference.
+        wait_for(lambda: _tc_backlog(lab, "hv2", "vm3-p") > 0, 10, "a backlog on vm3-p", step_s=0.02)
+        t_fault = time.time()
+        subject = f"{lab.netns('hv2')}/vm3-p"
+        raised = wait_for(lambda: [a for a in w.alerts("raised", "tx_stall") if a["alert"]["subject"] == subject],
+                          15, "tx_stall raised")[0]
+        assert raised["alert"]["kind"] == "backlog-frozen"
+        assert raised["at_unix_s"] - t_fault <= 3 * interval + 0.5, "not detected within three intervals"
+        assert raised["counters"]["qdiscs"][0]["kind"] == "tbf"
+        action = wait_for(lambda: w.lines("action"), 10, "the qdisc-reset action")[0]
+        assert action["result"]["action"] == "qdisc-reset" and action["result"]["status"] == "ok", action
+        assert action["counters_before"]["qdiscs"][0]["backlog_packets"] > 0
+        outcome = wait_for(lambda: w.lines("outcome"), 10, "the outcome of the action")[0]
+        assert outcome["cleared"] is True and outcome["action_id"] == action["action_id"]
+        assert not [q for q in outcome["counters_after"]["qdiscs"] if q["kind"] == "tbf"]
+        assert w.alerts("cleared", "tx_stall")
+        out = lab.run("hv2", ["tc", "qdisc", "show", "dev", "vm3-p"]).stdout
+        assert "tbf" not in out
+    finally:
+        if load:
+            load.kill()
+            load.wait()
+        rc = w.stop()
+    assert rc == 0, w.err.read_text()
+    lines = w.journal.read_text().splitlines()
+    assert all(json.loads(x) for x in lines)  # every line complete
+    assert json.loads(lines[-1])["type"] == "stop" and json.loads(lines[-1])["reason"] == "SIGTERM"
+
+
+def test_queue_overflow_raises_a_drop_anomaly_on_that_device_only(lab, tmp_path):
+    port = _free_port()
+    bg = pinger(lab, "vm1", "vm3")
+    w = WatchProc(tmp_path, f"""
+interval_s = 0.5
+namespaces = {_ns_list(lab)}
+[detectors.drop_anomaly]
+warmup_cycles = 3
+""", "--listen", f"127.0.0.1:{port}")
+    load = None
+    try:
+        wait_for(lambda: _cycles(port) >= 5, 15, "the baselines' warm-up")
+        lab.add_fault("queue-overflow", at="hv1:vx0")
+        load = udp_load(lab, "vm1", "vm3", 1000, 6.0)
+        subject = f"{lab.netns('hv1')}/vx0"
+        hit = wait_for(lambda: w.alerts("raised", "drop_anomaly"), 15, "a drop anomaly")[0]["alert"]
+        load.wait(timeout=20)
+        lab.clear_faults()
+        c = _cycles(port)
+        wait_for(lambda: _cycles(port) >= c + 2, 10, "two more cycles")
+    finally:
+        if load:
+            load.kill()
+        bg.kill()
+        assert w.stop() == 0
+    assert hit["subject"] == subject and hit["kind"] == "qdisc_drops" and hit["device"] == "vx0"
+    others = [a["alert"]["subject"] for a in w.lines("alert") if a["alert"]["subject"] != subject]
+    assert others == [], f"alerts elsewhere: {others}"
+
+
+def test_conntrack_full_raises_pressure_and_a_failing_exec_is_retried_within_limits(lab, tmp_path):
+    got = tmp_path / "got"
+    got.mkdir()
+    w = WatchProc(tmp_path, f"""
+interval_s = 0.5
+namespaces = {_ns_list(lab)}
+[detectors.conntrack]
+clients = 4
+[[detectors.conntrack.actions]]
+kind = "exec"
+command = ["sh", "-c", "cat > {got}/alert-$$.json; echo failing over >&2; exit 1"]
+cooldown_s = 0.5
+max_attempts = 2
+[[detectors.conntrack.actions]]
+kind = "exec"
+command = ["sleep", "30"]
+timeout_s = 1
+cooldown_s = 0.5
+""")
+    try:
+        lab.add_fault("conntrack-full", at="hv1", max=64)
+        lab.run("vm1", ["python3", "-c", "import socket\nfor p in range(7200,7204):\n s=socket.socket();"
+                        "s.settimeout(0.2)\n try: s.connect(('%s',p))\n except OSError: pass" % lab.ip("vm3")],
+                check=False)
+        subject = lab.netns("hv1")
+        full = wait_for(lambda: [a for a in w.alerts("raised", "conntrack")
+                                 if a["alert"]["kind"] == "table-nearly-full"], 10, "conntrack pressure")[0]["alert"]
+        ladder = lambda: [x for x in w.lines() if x.get("kind") == "table-nearly-full"  # noqa: E731
+                          and x["type"] in ("action", "exhausted")]
+        wait_for(lambda: any(x["type"] == "exhausted" for x in ladder()), 20, "the ladder to be used up")
+    finally:
+        assert w.stop() == 0
+    assert full["subject"] == subject
+    ev = full["evidence"]
+    assert ev["count"] >= ev["limit"] == 64 and ev["time_to_full_s"] == 0
+    assert ev["ports_per_client"] > 0 and ev["client_tuples"] == 4 * ev["ports_per_client"]
+    assert "full now" in full["summary"] and "4 clients x" in full["summary"]
+    steps = [(x["result"]["action"], x["result"]["attempt"], x["result"]["status"]) for x in ladder()
+             if x["type"] == "action"]
+    assert steps == [("exec", 1, "failed"), ("exec", 2, "failed"), ("exec", 1, "timeout")]
+    assert "failing over" in ladder()[0]["result"]["detail"]
+    docs = [json.loads(p.read_text()) for p in got.iterdir()]
+    assert docs and all(d["detector"] == "conntrack" and d["schema"] == "vnetdiag.alert/1" for d in docs)
+    outcomes = [x for x in w.lines("outcome") if x["kind"] == "table-nearly-full"]
+    assert len(outcomes) == 3 and not any(o["cleared"] for o in outcomes)
