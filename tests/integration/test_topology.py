@@ -28,11 +28,15 @@ def _label(topo):
     return names
 
 
-def _ping_all(lab):
+def _ping_all(lab, deadline_s=20.0):
+    """Every guest pings every other once (the FDBs and neighbour tables learn).
+    Retried until a deadline: nf_conntrack_max is global, so another lab's
+    conntrack-full fault on this machine can refuse new flows for a while."""
+    deadline = time.monotonic() + deadline_s
     for a in lab.guests:
         for b in lab.guests:
-            if a != b:
-                lab.run(a, ["ping", "-c1", "-W2", lab.ip(b)], check=True)
+            while a != b and lab.run(a, ["ping", "-c1", "-W1", lab.ip(b)], check=False).returncode:
+                assert time.monotonic() < deadline, f"{a} cannot ping {b}"
 
 
 def test_lab_graph_equals_its_description(lab):
