@@ -33,15 +33,16 @@ def parse_snmp(text: str, into: dict[str, dict[str, int]] | None = None) -> dict
 
 def parse_snmp6(text: str) -> dict[str, int]:
     """/proc/net/snmp6: "Name value" per line."""
-    out: dict[str, int] = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            try:
+    words = text.split()
+    try:
+        return dict(zip(words[::2], map(int, words[1::2])))
+    except ValueError:  # not expected from the kernel: fall back to line by line
+        out: dict[str, int] = {}
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[1].lstrip("-").isdigit():
                 out[parts[0]] = int(parts[1])
-            except ValueError:
-                pass
-    return out
+        return out
 
 
 def parse_sockstat(text: str, into: dict[str, dict[str, int]] | None = None) -> dict[str, dict[str, int]]:
