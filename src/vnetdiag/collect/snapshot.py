@@ -108,6 +108,7 @@ class Collector:
             for link in r.links:
                 interfaces.append(self._interface(r, link, by_ifindex, problems))
             netns_stats.append(_netns_stats(r.handle, problems))
+            _prune_cache(r)
         try:
             softnet = procnet.read_softnet(self.pool.proc_root)
         except OSError as exc:
@@ -212,6 +213,16 @@ def _read_netlink(h: NsHandle) -> _NsRead:
                 _, q = tc.decode(p, is_class=True)
                 qdiscs[ifindex].append(q)
     return _NsRead(handle=h, links=raw, qdiscs=qdiscs)
+
+
+def _prune_cache(r: _NsRead) -> None:
+    """Forget per-device caches of devices that are gone (a long watch sees churn)."""
+    cache = r.handle.cache
+    if len(cache) <= 3 * len(r.links):  # ("inv", "info", "stats") per device
+        return
+    live = {link.ifindex for link in r.links}
+    for key in [k for k in cache if k[1] not in live]:
+        del cache[key]
 
 
 def _resolve_link(pool: NetlinkPool, r: _NsRead, link: links_mod.RawLink, by_ifindex) -> IfRef | None:
