@@ -184,3 +184,26 @@ def test_without_root_reads_own_namespace_and_says_what_needs_root(lab):
     assert [n["name"] for n in doc["namespaces"]] == ["host"]
     assert any(i["name"] == "lo" for i in doc["interfaces"])
     assert any(p["where"] == lab.netns("hv1") and "needs root" in p["what"] for p in doc["problems"])
+
+
+def test_sockets_are_kept_and_caches_follow_device_churn():
+    name = "cnt-churn"
+    subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        with Collector(only=lambda n: n.name == name) as col:
+            col.snapshot()
+            (handle,) = [h for h in col.pool.handles.values() if h.ns.name == name]
+            sock = handle.nl
+            for i in range(4):
+                subprocess.run(["ip", "-n", name, "link", "add", f"c{i}", "type", "veth", "peer", "name", f"d{i}"],
+                               check=True)
+                mid = col.snapshot()
+                assert {f"c{i}", f"d{i}"} <= {x.interface.name for x in mid.interfaces}
+                subprocess.run(["ip", "-n", name, "link", "del", f"c{i}"], check=True)
+                last = col.snapshot()
+            assert col.pool.handles[handle.ns.inode].nl is sock  # one socket for the whole run
+            assert [x.interface.name for x in last.interfaces] == ["lo"]
+            assert {k[1] for k in handle.cache} == {1}  # only lo's cached details remain
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
