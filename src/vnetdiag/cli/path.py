@@ -12,16 +12,24 @@ def configure(parser, common) -> None:
 
 
 def run(args, out) -> int:
-    from vnetdiag.cli.counters import namespace_filter  # noqa: F401 (same loader as topology)
     from vnetdiag.collect import Collector
     from vnetdiag.topology import discover
     from vnetdiag.topology.path import resolve
     from vnetdiag.topology.routes import kernel_lookup
 
+    from vnetdiag.errors import NotFoundError, PrivilegeError
+
     with Collector(driver_stats=False) as col:
         topo = discover(col.snapshot(), col.pool)
         lookup = kernel_lookup(col.pool)
-        results = [resolve(topo, lookup, args.source, args.destination)]
+        try:
+            results = [resolve(topo, lookup, args.source, args.destination)]
+        except NotFoundError as exc:
+            refused = [p for p in topo.problems if "needs root" in p]
+            if refused:  # the namespace may exist; we were not allowed in
+                raise PrivilegeError(f"{exc.message}; {len(refused)} namespaces could not be read without root",
+                                     hint="run it with sudo") from None
+            raise
         if not args.one_way:
             back_src = args.destination.split(":", 1)[0]
             if results[0].src_address:

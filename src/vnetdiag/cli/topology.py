@@ -52,8 +52,13 @@ def run(args, out) -> int:
 
     old = load_old(args.diff) if args.diff else None  # check the file before reading the kernel
     topo = current(args.netns)
+    refused = [p.split(":", 1)[0] for p in topo.problems if "needs root" in p]
     for p in topo.problems:
-        out.info(f"vnetdiag: {p}")
+        if "needs root" not in p:
+            out.info(f"vnetdiag: {p}")
+    if refused:
+        out.info(f"vnetdiag: {len(refused)} namespaces need root to read ({', '.join(refused[:5])}"
+                 f"{', ...' if len(refused) > 5 else ''}); showing the rest (hint: run with sudo)")
     if old is not None:
         from vnetdiag.topology.diff import diff
 
