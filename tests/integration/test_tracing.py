@@ -119,7 +119,7 @@ def test_loss_gives_netfilter_drop_equal_to_rule_counter(lab):
 def test_queue_overflow_gives_qdisc_drop_equal_to_tc_drops(lab):
     lab.add_fault("queue-overflow", at=f"hv1:{T}x1")
     with _window(lab) as w:
-        _udp_burst(lab, "vm1", lab.ip("vm3"), 300)
+        _udp_burst(lab, "vm1", lab.ip("vm3"), 5000)  # a drop storm: thousands of drops per second
     tc = subprocess.run(["tc", "-n", _ns(lab, "hv1"), "-s", "qdisc", "show", "dev", f"{T}x1"],
                         capture_output=True, text=True, check=True).stdout
     dropped = int(re.search(r"dropped (\d+)", tc).group(1))

@@ -194,12 +194,16 @@ class PathStats:
             if len(lat[i]) < self.samples_per_hop:
                 lat[i].append(firsts[i + 1] - firsts[i])
 
-    def summaries(self, *, top: int = 10, min_hops: int = 2) -> tuple[PathSummary, ...]:
+    def summaries(self, *, top: int = 20, min_hops: int = 2) -> tuple[PathSummary, ...]:
+        """The ``top`` most common paths of at least ``min_hops`` devices that
+        touch the mapped namespaces (paths placed nowhere are other traffic)."""
         out = []
         for (seq, end), count in self.counts.most_common():
             if len(seq) < min_hops or end == "aged":
                 continue
             ns, _ = self.resolver.resolve(seq)
+            if all(n is None for n in ns):
+                continue
             hops = []
             for i, samples in enumerate(self.latency.get(seq, [])):
                 if not samples:

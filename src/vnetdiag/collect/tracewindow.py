@@ -39,12 +39,15 @@ from vnetdiag.system import kallsyms, tracefs
 
 _HOP_KIND = {ev.ReceiveEvent: "rx", ev.QueueEvent: "queue", ev.XmitEvent: "xmit", ev.GroEvent: "gro"}
 _TS = attrgetter("ts_ns")
+_PAGE_TS = struct.Struct("<Q").unpack_from
 
 
 class DropScanner:
     """Finds drops in raw pages and rebuilds each dropped packet's recent path."""
 
-    def __init__(self, decoder: td.RecordDecoder, *, ring_pages: int = 2048, lookback_ns: int = 200_000_000) -> None:
+    def __init__(self, decoder: td.RecordDecoder, *, ring_pages: int = 2048, lookback_ns: int = 200_000_000,
+                 max_pages: int = 64) -> None:
+        self.max_pages = max_pages
         self.decoder = decoder
         self.pattern = struct.pack("<H", decoder.id_of[td.DROP])
         self.ring_pages = ring_pages
@@ -76,19 +79,36 @@ class DropScanner:
         return out
 
     def _path_of(self, drop: ev.DropEvent) -> PacketPath:
+        """Look back for the dropped skb's events: its own CPU first (a packet's
+        path is normally processed on one CPU), then the others, newest page
+        first, at most ``max_pages`` pages per CPU. A CPU's scan stops at the
+        end of the address's previous life (a free event) or at the first page
+        without the address once events were found (a path is contiguous)."""
         key = drop.skbaddr.to_bytes(8, "little")
         found: list[ev.TraceEvent] = []
         oldest = drop.ts_ns - self.lookback_ns
-        for ring in self.rings.values():
-            for seq, cpu, page in reversed(ring):
-                if key in page:
-                    evs = [e for e in self._decode(seq, cpu, page)
-                           if getattr(e, "skbaddr", None) == drop.skbaddr and e.ts_ns <= drop.ts_ns and e is not drop]
-                    found.extend(evs)
-                    if any(type(e) in (ev.ConsumeEvent, ev.DropEvent) for e in evs):
-                        break  # the previous life of this address ends here
-                if struct.unpack_from("<Q", page, 0)[0] < oldest:
+        order = sorted(self.rings, key=lambda c: c != drop.cpu)
+        for cpu in order:
+            if found and cpu != drop.cpu:
+                break
+            seen_here = False
+            for n, (seq, pcpu, page) in enumerate(reversed(self.rings[cpu])):
+                if n >= self.max_pages or _PAGE_TS(page, 0)[0] < oldest and n > 0:
                     break
+                if key not in page:
+                    if seen_here:
+                        break
+                    continue
+                evs = [e for e in self._decode(seq, pcpu, page)
+                       if getattr(e, "skbaddr", None) == drop.skbaddr and e.ts_ns <= drop.ts_ns and e is not drop]
+                if not evs:
+                    if seen_here:
+                        break
+                    continue
+                seen_here = True
+                found.extend(evs)
+                if any(type(e) in (ev.ConsumeEvent, ev.DropEvent) for e in evs):
+                    break  # the previous life of this address ends here
         found.sort(key=_TS)
         start = 0
         for i, e in enumerate(found):
