@@ -11,20 +11,21 @@ from vnetdiag.probe import tcpstats
 HERE = Path(__file__).parent / "probe"
 
 
-def test_parse_recorded_snmp_and_netstat():
-    tcp = tcpstats.parse_mib((HERE / "snmp.txt").read_text(), "Tcp")
-    assert tcp["RtoMin"] == 200 and tcp["RtoMax"] == 120000
-    assert "RetransSegs" in tcp and tcp["MaxConn"] == -1
-    ext = tcpstats.parse_mib((HERE / "netstat.txt").read_text(), "TcpExt")
-    assert "TCPSynRetrans" in ext and "DelayedACKs" in ext
+def test_recorded_files_have_the_counters_the_probe_reads():
+    text = (HERE / "snmp.txt").read_text() + (HERE / "netstat.txt").read_text()
+    assert " RetransSegs " in text and " TCPSynRetrans " in text
 
 
 def test_read_mib_from_a_directory(tmp_path):
     (tmp_path / "snmp").write_text((HERE / "snmp.txt").read_text())
     (tmp_path / "netstat").write_text((HERE / "netstat.txt").read_text())
     snap = tcpstats.read_mib(tmp_path)
-    tcp = tcpstats.parse_mib((HERE / "snmp.txt").read_text(), "Tcp")
-    assert snap.retrans_segs == tcp["RetransSegs"]
+    snmp = (HERE / "snmp.txt").read_text().splitlines()
+    names, values = [ln.split() for ln in snmp if ln.startswith("Tcp:")]
+    assert snap.retrans_segs == int(values[names.index("RetransSegs")])
+    ext = (HERE / "netstat.txt").read_text().splitlines()
+    names, values = [ln.split() for ln in ext if ln.startswith("TcpExt:")]
+    assert snap.syn_retrans == int(values[names.index("TCPSynRetrans")])
 
 
 def test_tcp_info_layout_on_a_real_socket():

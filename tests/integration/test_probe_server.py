@@ -239,3 +239,29 @@ def test_cli_text_output(server, capsys):
     for text in ("vnetdiag probe tcp-rr to 127.0.0.1", "p99.9" if False else "p999", "samples at or above",
                  "latency histogram (log-scale counts)", "TcpRetransSegs", "per stream"):
         assert text in out
+
+
+def test_ctrl_c_prints_partial_results_and_exits_130(server):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    host, port = server.address
+    vnetdiag = str(Path(sys.executable).with_name("vnetdiag"))
+    before = server.stats().accepted
+    proc = subprocess.Popen([vnetdiag, "probe", host, "--port", str(port), "--token", TOKEN, "--duration", "60",
+                             "--warmup", "0", "--streams", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        wait_for(lambda: server.stats().accepted >= before + 3, what="the probe's streams to connect")
+        time.sleep(0.5)  # let it measure something
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted: partial results" in out and "latency histogram" in out
+    assert "Traceback" not in err

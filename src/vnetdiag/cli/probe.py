@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from vnetdiag.errors import BadInputError, Interrupted
@@ -38,6 +39,9 @@ def configure(parser: argparse.ArgumentParser, common) -> None:
 def run(args, out) -> int:
     from vnetdiag.probe.client import run_probe
 
+    # Ctrl-C must reach us even when started from a shell that ignores SIGINT in
+    # background jobs: interrupting is how partial results are asked for.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     token = args.token if args.token is not None else os.environ.get("VNETDIAG_PROBE_TOKEN")
     hlog = None
     if args.hlog:

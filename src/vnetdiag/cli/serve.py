@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 from dataclasses import asdict
 
 
@@ -19,6 +20,10 @@ def configure(parser: argparse.ArgumentParser, common) -> None:
     parser.add_argument("--max-duration", type=int, default=3600, metavar="S", help="longest session")
 
 
+def _stop_on_term(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops the server as Ctrl-C does: cleanly, with its summary
+
+
 def run(args, out) -> int:
     from vnetdiag.errors import UsageError
     from vnetdiag.probe.protocol import Limits
@@ -28,6 +33,10 @@ def run(args, out) -> int:
         raise UsageError(f"--port {args.port}: not a port number")
     if args.max_connections < 1 or args.max_message_bytes < 1 or args.max_duration < 1:
         raise UsageError("--max-connections, --max-message-bytes and --max-duration must be positive")
+    # Ctrl-C must reach us even when started from a shell that ignores SIGINT in
+    # background jobs: interrupting is how partial results are asked for.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _stop_on_term)
     token = args.token if args.token is not None else os.environ.get("VNETDIAG_PROBE_TOKEN")
     server = Server(bind=args.bind, port=args.port, netns=args.netns, token=token,
                     limits=Limits(max_connections=args.max_connections, max_message_bytes=args.max_message_bytes,

@@ -1,8 +1,8 @@
 """TCP evidence the probe reads for itself: TCP_INFO of one socket, and the TCP
 MIB counters of the calling thread's network namespace.
 
-The MIB reader is deliberately minimal (two counters); the full counter
-collection lives with the counters feature. ``/proc/thread-self/net`` is used,
+The MIB reader takes two counters, parsed by the counters feature's
+``collect.procnet.parse_snmp``. ``/proc/thread-self/net`` is used,
 not ``/proc/net``: the latter follows the process's main thread, while the probe
 enters namespaces per thread.
 """
@@ -13,6 +13,8 @@ import socket
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+
+from vnetdiag.collect.procnet import parse_snmp
 
 # struct tcp_info (include/uapi/linux/tcp.h): 8 u8 fields, then u32 fields;
 # tcpi_total_retrans is the 24th u32.
@@ -45,17 +47,6 @@ def tcp_info(sock: socket.socket) -> TcpInfo | None:
         return None
 
 
-def parse_mib(text: str, prefix: str) -> dict[str, int]:
-    """Counters of one table ("Tcp", "TcpExt") from /proc/net/snmp or netstat text,
-    where each table is a header line of names followed by a line of values."""
-    rows = [line.split() for line in text.splitlines() if line.startswith(prefix + ":")]
-    out: dict[str, int] = {}
-    for names, values in zip(rows[0::2], rows[1::2]):
-        for name, value in zip(names[1:], values[1:]):
-            out[name] = int(value)
-    return out
-
-
 @dataclass(frozen=True, kw_only=True, slots=True)
 class MibSnapshot:
     retrans_segs: int
@@ -64,9 +55,10 @@ class MibSnapshot:
 
 def read_mib(net_dir: Path = THREAD_NET) -> MibSnapshot:
     """TcpRetransSegs and TcpExt TCPSynRetrans of the calling thread's namespace."""
-    tcp = parse_mib((net_dir / "snmp").read_text(), "Tcp")
-    ext = parse_mib((net_dir / "netstat").read_text(), "TcpExt")
-    return MibSnapshot(retrans_segs=tcp.get("RetransSegs", 0), syn_retrans=ext.get("TCPSynRetrans", 0))
+    mib = parse_snmp((net_dir / "snmp").read_text())
+    parse_snmp((net_dir / "netstat").read_text(), into=mib)
+    return MibSnapshot(retrans_segs=mib.get("Tcp", {}).get("RetransSegs", 0),
+                       syn_retrans=mib.get("TcpExt", {}).get("TCPSynRetrans", 0))
 
 
 def rto_min_ms(dst: str, sysctl: Path = Path("/proc/sys/net/ipv4/tcp_rto_min_us")) -> tuple[float, str]:
