@@ -36,6 +36,7 @@ IFLA_TUN_PERSIST, IFLA_TUN_MULTI_QUEUE, IFLA_TUN_NUM_QUEUES = 6, 7, 8
 IFLA_MACVLAN_MODE = 1
 
 _STATS_STRUCTS: dict[int, struct.Struct] = {}
+_LINKINFO_MEMO: dict[bytes, tuple] = {}
 
 
 @dataclass(slots=True)
@@ -118,7 +119,15 @@ def decode_link(payload: bytes) -> RawLink:
     get = a.get
     kind = slave = vx = tun = mode = None
     if IFLA_LINKINFO in a:
-        kind, slave, vx, tun, mode = _linkinfo(payload, a[IFLA_LINKINFO])
+        # Decoding is a pure function of these bytes, which rarely change: memoise.
+        span = a[IFLA_LINKINFO]
+        raw = payload[span[0] : span[1]]
+        got = _LINKINFO_MEMO.get(raw)
+        if got is None:
+            if len(_LINKINFO_MEMO) > 4096:
+                _LINKINFO_MEMO.clear()
+            got = _LINKINFO_MEMO[raw] = _linkinfo(raw, (0, len(raw)))
+        kind, slave, vx, tun, mode = got
     op = rtnl.u8(payload, a[IFLA_OPERSTATE]) if IFLA_OPERSTATE in a else 0
     u32 = rtnl.u32
     return RawLink(
