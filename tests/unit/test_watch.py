@@ -190,3 +190,50 @@ def test_metric_families_from_a_recorded_snapshot():
     few = {f.name: f for f in snapshot_families(snap, Filters(devices_exclude=("lo", "vm*")))}
     devs = {s.labels["device"] for s in few["vnetdiag_network_info"].samples}
     assert "lo" not in devs and "vm3-p" not in devs and "br0" in devs
+
+
+# --- command line: bad input ------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, needle", [
+    (["export", "--listen", "nope"], "--listen"),
+    (["export", "--listen", "127.0.0.1:99999"], "bad port"),
+    (["watch", "--interval", "0"], "--interval"),
+    (["watch", "--listen", "x"], "--listen"),
+    (["watch", "--config", "/nonexistent/watch.toml"], "cannot read config"),
+])
+def test_bad_arguments_are_one_line_exit_2(capsys, argv, needle):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err
+
+
+def test_port_in_use_is_one_line(cli):
+    import os
+    import socket
+
+    if os.geteuid() != 0:
+        pytest.skip("export needs root before it binds")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = cli("export", "--listen", f"127.0.0.1:{port}", "--netns", "nonexistent-ns", timeout=30)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "already in use" in r.stderr
+
+
+def test_no_root_is_exit_3(cli):
+    import os
+    import shutil
+
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root to drop to nobody with setpriv")
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = str(Path(sys.executable).with_name("vnetdiag"))
+    for cmd in ("watch", "export"):
+        r = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", exe, cmd],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 3 and "needs root" in r.stderr and r.stderr.count("\n") == 1
