@@ -46,8 +46,8 @@ def completeness_line(c: Completeness, duration_s: float) -> str:
 
 def _ns(netns: str | None, amb: tuple[str, ...]) -> str:
     if netns is not None:
-        return netns or "(host)"
-    return "?" + (f" ({'|'.join(a or '(host)' for a in amb)})" if amb else "")
+        return netns
+    return "?" + (f" ({'|'.join(amb)})" if amb else "")
 
 
 def drops_table(result: TraceAnalysis, drops: tuple[DropCount, ...]):

@@ -170,8 +170,7 @@ class TraceWindow:
         return self.event_set == "drops" and self._writer is None
 
     def start(self) -> None:
-        self.devmap = self._devmap if self._devmap is not None else _devmap.device_map(
-            _devmap.selected_namespaces(self.namespaces))
+        self.devmap = self._devmap if self._devmap is not None else _devmap.device_map(self.namespaces)
         self.syms = kallsyms.load()
         self.tracer.start()
         try:
