@@ -218,7 +218,11 @@ class FlowAccumulator:
             return [], [], []
         cols = {k: np.concatenate([p[k] for p in self.tcp_parts]) for k in self.tcp_parts[0]}
         self.tcp_parts = []
-        order = np.argsort(cols["gid"], kind="stable")
+        gid = cols["gid"]
+        # numpy's stable sort is a radix sort for 16-bit keys: use it when it fits.
+        key = gid.astype(np.uint16) if len(self.conv_list) < 2**16 else gid
+        order = np.argsort(key, kind="stable")
+        del key, gid
         cols = {k: v[order] for k, v in cols.items()}
         stream_of, a_swap = _split_streams(cols)
         # Packets are now grouped by stream (in 4-tuple order), frames ascending
