@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 import numpy as np
 
@@ -77,6 +78,40 @@ def entry_hops(hops: Iterable[Hop]) -> list[Hop]:
     return out
 
 
+RawHop = tuple[str, str, int, int]
+"""(device, kind, ts_ns, len_bytes): a hop in the tracker's light form."""
+
+
+def _entries(hops: Iterable[RawHop]) -> list[RawHop]:
+    """entry_hops on light hops (the hot path)."""
+    out: list[RawHop] = []
+    seen: set[str] = set()
+    for h in hops:
+        if out and out[-1][0] == h[0]:
+            continue
+        if h[1] == "xmit" and h[0] in seen:
+            continue
+        out.append(h)
+        seen.add(h[0])
+    return out
+
+
+class RawPath(NamedTuple):
+    """A finished path as the tracker emits it: hops are light tuples, so the
+    statistics can count millions of paths; ``record()`` gives the PacketPath."""
+
+    skbaddr: int
+    hops: list
+    end: str
+    end_ts_ns: int
+    drop: ev.DropEvent | None = None
+
+    def record(self) -> PacketPath:
+        return PacketPath(skbaddr=self.skbaddr, end=self.end, end_ts_ns=self.end_ts_ns, drop=self.drop,
+                          hops=tuple(Hop(device=d, netns=None, kind=k, ts_ns=t, len_bytes=n)
+                                     for d, k, t, n in self.hops))
+
+
 def device_sequence(hops: Iterable[Hop]) -> tuple[str, ...]:
     """Devices in the order the packet entered them (see entry_hops)."""
     return tuple(h.device for h in entry_hops(hops))
@@ -107,18 +142,15 @@ class Resolver:
 
 
 class PathTracker:
-    """Online skb join. Feed events in (roughly) time order; read ``completed``.
-
-    Only the first ``keep`` completed paths are stored; every path is still
-    counted in the per-path statistics (``PathStats``) handed in.
-    """
+    """Online skb join. Feed events in (roughly) time order; every finished
+    path (consumed, dropped, or aged out) is handed to ``on_path`` as a RawPath."""
 
     def __init__(self, *, max_live: int = 200_000, max_age_ns: int = 2_000_000_000,
                  on_path=None) -> None:
         self.max_live = max_live
         self.max_age_ns = max_age_ns
         self.on_path = on_path
-        self.live: dict[int, list[Hop]] = {}
+        self.live: dict[int, list[RawHop]] = {}
         self.aged = 0
         self.now_ns = 0
         self._since_age = 0
@@ -131,7 +163,7 @@ class PathTracker:
             t = type(e)
             kind = kinds.get(t)
             if kind is not None:
-                hop = Hop(device=e.device, netns=None, kind=kind, ts_ns=e.ts_ns, len_bytes=e.len_bytes)
+                hop = (e.device, kind, e.ts_ns, e.len_bytes)
                 hops = live.get(e.skbaddr)
                 if hops is None:
                     live[e.skbaddr] = [hop]
@@ -142,9 +174,8 @@ class PathTracker:
                 if emit is not None:
                     dropped = t is ev.DropEvent
                     if hops or dropped:
-                        emit(PacketPath(skbaddr=e.skbaddr, hops=tuple(hops or ()),
-                                        end="dropped" if dropped else "consumed", end_ts_ns=e.ts_ns,
-                                        drop=e if dropped else None))
+                        emit(RawPath(e.skbaddr, hops or [], "dropped" if dropped else "consumed", e.ts_ns,
+                                     e if dropped else None))
             else:
                 continue
             self.now_ns = e.ts_ns
@@ -159,12 +190,12 @@ class PathTracker:
         while live:
             addr = next(iter(live))
             hops = live[addr]
-            if not everything and len(live) <= self.max_live and hops[0].ts_ns >= limit:
+            if not everything and len(live) <= self.max_live and hops[0][2] >= limit:
                 break
             del live[addr]
             self.aged += 1
             if self.on_path is not None:
-                self.on_path(PacketPath(skbaddr=addr, hops=tuple(hops), end="aged", end_ts_ns=hops[-1].ts_ns))
+                self.on_path(RawPath(addr, hops, "aged", hops[-1][2]))
 
 
 class PathStats:
@@ -178,15 +209,15 @@ class PathStats:
         self.counts: Counter[tuple[tuple[str, ...], str]] = Counter()
         self.latency: dict[tuple[str, ...], list[list[int]]] = {}
 
-    def add(self, path: PacketPath) -> None:
+    def add(self, path: RawPath) -> None:
         if not path.hops:
             return
-        entries = entry_hops(path.hops)
-        seq = tuple(h.device for h in entries)
+        entries = _entries(path.hops)
+        seq = tuple(h[0] for h in entries)
         self.counts[(seq, path.end)] += 1
         if len(self.examples) < self.keep and len(seq) > 1 and path.end != "aged":
-            self.examples.append(self.resolver.with_netns(path))
-        firsts = [h.ts_ns for h in entries]
+            self.examples.append(self.resolver.with_netns(path.record()))
+        firsts = [h[2] for h in entries]
         lat = self.latency.get(seq)
         if lat is None:
             lat = self.latency[seq] = [[] for _ in range(len(seq) - 1)]
@@ -232,23 +263,23 @@ class DeviceCounters:
         self.tx: dict[tuple[str | None, str], list[int]] = defaultdict(lambda: [0, 0])
         self.gro: Counter[tuple[str | None, str]] = Counter()
 
-    def add(self, path: PacketPath) -> None:
-        seq = device_sequence(path.hops)
+    def add(self, path: RawPath) -> None:
+        seq = tuple(h[0] for h in _entries(path.hops))
         ns, _ = self.resolver.resolve(seq)
         where = dict(zip(seq, ns))
-        for h in path.hops:
-            key = (where.get(h.device), h.device)
-            if h.kind == "rx":
+        for dev, kind, _ts, n in path.hops:
+            key = (where.get(dev), dev)
+            if kind == "rx":
                 c = self.rx[key]
-            elif h.kind == "xmit":
+            elif kind == "xmit":
                 c = self.tx[key]
-            elif h.kind == "gro":
+            elif kind == "gro":
                 self.gro[key] += 1
                 continue
             else:
                 continue
             c[0] += 1
-            c[1] += h.len_bytes
+            c[1] += n
 
     def rates(self, duration_s: float) -> tuple[DeviceRate, ...]:
         d = max(duration_s, 1e-9)

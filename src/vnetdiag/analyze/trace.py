@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from vnetdiag.analyze.drops import DropCounter
-from vnetdiag.analyze.paths import DeviceCounters, DeviceMap, PathStats, PathTracker, Resolver, fdb_moves
+from vnetdiag.analyze.paths import DeviceCounters, DeviceMap, PathStats, PathTracker, RawPath, Resolver, fdb_moves
 from vnetdiag.model import events as ev
 from vnetdiag.model.tracing import Completeness, PacketPath, RetransmitCount, TraceAnalysis
 
@@ -29,9 +29,9 @@ class TraceAnalyzer:
         self.retrans: dict[tuple, list[int]] = {}
         self.events = 0
 
-    def _on_path(self, path: PacketPath) -> None:
+    def _on_path(self, path: RawPath) -> None:
         if path.drop is not None:
-            self.drops.add(path)
+            self.drops.add(path.record())
         self.stats.add(path)
         self.devices.add(path)
 
