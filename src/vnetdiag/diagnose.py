@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from vnetdiag.analyze.deltas import delta as counter_delta
 from vnetdiag.analyze.verdicts import correlate, symptom_of
+from vnetdiag.collect.netfilter import read_drop_rules, rule_deltas
 from vnetdiag.errors import BadInputError, NotFoundError, VnetdiagError
 from vnetdiag.model.counters import CounterSnapshot
 from vnetdiag.model.diagnosis import Diagnosis, PathHop
@@ -72,7 +73,9 @@ def resolve_endpoint(spec: str) -> Endpoint:
     label, _, address = spec.partition("@")
     from vnetdiag import lab as lab_mod
 
-    for prefix in lab_mod.list_labs():
+    # The default lab first, so "vm1" means the lab a user is most likely looking at.
+    prefixes = sorted(lab_mod.list_labs(), key=lambda p: p != lab_mod.default_prefix())
+    for prefix in prefixes:
         try:
             lab = lab_mod.attach(prefix)
             ns = lab.netns(label)
@@ -151,6 +154,7 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
         if trace:
             window = _start_trace(stack, notes)
         before = collector.snapshot()
+        rules_before, rule_problems = read_drop_rules(before.namespaces)
         say(f"probe {pattern} x{streams} from {a.label} to {b.label} ({b.address}) for {duration_s:g} s")
         probe = failure = None
         # The window ends on time: transactions still waiting out an RTO backoff
@@ -175,6 +179,7 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
             failure = exc
             notes.append(f"the probe could not run: {exc.message}")
         after = collector.snapshot()
+        rules_after, _ = read_drop_rules(after.namespaces)
         path = _path(collector, after, a, b, notes)
         say(f"path {a.label} -> {b.label}: {' -> '.join(h.device for h in path if h.direction == 'forward') or '?'}")
     # Leaving the block stopped the tracer (window.result), the collector and the server.
@@ -182,13 +187,14 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
     if analysis is not None and not analysis.completeness.complete:
         notes.append(f"the tracer lost {analysis.completeness.events_lost} events "
                      f"({analysis.completeness.lost_share:.1%}): traced counts may be low")
+    notes += rule_problems
     for problem in after.problems:
         notes.append(f"counters not read at {problem.where}: {problem.what}")
     moved = counter_delta(before, after)
     symptom = symptom_of(probe, pattern=pattern, streams=streams,
                          tcp_moves=_tcp_moves(moved, {a.netns, b.netns}))
     verdicts, off_path = correlate(symptom=symptom, path=path, delta=moved, before=before, after=after,
-                                   trace=analysis)
+                                   trace=analysis, rules=rule_deltas(rules_before, rules_after))
     if failure is not None and not verdicts:
         raise failure  # nothing in the kernel explains it: say so plainly
     window_s = probe.duration_s if probe is not None else moved.interval_s

@@ -91,3 +91,22 @@ def test_cleanup_removes_a_lab_without_its_state_file(cli):
     assert r.returncode == 0, r.stderr
     assert any(prefix in item for item in __import__("json").loads(r.stdout)["removed"])
     assert _wait(lambda: machine_state(prefix) == clean, 5), machine_state(prefix)
+
+
+def test_two_conntrack_faults_restore_the_limit_in_any_order(lab_factory):
+    """nf_conntrack_max is global: overlapping faults (two labs, or two in one) must
+    leave the machine's own value, whichever is cleared first."""
+    import copy
+
+    from vnetdiag.lab import _spec_to_data, spec as spec_mod
+
+    pristine = CONNTRACK_MAX.read_text()
+    data = _spec_to_data(spec_mod.default("vn2"))
+    lab2 = lab_factory(copy.deepcopy(data))
+    f1 = lab2.add_fault("conntrack-full", "hv1", max=50)
+    f2 = lab2.add_fault("conntrack-full", "hv1", max=40)
+    assert CONNTRACK_MAX.read_text().strip() == "40"
+    lab2.clear_fault(f1.id)  # the first one cleared first: the second still holds it
+    assert CONNTRACK_MAX.read_text().strip() == "40"
+    lab2.clear_fault(f2.id)
+    assert CONNTRACK_MAX.read_text() == pristine

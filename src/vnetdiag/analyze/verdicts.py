@@ -4,7 +4,8 @@ Pure: records in, records out. The rules, in the order they weigh:
 
 * every loss the kernel reports is a *candidate*, keyed by (namespace, device):
   a traced drop (skb:kfree_skb, with its reason and location), a loss counter
-  that moved (stats64 drops/errors, qdisc drops), a qdisc whose backlog grew
+  that moved (stats64 drops/errors, qdisc drops, a firewall DROP rule's
+  packets, placed on the device the rule matches), a qdisc whose backlog grew
   while the device sent nothing (a TX stall), conntrack drops in a namespace,
   softnet drops on a CPU, an MTU on the path smaller than the endpoints';
 * candidates at the same place merge, so one verdict carries every piece of
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from vnetdiag.model.counters import CounterSnapshot, InterfaceCounters, QdiscCounters
 from vnetdiag.model.deltas import SnapshotDelta
 from vnetdiag.model.diagnosis import Evidence, PathHop, Symptom, Verdict
+from vnetdiag.model.netfilter import RuleCounter
 from vnetdiag.model.tracing import TraceAnalysis
 
 # stats64 counters that count lost packets (rx_errors and rx_dropped of one
@@ -56,6 +58,8 @@ class _Candidate:
     config: bool = False
     ambiguous: tuple[str, ...] = ()
     """Namespaces the traced device name could be in, when the trace could not tell."""
+    rule: bool = False
+    """Counted by a firewall rule (which knows its namespace and device exactly)."""
     inferred: bool = False
     """The namespace was chosen among several with a device of that name because
     only it is on the path: a guess, weighed as half a trace."""
@@ -135,6 +139,25 @@ def _stall(key: tuple, prev: InterfaceCounters, now: InterfaceCounters, out: dic
     c.evidence.append(Evidence(source="counter", count=q1.backlog_packets, text=(
         f"qdisc {q1.kind} {q1.handle} on {key[1]}: backlog {q0.backlog_packets} -> {q1.backlog_packets} packets "
         f"({q1.backlog_bytes} bytes) while tx_packets moved by {sent}")))
+
+
+def _rule_candidates(rules: Sequence[tuple[RuleCounter, int]], out: dict[tuple, _Candidate]) -> None:
+    for rule, n in rules:
+        device = rule.in_device or rule.out_device
+        key = (rule.netns, device, "drop")
+        c = out.setdefault(key, _Candidate(netns=rule.netns, device=device, cause="drop"))
+        c.counter_count += n
+        c.rule = True
+        c.direction = c.direction or ("rx" if rule.in_device else "tx" if rule.out_device else "")
+        c.queue = c.queue or f"{rule.table} {rule.chain}"
+        c.reason = c.reason or f"firewall rule {rule.target}"
+        c.evidence.append(Evidence(source="counter", count=n, text=(
+            f"iptables -t {rule.table} {rule.chain} in {rule.netns}: +{n} packets dropped by "
+            f"'{_short(rule.rule)}'")))
+
+
+def _short(text: str, limit: int = 110) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _netns_candidates(delta: SnapshotDelta, out: dict[tuple, _Candidate]) -> None:
@@ -233,8 +256,14 @@ def _merge_equal_counts(out: dict[tuple, _Candidate]) -> None:
     for tk in traced:
         t = out[tk]
         spaces = {t.netns} if t.netns else set(t.ambiguous)
+
+        def same_place(c: _Candidate) -> bool:
+            # A firewall drop is counted by its rule, in its namespace, whatever
+            # device the trace's path join ended on (it loses packets across encaps).
+            return c.netns in spaces or (c.rule and t.reason == "NETFILTER_DROP")
+
         # Equal, or within 10 % when the tracer lost events under load.
-        match = [k for k, c in out.items() if not c.trace_count and c.counter_count and c.netns in spaces
+        match = [k for k, c in out.items() if not c.trace_count and c.counter_count and same_place(c)
                  and c.cause == "drop" and abs(c.counter_count - t.trace_count) <= 0.1 * c.counter_count]
         if len(match) == 1:
             c = out[match[0]]
@@ -329,7 +358,8 @@ _CONFIRM = {
 
 
 def correlate(*, symptom: Symptom, path: Sequence[PathHop], delta: SnapshotDelta, before: CounterSnapshot,
-              after: CounterSnapshot, trace: TraceAnalysis | None) -> tuple[tuple[Verdict, ...], tuple[str, ...]]:
+              after: CounterSnapshot, trace: TraceAnalysis | None,
+              rules: Sequence[tuple[RuleCounter, int]] = ()) -> tuple[tuple[Verdict, ...], tuple[str, ...]]:
     """Ranked verdicts, and notes on losses off the path that need no explaining."""
     path_keys = {(h.netns, h.device) for h in path}
     path_netns = {h.netns for h in path}
@@ -337,6 +367,7 @@ def correlate(*, symptom: Symptom, path: Sequence[PathHop], delta: SnapshotDelta
     notes: list[str] = []
     _interface_candidates(delta, before, after, found)
     _netns_candidates(delta, found)
+    _rule_candidates(rules, found)
     if trace is not None:
         _trace_candidates(trace, path_keys, found, notes)
         _merge_stacked(found, _lower_devices(after))

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from vnetdiag.errors import BadInputError, KernelError, UsageError
 from vnetdiag.lab.shell import in_netns, run
 from vnetdiag.model.lab import LabSpec
-from vnetdiag.system.undo import Journal, RemovePath, RestoreFile, RunCommand
+from vnetdiag.system.undo import Journal, ReleaseSharedSetting, RemovePath, RunCommand, hold_shared_setting
 
 CONNTRACK_MAX = "/proc/sys/net/netfilter/nf_conntrack_max"
 
@@ -192,8 +192,8 @@ class ConntrackFull(Fault):
         # count is per namespace. Lower the limit and fill hv1's table with
         # assured, established entries, which early_drop will not evict: new
         # connections are then refused exactly as in a full cloud firewall.
-        old = Path(CONNTRACK_MAX).read_text()
-        journal.record(RestoreFile(path=CONNTRACK_MAX, content=old))
+        journal.record(ReleaseSharedSetting(path=CONNTRACK_MAX, holder=journal.owner))
+        hold_shared_setting(CONNTRACK_MAX, journal.owner)
         journal.record(RunCommand(argv=("ip", "netns", "exec", target.netns, "conntrack", "-D",
                                         "-s", str(_PHANTOM_NET))))
         count = int(in_netns(target.netns, ["cat", "/proc/sys/net/netfilter/nf_conntrack_count"]).stdout)

@@ -13,6 +13,8 @@ persistent journal (a lab) is replayed by ``lab down`` or ``vnetdiag cleanup``.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import subprocess
@@ -71,6 +73,60 @@ class RestoreFile(UndoStep):
             pass
 
 
+SHARED_SETTINGS_DIR = Path("/run/vnetdiag-shared")
+"""Machine-wide (not per state directory): global kernel settings are machine-wide."""
+
+
+@contextlib.contextmanager
+def _shared_lock():
+    SHARED_SETTINGS_DIR.mkdir(parents=True, exist_ok=True)
+    with open(SHARED_SETTINGS_DIR / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _shared_record(path: str) -> Path:
+    return SHARED_SETTINGS_DIR / (path.strip("/").replace("/", "_") + ".json")
+
+
+def hold_shared_setting(path: str, holder: str) -> None:
+    """Note that ``holder`` is about to change the global file ``path``. The first
+    holder records the pristine content; later ones only add themselves, so two
+    faults that lower the same sysctl can be undone in any order."""
+    with _shared_lock():
+        rec = _shared_record(path)
+        data = json.loads(rec.read_text()) if rec.exists() else {"path": path, "pristine": Path(path).read_text(),
+                                                                 "holders": []}
+        if holder not in data["holders"]:
+            data["holders"].append(holder)
+        rec.write_text(json.dumps(data))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseSharedSetting(UndoStep):
+    """Drop one holder of a global setting; the last one restores the pristine value."""
+
+    op: ClassVar[str] = "release-shared-setting"
+    path: str
+    holder: str
+
+    def apply(self) -> None:
+        with _shared_lock():
+            rec = _shared_record(self.path)
+            if not rec.exists():
+                return
+            data = json.loads(rec.read_text())
+            data["holders"] = [h for h in data["holders"] if h != self.holder]
+            if data["holders"]:
+                rec.write_text(json.dumps(data))
+                return
+            try:
+                Path(self.path).write_text(data["pristine"])
+            except FileNotFoundError:
+                pass
+            rec.unlink()
+
+
 @dataclass(frozen=True, kw_only=True)
 class RemovePath(UndoStep):
     """Remove a file, or an empty directory (tracefs instances are directories)."""
@@ -101,7 +157,8 @@ class RunCommand(UndoStep):
 
 
 # The explicit list of step kinds a journal may contain (decoded by ``op``).
-UNDO_STEPS: tuple[type[UndoStep], ...] = (DeleteNetns, KillProcess, RestoreFile, RemovePath, RunCommand)
+UNDO_STEPS: tuple[type[UndoStep], ...] = (DeleteNetns, KillProcess, RestoreFile, ReleaseSharedSetting, RemovePath,
+                                          RunCommand)
 _BY_OP = {cls.op: cls for cls in UNDO_STEPS}
 
 
