@@ -193,6 +193,10 @@ class TraceWindow:
             self._thread = threading.Thread(target=self._run, name="vnetdiag-tracer", daemon=True)
             self._thread.start()
         except BaseException:
+            # Interrupted (or failed) part way: the reader must stop before its fds close.
+            self._stop.set()
+            if self._thread is not None and self._thread.is_alive():
+                self._thread.join()
             self.tracer.close()
             raise
 
