@@ -112,7 +112,26 @@ def test_diagnose_cli_json_and_exit_status(lab, cli, tmp_path):
     for key in ("rank", "netns", "device", "direction", "cause", "reason", "count", "confidence", "evidence"):
         assert key in doc["verdicts"][0]
     assert doc["symptom"]["probe"]["schema"] == "vnetdiag.probe/1" and doc["path"]
-    assert report.read_text().startswith("<!doctype html>")
+    _report_renders_every_section(report, tmp_path)
+
+
+def _report_renders_every_section(report, tmp_path):
+    """Open the report in headless Chromium (offline: it has no external resource)."""
+    html = report.read_text()
+    assert html.startswith("<!doctype html>") and "http://" not in html and "https://" not in html
+    flags = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             f"--user-data-dir={tmp_path / 'chromium'}"]
+    dom = subprocess.run([*flags, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=90).stdout
+    for section in ("summary", "histogram", "timeline", "path", "verdicts", "counters"):
+        assert f'id="{section}"' in dom, section
+    assert dom.count('class="bar"') >= 3  # the latency histogram has bars
+    assert 'class="tick' in dom  # tails on the timeline
+    assert 'class="hop culprit"' in dom and 'data-device="vm1-p"' in dom  # the culprit on the path
+    assert "verdict-top" in dom
+    shot = tmp_path / "report.png"
+    subprocess.run([*flags, "--window-size=1000,2000", f"--screenshot={shot}", report.as_uri()],
+                   capture_output=True, timeout=90)
+    assert shot.stat().st_size > 20_000  # a page with charts, not a blank one
 
 
 def test_unconnected_endpoints_are_one_line_exit_2(cli):

@@ -121,11 +121,34 @@ def sweep_tracing_instances(report: CleanupReport) -> None:
             report.failures.append(f"ftrace instance {inst.name}: {exc.strerror}")
 
 
+def sweep_shared_settings(report: CleanupReport) -> None:
+    """Global settings (nf_conntrack_max) whose every holder's journal is gone:
+    put back the value the machine had before vnetdiag changed it."""
+    from vnetdiag.system.undo import SHARED_SETTINGS_DIR, ReleaseSharedSetting
+    from vnetdiag.system.state import journals_dir
+
+    if not SHARED_SETTINGS_DIR.is_dir():
+        return
+    import json
+
+    for rec in SHARED_SETTINGS_DIR.glob("*.json"):
+        try:
+            data = json.loads(rec.read_text())
+        except (OSError, ValueError):
+            continue
+        if any((journals_dir() / f"{h}.jsonl").exists() for h in data.get("holders", [])):
+            continue
+        for holder in data.get("holders", []) or ["?"]:
+            ReleaseSharedSetting(path=data["path"], holder=holder).apply()
+        report.removed.append(f"setting {data['path']} restored")
+
+
 # Run in this order after the journals.
 SWEEPS: tuple[Callable[[CleanupReport], None], ...] = (
     sweep_backends,
     sweep_lab_namespaces,
     sweep_tracing_instances,
+    sweep_shared_settings,
 )
 
 
