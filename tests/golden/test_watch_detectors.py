@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from vnetdiag.analyze import detectors as det
-from vnetdiag.analyze.deltas import delta
 from vnetdiag.model.watch import Observation, WatchConfig
 from vnetdiag.watch import config as cfg
 from vnetdiag.watch import recording
@@ -27,7 +26,7 @@ def replay(name: str, config: WatchConfig = WatchConfig(), port_range=(32768, 60
     prev = None
     out = []
     for i, s in enumerate(snaps):
-        obs = Observation(previous=prev, current=s, delta=delta(prev, s) if prev else None, port_range=port_range)
+        obs = Observation(previous=prev, current=s, port_range=port_range)
         out.extend((i, t) for t in det.run_all(detectors, obs))
         prev = s
     return {k: int(v) for k, v in marks.items()}, out, detectors

@@ -184,9 +184,11 @@ def test_metric_families_from_a_recorded_snapshot():
     assert q and q[0].labels["kind"] == "tbf" and q[0].value > 0
     info = [s for s in fams["vnetdiag_network_info"].samples if s.labels["device"] == "vm1-p"][0]
     assert info.labels["master"] == "br0" and info.labels["peer_device"] == "eth0" and info.labels["peer_netns"] == "wch-vm1"
-    queues = fams.get("vnetdiag_network_queue_stat")
-    assert queues is None or all("queue" in s.labels for s in queues.samples)
-    assert not any(any(ch.isdigit() for ch in n.split("_")[-1]) for n in fams if "queue" in n)
+    assert "vnetdiag_network_queue_stat" not in fams  # driver statistics are opt-in
+    full = {f.name: f for f in snapshot_families(snap, Filters(driver_stats=True))}
+    queues = full["vnetdiag_network_queue_stat"].samples
+    assert queues and all(s.labels["queue"].isdigit() and s.labels["direction"] in ("rx", "tx") for s in queues)
+    assert not any(ch.isdigit() for n in full for ch in n)  # queue numbers never in names
     few = {f.name: f for f in snapshot_families(snap, Filters(devices_exclude=("lo", "vm*")))}
     devs = {s.labels["device"] for s in few["vnetdiag_network_info"].samples}
     assert "lo" not in devs and "vm3-p" not in devs and "br0" in devs

@@ -15,6 +15,8 @@ def configure(parser, common) -> None:
                         help="only devices matching (repeatable)")
     parser.add_argument("--exclude-device", action="append", default=[], metavar="GLOB",
                         help="leave out devices matching (repeatable)")
+    parser.add_argument("--driver-stats", action="store_true",
+                        help="also export ethtool -S counters, per queue with a queue label (many series)")
     parser.add_argument("--netstat-fields", metavar="REGEX",
                         help="netstat/snmp counters to export, as Section_Counter (default: node_exporter's set)")
 
@@ -40,9 +42,9 @@ def run(args, out) -> int:
 
     stop = threading.Event()
     old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
-    with Collector(only=namespace_filter(tuple(args.netns)), details=True) as col:
+    with Collector(only=namespace_filter(tuple(args.netns)), details=True, driver_stats=args.driver_stats) as col:
         filters = Filters(devices_include=tuple(args.include_device), devices_exclude=tuple(args.exclude_device),
-                          netstat_fields=args.netstat_fields)
+                          netstat_fields=args.netstat_fields, driver_stats=args.driver_stats)
         server = MetricsServer(live_source(col), filters, addr, port)
         out.info(f"vnetdiag export: serving http://{server.addr}:{server.port}/metrics")
         try:

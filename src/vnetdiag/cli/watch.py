@@ -75,7 +75,8 @@ def run(args, out) -> int:
             ex = conf.exporter
             server = MetricsServer(watcher.exporter_source(),
                                    Filters(devices_include=ex.devices_include, devices_exclude=ex.devices_exclude,
-                                           netstat_fields=ex.netstat_fields), addr, port)
+                                           netstat_fields=ex.netstat_fields, driver_stats=ex.driver_stats),
+                                   addr, port)
             out.info(f"vnetdiag watch: serving /metrics on http://{server.addr}:{server.port}/metrics")
         watcher.start()
         names = ", ".join(d.name for d in watcher.detectors)

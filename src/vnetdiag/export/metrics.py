@@ -47,6 +47,9 @@ class Filters:
     devices_include: tuple[str, ...] = ()
     devices_exclude: tuple[str, ...] = ()
     netstat_fields: str | None = None
+    driver_stats: bool = False
+    """Also export ``ethtool -S`` counters (per queue with a queue label): many
+    series per device (a veth has ~20), so off unless asked for."""
 
     def device_ok(self, name: str) -> bool:
         if self.devices_include and not any(fnmatch.fnmatchcase(name, g) for g in self.devices_include):
@@ -119,17 +122,19 @@ def snapshot_families(snap: CounterSnapshot, filters: Filters = Filters()) -> li
         for key, value in ic.stats.items():
             tail = NODE_TAILS.get(key) or key
             counter(f"network_{tail}", f"stats64 {key}", ilabels).add_metric(lv, value)
-        for key, value in ic.driver_stats.items():
-            counter("network_driver_stat", "ethtool -S counter (not per queue)", ilabels + ["stat"]).add_metric(
-                lv + [key], value)
-        for q in ic.queues:
-            for key, value in q.counters.items():
-                counter("network_queue_stat", "ethtool -S per-queue counter; queue number as a label",
-                        ilabels + ["direction", "queue", "stat"]).add_metric(lv + [q.direction, str(q.queue), key],
-                                                                           value)
+        if filters.driver_stats:
+            for key, value in ic.driver_stats.items():
+                counter("network_driver_stat", "ethtool -S counter (not per queue)", ilabels + ["stat"]).add_metric(
+                    lv + [key], value)
+            for q in ic.queues:
+                for key, value in q.counters.items():
+                    counter("network_queue_stat", "ethtool -S per-queue counter; queue number as a label",
+                            ilabels + ["direction", "queue", "stat"]).add_metric(
+                        lv + [q.direction, str(q.queue), key], value)
         qlabels = ilabels + ["kind", "handle", "parent"]
         for q in ic.qdiscs:
-            if q.is_class:
+            # noqueue never queues: its counters stay zero, so it is left out.
+            if q.is_class or q.kind == "noqueue":
                 continue
             ql = lv + [q.kind, q.handle, q.parent]
             counter("qdisc_bytes", "Bytes sent by the qdisc", qlabels).add_metric(ql, q.bytes)

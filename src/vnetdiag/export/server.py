@@ -32,6 +32,8 @@ class SnapshotCollector:
         self.errors = 0
         self.scrapes = 0
         self.last_duration_s = 0.0
+        self._cached: tuple[object, list] | None = None
+        """(snapshot, its families): inside watch, scrapes between two cycles reuse them."""
 
     def collect(self):
         t0 = time.monotonic()
@@ -40,7 +42,9 @@ class SnapshotCollector:
         try:
             snap, view = self.source()
             if snap is not None:
-                families.extend(snapshot_families(snap, self.filters))
+                if self._cached is None or self._cached[0] is not snap:
+                    self._cached = (snap, snapshot_families(snap, self.filters))
+                families.extend(self._cached[1])
             if view is not None:
                 families.extend(watch_families(view))
         except Exception:  # noqa: BLE001 - a failed read is a metric, not a crash of the server

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from vnetdiag.model.counters import CounterSnapshot
-from vnetdiag.model.deltas import SnapshotDelta
 
 Severity = Literal["warning", "critical"]
 Change = Literal["raised", "cleared", "event"]
@@ -89,6 +88,8 @@ class ExporterConfig:
     devices_exclude: tuple[str, ...] = ()
     netstat_fields: str | None = None
     """Regular expression on "Section_Counter" names; None: the default set."""
+    driver_stats: bool = False
+    """Also export ethtool -S counters (per queue with a queue label)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -138,11 +139,11 @@ class XmitTimeout:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Observation:
-    """What detectors get each cycle. ``previous`` is None on the first cycle."""
+    """What detectors get each cycle: two successive snapshots (``previous`` is
+    None on the first cycle) and what only other sources can tell."""
 
     previous: CounterSnapshot | None
     current: CounterSnapshot
-    delta: SnapshotDelta | None
     xmit_timeouts: tuple[XmitTimeout, ...] = ()
     """Watchdog events seen during the interval (only when the tracer runs)."""
     drop_reasons: tuple[tuple[str, str, str, int], ...] = ()

@@ -29,7 +29,7 @@ from vnetdiag.model.watch import ActionSpec, DetectorConfig, ExporterConfig, Wat
 
 ACTION_KINDS = ("link-bounce", "offloads-off", "qdisc-reset", "exec")
 _TOP = {"interval_s", "namespaces", "journal", "tracer", "exporter", "detectors"}
-_EXPORTER = {"listen", "devices_include", "devices_exclude", "netstat_fields"}
+_EXPORTER = {"listen", "devices_include", "devices_exclude", "netstat_fields", "driver_stats"}
 _ACTION = {"kind", "cooldown_s", "max_attempts", "command", "timeout_s", "features"}
 
 
@@ -105,6 +105,10 @@ def parse(data: dict, src: str = "<config>") -> WatchConfig:
         except (re.error, TypeError) as exc:
             raise _fail(src, "exporter.netstat_fields", f"not a regular expression: {exc}") from None
         ekw["netstat_fields"] = exp["netstat_fields"]
+    if "driver_stats" in exp:
+        if not isinstance(exp["driver_stats"], bool):
+            raise _fail(src, "exporter.driver_stats", f"expected true or false, got {exp['driver_stats']!r}")
+        ekw["driver_stats"] = exp["driver_stats"]
     kw["exporter"] = ExporterConfig(**ekw)
     dets = data.get("detectors", {})
     if not isinstance(dets, dict):

@@ -1,4 +1,4 @@
-"""The watch loop: snapshot -> delta -> detectors -> journal -> actions, every interval.
+"""The watch loop: snapshot -> detectors -> journal -> actions, every interval.
 
 Only the previous snapshot is kept; detectors keep per-subject state and drop
 it when subjects disappear, so memory does not grow with churn. The latest
@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vnetdiag.analyze import detectors as det
-from vnetdiag.analyze.deltas import delta
 from vnetdiag.export.metrics import WatchView
 from vnetdiag.model.counters import CounterSnapshot
 from vnetdiag.model.namespaces import Namespace
@@ -55,7 +54,9 @@ class Watcher:
         from vnetdiag.collect import Collector
 
         self.config = config
-        self.collector = collector or Collector(only=namespace_filter(config.namespaces), details=True)
+        # ethtool -S only when exported: no detector reads driver statistics.
+        self.collector = collector or Collector(only=namespace_filter(config.namespaces), details=True,
+                                                driver_stats=config.exporter.driver_stats)
         self.detectors = det.build(config)
         self.journal = journal or AlertJournal(config.journal)
         kw = {"runner": runner} if runner else {}
@@ -72,8 +73,7 @@ class Watcher:
     def cycle(self) -> CycleResult:
         t0 = time.monotonic()
         snap = self.collector.snapshot()
-        d = delta(self.previous, snap) if self.previous is not None else None
-        obs = Observation(previous=self.previous, current=snap, delta=d, port_range=self.port_range)
+        obs = Observation(previous=self.previous, current=snap, port_range=self.port_range)
         transitions = det.run_all(self.detectors, obs)
         for t in transitions:
             self.journal.write("alert", change=t.change, alert=asdict(t.alert), counters=_counters(snap, t))

@@ -1,8 +1,8 @@
 """What every detector shares: declared parameters and the hysteresis that
 turns "the condition held this cycle" into raised/cleared transitions.
 
-A detector is pure: ``step(observation)`` looks at one cycle's snapshots and
-delta and returns transitions; it keeps only per-subject state (baselines,
+A detector is pure: ``step(observation)`` looks at two successive snapshots
+and returns transitions; it keeps only per-subject state (baselines,
 streaks), and forgets subjects that disappeared, so memory stays bounded
 while namespaces come and go.
 """

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 
 from vnetdiag.analyze.detectors.base import Detector, Param
+from vnetdiag.analyze.detectors.moves import move
 from vnetdiag.model.watch import Alert, Observation, Transition
 
 _REFUSALS = ("insert_failed", "drop", "early_drop")
@@ -75,10 +76,18 @@ class ConntrackPressure(Detector):
         now = obs.current.taken_unix_s
         names = {n.inode: n.label for n in obs.current.namespaces}
         present = set(names.values())
-        refused = {}
-        if obs.delta is not None:
-            for n in obs.delta.namespaces:
-                refused[n.netns_inode] = {m.name: m.delta for m in n.conntrack if m.name in _REFUSALS}
+        refused: dict[int, dict[str, int]] = {}
+        if obs.previous is not None:
+            prev = {s.netns_inode: s.conntrack for s in obs.previous.netns_stats if s.conntrack}
+            for s in obs.current.netns_stats:
+                old = prev.get(s.netns_inode)
+                if old is None or s.conntrack is None:
+                    continue
+                sums = {k: 0 for k in _REFUSALS}
+                for ra, rb in zip(old.per_cpu, s.conntrack.per_cpu):  # per-CPU, 32-bit
+                    for k in _REFUSALS:
+                        sums[k] += move(ra, rb, k, 32)
+                refused[s.netns_inode] = {k: v for k, v in sums.items() if v}
         hits: list[Alert] = []
         alive = set()
         for s in obs.current.netns_stats:
@@ -111,7 +120,7 @@ class ConntrackPressure(Detector):
             if ratio >= self.p["warn_ratio"]:
                 hits.append(Alert(kind="table-nearly-full", severity="critical" if ratio >= 1 else "warning",
                                   summary=head + tail, **common))
-            if sum(r.values()) >= self.p["min_drops"] and r:
+            if r and sum(r.values()) >= self.p["min_drops"]:
                 what = ", ".join(f"{k} +{v}" for k, v in r.items() if v)
                 hits.append(Alert(kind="refusing", severity="critical",
                                   summary=f"{head}; refusing entries ({what}){tail}", **common))

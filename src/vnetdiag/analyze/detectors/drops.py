@@ -17,7 +17,9 @@ the start are judged against a zero baseline from their first delta.
 from __future__ import annotations
 
 from vnetdiag.analyze.detectors.base import Detector, Param, device_subject
+from vnetdiag.analyze.deltas import counter_delta
 from vnetdiag.analyze.detectors.baseline import Baseline
+from vnetdiag.analyze.detectors.moves import by_ref, interval_s, move, qdisc_move, qdisc_pairs
 from vnetdiag.model.watch import Alert, Observation, Transition
 
 
@@ -56,14 +58,16 @@ class DropAnomaly(Detector):
         present.update(names.values())
         present.update(f"cpu {c.cpu}" for c in obs.current.softnet)
         hits: list[Alert] = []
-        d = obs.delta
-        if d is None or d.interval_s <= 0:
+        prev = obs.previous
+        dt = interval_s(prev, obs.current) if prev is not None else 0.0
+        if prev is None or dt <= 0:
             return self.book.update([], present, now)
         self.cycles += 1
         judge = self.cycles > self.p["warmup_cycles"]
         seen: set[tuple[str, str]] = set()
 
-        def sample(subject: str, kind: str, delta: int, rate: float, **fields) -> None:
+        def sample(subject: str, kind: str, delta: int, **fields) -> None:
+            rate = delta / dt
             key = (subject, kind)
             seen.add(key)
             b = self.baselines.get(key)
@@ -73,44 +77,55 @@ class DropAnomaly(Detector):
                             abs_floor=self.p["abs_floor_per_s"])
             if judge and delta >= self.p["min_count"] and rate > thr:
                 evidence = {"delta": delta, "rate_per_s": round(rate, 3), "baseline_per_s": round(b.mean, 3),
-                            "threshold_per_s": round(thr, 3), "interval_s": round(d.interval_s, 3),
+                            "threshold_per_s": round(thr, 3), "interval_s": round(dt, 3),
                             **fields.pop("evidence", {})}
                 hits.append(Alert(detector=self.name, subject=subject, kind=kind, severity="warning",
-                                  summary=f"{kind} on {subject}: {rate:.1f}/s ({delta} in {d.interval_s:.1f} s), "
+                                  summary=f"{kind} on {subject}: {rate:.1f}/s ({delta} in {dt:.1f} s), "
                                           f"baseline {b.mean:.2f}/s, threshold {thr:.2f}/s",
                                   evidence=evidence, **fields))
 
-        wanted = set(self.p["interface_counters"])
-        for i in d.interfaces:
-            if i.status not in ("present", "renamed"):
+        wanted = self.p["interface_counters"]
+        before = by_ref(prev)
+        for ic in obs.current.interfaces:
+            old = before.get(ic.interface.ref)
+            if old is None:
                 continue
+            i = ic.interface
             ns = i.netns_name or str(i.ref.netns_inode)
             subject = device_subject(ns, i.name)
             dev = dict(netns=ns, netns_inode=i.ref.netns_inode, device=i.name, ifindex=i.ref.ifindex)
-            for m in i.stats:
-                if m.name in wanted and m.delta:
-                    sample(subject, m.name, m.delta, m.rate_per_s, **dev)
+            for name in wanted:
+                m = move(old.stats, ic.stats, name)
+                if m:
+                    sample(subject, name, m, **dev)
             if self.p["qdisc"]:
                 # Root qdiscs only: a root counts its children's drops too (tbf, htb, mq).
-                for q in i.qdiscs:
-                    if q.parent != "root" or q.is_class:
-                        continue
-                    for m in q.moves:
-                        if m.name == "drops" and m.delta:
-                            sample(subject, "qdisc_drops", m.delta, m.rate_per_s,
-                                   evidence={"qdisc": f"{q.kind} {q.handle} parent {q.parent}",
-                                             "backlog_packets": q.backlog_packets}, **dev)
-        for n in d.namespaces:
-            label = n.netns_name or names.get(n.netns_inode) or f"netns:{n.netns_inode}"
-            for section, m in n.snmp:
-                if (section, m.name) in self._snmp and m.delta:
-                    sample(label, f"{section}.{m.name}", m.delta, m.rate_per_s, netns=label,
-                           netns_inode=n.netns_inode)
+                for a, q in qdisc_pairs(old, ic, roots_only=True):
+                    m = qdisc_move(a, q, "drops")
+                    if m:
+                        sample(subject, "qdisc_drops", m,
+                               evidence={"qdisc": f"{q.kind} {q.handle} parent {q.parent}",
+                                         "backlog_packets": q.backlog_packets}, **dev)
+        prev_ns = {s.netns_inode: s for s in prev.netns_stats}
+        for s in obs.current.netns_stats:
+            old_ns = prev_ns.get(s.netns_inode)
+            if old_ns is None:
+                continue
+            label = names.get(s.netns_inode) or f"netns:{s.netns_inode}"
+            for section, name in self._snmp:
+                m = move(old_ns.snmp.get(section, {}), s.snmp.get(section, {}), name)
+                if m:
+                    sample(label, f"{section}.{name}", m, netns=label, netns_inode=s.netns_inode)
         if self.p["softnet"]:
-            for s in d.softnet:
-                for m in s.moves:
-                    if m.name in ("dropped", "time_squeeze") and m.delta:
-                        sample(f"cpu {s.cpu}", f"softnet {m.name}", m.delta, m.rate_per_s)
+            prev_cpu = {c.cpu: c for c in prev.softnet}
+            for c in obs.current.softnet:
+                old_c = prev_cpu.get(c.cpu)
+                if old_c is None:
+                    continue
+                for name in ("dropped", "time_squeeze"):
+                    m = counter_delta(getattr(old_c, name), getattr(c, name), 32)[0]
+                    if m:
+                        sample(f"cpu {c.cpu}", f"softnet {name}", m)
         # Series that did not move this cycle learn a zero; negligible ones are
         # forgotten (a zero baseline is the default), so state stays bounded.
         for key, b in list(self.baselines.items()):

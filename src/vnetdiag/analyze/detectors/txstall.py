@@ -18,18 +18,11 @@ cycles without the condition.
 from __future__ import annotations
 
 from vnetdiag.analyze.detectors.base import Detector, Param, device_subject
+from vnetdiag.analyze.detectors.moves import by_ref, move, qdisc_move, qdisc_pairs
 from vnetdiag.model.counters import InterfaceCounters
-from vnetdiag.model.deltas import InterfaceDelta
 from vnetdiag.model.watch import Alert, Observation, Transition
 
 _MULTIQUEUE = {"mq", "mqprio", "taprio"}
-
-
-def _move(moves, name: str) -> int:
-    for m in moves:
-        if m.name == name:
-            return m.delta
-    return 0
 
 
 class TxStall(Detector):
@@ -46,11 +39,12 @@ class TxStall(Detector):
         present = {device_subject(i.interface.netns_name or str(i.interface.ref.netns_inode), i.interface.name)
                    for i in obs.current.interfaces}
         hits: list[Alert] = []
-        if obs.delta is not None:
-            cur = {i.interface.ref: i for i in obs.current.interfaces}
-            for d in obs.delta.interfaces:
-                if d.status in ("present", "renamed") and d.ref in cur:
-                    hits.extend(self._check(d, cur[d.ref], present))
+        if obs.previous is not None:
+            before = by_ref(obs.previous)
+            for ic in obs.current.interfaces:
+                old = before.get(ic.interface.ref)
+                if old is not None:
+                    hits.extend(self._check(old, ic, present))
         by_name = {(i.interface.ref.netns_inode, i.interface.name): i for i in obs.current.interfaces}
         for ev in obs.xmit_timeouts:
             ic = next((i for (ino, name), i in by_name.items()
@@ -65,14 +59,15 @@ class TxStall(Detector):
                               evidence={"event": "net:net_dev_xmit_timeout"}))
         return self.book.update(hits, present, now)
 
-    def _check(self, d: InterfaceDelta, ic: InterfaceCounters, present: set[str]) -> list[Alert]:
+    def _check(self, old: InterfaceCounters, ic: InterfaceCounters, present: set[str]) -> list[Alert]:
         iface = ic.interface
         ns = iface.netns_name or str(iface.ref.netns_inode)
-        tx = _move(d.stats, "tx_packets")
-        roots = [q for q in d.qdiscs if q.parent == "root" and not q.is_class]
+        tx = move(old.stats, ic.stats, "tx_packets")
+        pairs = list(qdisc_pairs(old, ic))
+        roots = [q for _, q in pairs if q.parent == "root"]
         backlog = sum(q.backlog_packets for q in roots)
         backlog_b = sum(q.backlog_bytes for q in roots)
-        qdrops = sum(_move(q.moves, "drops") for q in d.qdiscs if not q.is_class)
+        qdrops = sum(qdisc_move(a, b, "drops") for a, b in pairs if b.parent == "root")
         common = dict(detector=self.name, netns=ns, netns_inode=iface.ref.netns_inode, device=iface.name,
                       ifindex=iface.ref.ifindex)
         evidence = {"tx_packets_delta": tx, "backlog_packets": backlog, "backlog_bytes": backlog_b,
@@ -89,8 +84,8 @@ class TxStall(Detector):
                              evidence=evidence, **common))
         # Per queue: children of a multiqueue root are attached at parent "<root>:<queue+1>".
         mq = {q.handle for q in roots if q.kind in _MULTIQUEUE}
-        for q in d.qdiscs:
-            if q.is_class or ":" not in q.parent or q.parent == "root":
+        for prev_q, q in pairs:
+            if ":" not in q.parent or q.parent == "root":
                 continue
             major, _, minor = q.parent.partition(":")
             if f"{major}:" not in mq or not minor:
@@ -98,7 +93,8 @@ class TxStall(Detector):
             queue = int(minor, 16) - 1
             qsubject = device_subject(ns, iface.name, queue)
             present.add(qsubject)
-            if q.backlog_packets >= self.p["min_backlog_packets"] and _move(q.moves, "packets") == 0:
+            if (prev_q is not None and q.backlog_packets >= self.p["min_backlog_packets"]
+                    and qdisc_move(prev_q, q, "packets") == 0):
                 out.append(Alert(subject=qsubject, kind="backlog-frozen", severity="critical", queue=queue,
                                  summary=f"TX queue {queue} of {ns}/{iface.name} stalled: {q.kind} {q.handle} "
                                          f"holds {q.backlog_packets}p and sent nothing",
