@@ -112,12 +112,18 @@ def event_rate(lab, seconds: float, rates_pps: list[int]) -> list[dict]:
         try:
             sent = iperf(lab, seconds, udp_bps=str(bps), length=length)
         finally:
+            t_stop = time.monotonic()
             result = w.stop()
+            drain_s = time.monotonic() - t_stop
         ref = _bpftrace_stop(b).get("@n", 0)
         c = result.completeness
         rows.append({"target_pps": pps, "udp_packets": sent["sum"]["packets"],
                      "events_read": c.events_read, "events_lost": c.events_lost,
                      "events_per_s": round(c.events_read / result.duration_s),
+                     # What was really processed per second: the kernel buffers (8 MB per CPU)
+                     # let a short window end with a backlog that stop() still drains.
+                     "processed_per_s": round(c.events_read / (result.duration_s + drain_s)),
+                     "drain_s": round(drain_s, 2),
                      "bpftrace_events": ref, "duration_s": round(result.duration_s, 2)})
     return rows
 
@@ -142,14 +148,16 @@ def main() -> int:
             print(f"{name:20s} median {r['median_gbit_s']:.2f} Gbit/s  runs {r['runs_gbit_s']}  "
                   f"overhead {r['overhead_pct']:+.2f} %")
         print("# event rate: events=paths while iperf3 UDP 64-byte packets cross the overlay")
-        print(f"{'target pps':>10} {'udp pkts':>9} {'events/s':>9} {'read':>9} {'lost':>7} {'bpftrace':>9}")
+        print(f"{'target pps':>10} {'udp pkts':>9} {'events/s':>9} {'processed/s':>11} {'drain s':>7} {'read':>9} "
+              f"{'lost':>7} {'bpftrace':>9}")
         best = 0
         for row in event_rate(lab, args.seconds, [int(x) for x in args.rates.split(",")]):
-            print(f"{row['target_pps']:>10} {row['udp_packets']:>9} {row['events_per_s']:>9} {row['events_read']:>9} "
+            print(f"{row['target_pps']:>10} {row['udp_packets']:>9} {row['events_per_s']:>9} "
+                  f"{row['processed_per_s']:>11} {row['drain_s']:>7} {row['events_read']:>9} "
                   f"{row['events_lost']:>7} {row['bpftrace_events']:>9}")
             if row["events_lost"] == 0:
-                best = max(best, row["events_per_s"])
-        print(f"highest sustained rate without loss: {best} events/s")
+                best = max(best, row["processed_per_s"])
+        print(f"highest processed rate without loss (events / (window + drain)): {best} events/s")
     finally:
         server.terminate()
         server.wait()

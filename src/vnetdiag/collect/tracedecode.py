@@ -69,9 +69,19 @@ def _layout(fmt: EventFormat, names: tuple[str, ...]) -> tuple[struct.Struct, tu
     return struct.Struct(code), tuple(f.name for f in wanted)
 
 
+_NAMES: dict[bytes, str] = {}
+
+
 def _str(buf: bytes, off: int, loc: int) -> str:
+    """A __data_loc string; device names repeat, so decoded ones are cached."""
     start = off + (loc & 0xFFFF)
-    return buf[start:start + (loc >> 16)].split(b"\0", 1)[0].decode("utf-8", "replace")
+    raw = buf[start:start + (loc >> 16)]
+    s = _NAMES.get(raw)
+    if s is None:
+        s = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+        if len(_NAMES) < 65536:
+            _NAMES[raw] = s
+    return s
 
 
 def _mac(raw: bytes) -> str:
