@@ -43,6 +43,7 @@ _W_TRACE, _W_COUNTER, _W_CONFIG = 0.45, 0.35, 0.35
 _W_ON_PATH, _W_EXACT, _W_CLOSE = 0.15, 0.2, 0.1
 _OFF_PATH_FACTOR = 0.4
 _MIN_MATCH = 3
+_MIN_OFF_PATH_CONFIDENCE = 0.2
 
 
 @dataclass(kw_only=True)
@@ -213,7 +214,8 @@ def _trace_candidates(trace: TraceAnalysis, path_keys: set[tuple[str, str]], out
                 f"the name {d.device} exists in {len(d.ambiguous)} namespaces; {netns} is assumed because it is "
                 f"the one on the path")))
         c.reason = d.reason if c.reason is None or c.reason.endswith(("dropped", "errors", "drops")) else c.reason
-        where = f"{d.device} in {netns}" if d.device else f"namespace {netns}"
+        where = f"{d.device} in {netns or 'an unknown namespace'}" if d.device else \
+            f"namespace {netns or 'unknown'}"
         c.evidence.append(Evidence(source="trace", count=d.count,
                                    text=f"{d.count} x skb:kfree_skb reason {d.reason} at {d.location} after {where}"))
     if consequences:
@@ -375,6 +377,7 @@ def correlate(*, symptom: Symptom, path: Sequence[PathHop], delta: SnapshotDelta
     _mtu_candidates(path, found)
 
     scored = []
+    weak: list[_Candidate] = []
     for c in found.values():
         if not c.count and not c.config:
             continue
@@ -389,9 +392,19 @@ def correlate(*, symptom: Symptom, path: Sequence[PathHop], delta: SnapshotDelta
                          f"{c.device or 'namespace'} in {c.netns}")
             continue
         confidence, exact, extra = _score(c, on_path, symptom)
+        if not on_path and confidence < _MIN_OFF_PATH_CONFIDENCE:
+            weak.append(c)
+            continue
         size = max((h.mtu or 0) for h in path) if path else 1500
-        confirm = _CONFIRM[c.cause].format(device=c.device, netns=c.netns, size=max(size - 28, 0))
+        confirm = _CONFIRM[c.cause].format(device=c.device or "(each device)", netns=c.netns,
+                                           size=max(size - 28, 0))
         scored.append((on_path, confidence, c.count, c, exact, extra, confirm))
+    if weak:
+        weak.sort(key=lambda c: -c.count)
+        shown = ", ".join(f"{c.count} x {c.reason} at {c.device or 'namespace'} in {c.netns or 'unknown namespace'}"
+                          for c in weak[:3])
+        notes.append(f"{len(weak)} more places dropped packets off the path, too weakly tied to the symptom "
+                     f"to be verdicts (largest: {shown})")
     scored.sort(key=lambda s: (s[0], s[1], s[2]), reverse=True)
     verdicts = tuple(
         Verdict(rank=i + 1, netns=c.netns, device=c.device, direction=c.direction or "", queue=c.queue,

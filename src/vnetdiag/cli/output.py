@@ -42,6 +42,8 @@ class Output:
             from rich.console import Console
 
             self._console = Console(file=self.stream, highlight=False, soft_wrap=True)
+            if not self._console.is_terminal:
+                self._console.width = 140  # files and pipes: tables wide enough to read
         return self._console
 
     def document(self, doc: dict) -> None:

@@ -112,7 +112,7 @@ def terminal(run, console) -> None:
         for col in ("#", "where", "cause", "count", "conf.", "evidence"):
             table.add_column(col, justify="right" if col in ("#", "count", "conf.") else "left")
         for v in d.verdicts[:5]:
-            where = f"{v.device or '(namespace)'}\n{v.netns or 'host'}{' ' + v.direction if v.direction else ''}"
+            where = f"{v.device or '(namespace)'}\n{v.netns or 'unknown namespace'}{' ' + v.direction if v.direction else ''}"
             if v.queue:
                 where += f" {v.queue}"
             if not v.on_path:
