@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -31,6 +32,14 @@ def _get(url: str):
         return json.loads(urllib.request.urlopen(url, timeout=2).read())
     except (OSError, ValueError):
         return None
+
+
+def _dashboard_queries() -> list[str]:
+    dash = json.loads((RULES.parents[1] / "grafana" / "vnetdiag.json").read_text())
+    out = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    out += [v["query"].replace("label_values(", "group by (x) (").rsplit(",", 1)[0] + ")"
+            for v in dash["templating"]["list"] if v["type"] == "query"]
+    return [e.replace("$__rate_interval", "1m").replace("$instance", ".*").replace("$netns", ".*") for e in out]
 
 
 def _firing(prom: str, name: str) -> list[dict]:
@@ -71,6 +80,14 @@ scrape_configs:
         alerts = wait_for(lambda: _firing(url, "VnetdiagConntrackNearlyFull"), 20, "the conntrack alert",
                           step_s=0.2)
         assert [a["labels"]["netns"] for a in alerts] == [lab.netns("hv1")]
+        # Every query of the Grafana dashboard is valid PromQL for this Prometheus,
+        # and the conntrack panel shows the full table.
+        for expr in _dashboard_queries():
+            doc = _get(f"{url}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+            assert doc and doc["status"] == "success", expr
+            if "nf_conntrack_entries_limit" in expr:
+                use = {r["metric"]["netns"]: float(r["value"][1]) for r in doc["data"]["result"]}
+                assert use[lab.netns("hv1")] == 1.0
     finally:
         prom.send_signal(signal.SIGTERM)
         try:
