@@ -171,7 +171,7 @@ def test_every_pattern_runs(server, pattern, kw):
         assert r.connect is not None and r.connect.count == r.transactions
     if pattern == "udp-rr":
         assert doc["lost"] == 0 and doc["sent"] == doc["replies"] == r.transactions
-        assert doc["requests_lost"] == 0
+        assert doc["requests_lost"] == 0 and doc["server_received"] == doc["sent"]
     if pattern == "bsp":
         assert 0 < r.bsp.efficiency < 1 and r.bsp.steps > 10
     if "rate_per_s" in kw:

@@ -249,3 +249,12 @@ def test_fast_path_declines_anything_unusual():
     assert m.fast_response(p.encode_request(4097, b"")) is None  # over the limit: the error path
     assert m.fast_response(p.encode_request(1, b"x") * 2) is None  # two frames
     assert m.fast_response(p.encode_request(1, b"x")[:-1]) is None  # partial
+
+
+def test_udp_warmup_requests_are_answered_but_not_counted():
+    ctl, sessions = machine()
+    ticket = welcome_ticket(ctl.receive(p.encode_open() + auth(pattern="udp-rr"), 100.0))
+    limits = p.Limits(max_message_bytes=4096)
+    reply = p.handle_udp(p.encode_udp_request(ticket, 5 | p.UDP_WARMUP, 28, 8), sessions, limits, 100.5)
+    assert reply == struct.pack("!Q", 5 | p.UDP_WARMUP)
+    assert sessions.live[p.TICKET.unpack(ticket)[0]].udp_received == 0

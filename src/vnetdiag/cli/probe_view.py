@@ -118,6 +118,10 @@ def render(result: ProbeResult, console) -> None:
     tails = tail_table(r)
     if tails is not None:
         console.print(tails)
+        if any(t.signature == "delayed-ack" for t in r.tails):
+            console.print(Text("delayed-ack: TCP_INFO cannot confirm it; with TCP_NODELAY on both ends (as the "
+                               "probe sets) a 40 ms wait is more likely scheduling than the ACK timer",
+                               style="dim"))
     else:
         console.print(f"no transaction slower than {r.slow_threshold_ms:g} ms")
     if r.tcp is not None:
@@ -128,6 +132,9 @@ def render(result: ProbeResult, console) -> None:
             server = f"; server's namespace{same}: +{t.server_retrans_segs_delta} / +{t.server_syn_retrans_delta}"
         console.print(f"TCP counters over the run: TcpRetransSegs +{t.retrans_segs_delta}, "
                       f"TCPSynRetrans +{t.syn_retrans_delta} (probe's namespace){server}")
+        if r.tails:
+            console.print(f"TCP_INFO across the slow transactions: {t.tcp_info_client_retrans} retransmissions "
+                          f"by the probe, {t.tcp_info_server_retrans} by the server")
     if r.udp is not None:
         u = r.udp
         extra = f"; {u.requests_lost} requests never reached the server" if u.requests_lost is not None else ""

@@ -105,6 +105,11 @@ class TcpCounters:
     server_retrans_segs_delta: int | None = None
     """The server's namespace deltas over its session, as the server reported them."""
     server_syn_retrans_delta: int | None = None
+    tcp_info_client_retrans: int = 0
+    """Retransmissions TCP_INFO showed on the probe's sockets across slow
+    transactions: compare with retrans_segs_delta."""
+    tcp_info_server_retrans: int = 0
+    """The same on the server's sockets: compare with server_retrans_segs_delta."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,11 +125,11 @@ class UdpCounts:
     reordered: int
     """Replies that arrived after a reply to a later request."""
     server_received: int | None
-    """Requests the server says it received over the whole session (warm-up included)."""
+    """Measured requests the server says it received (warm-up ones are marked and
+    not counted)."""
     requests_lost: int | None
-    """Requests sent over the whole session (warm-up included) that never reached
-    the server: the losses on the way there; the rest of ``lost`` were replies
-    lost on the way back."""
+    """sent - server_received: requests lost on the way there; the rest of
+    ``lost`` were replies lost on the way back."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -397,14 +397,15 @@ def _result(agg: _Aggregate, ends: list[StreamEnd], *, target, port, pattern, st
             syn_retrans_delta=mib_after.syn_retrans - mib_before.syn_retrans,
             server_netns_inode=server.netns_inode if server else None,
             server_retrans_segs_delta=server.retrans_segs_delta if server and server.retrans_segs_delta >= 0 else None,
-            server_syn_retrans_delta=server.syn_retrans_delta if server and server.syn_retrans_delta >= 0 else None)
+            server_syn_retrans_delta=server.syn_retrans_delta if server and server.syn_retrans_delta >= 0 else None,
+            tcp_info_client_retrans=sum(s.client_retrans_delta or 0 for s in agg.slow),
+            tcp_info_server_retrans=sum(s.server_retrans_delta or 0 for s in agg.slow))
     udp = None
     if pattern == "udp-rr":
         sums = {k: sum((e.udp or {}).get(k, 0) for e in ends) for k in
-                ("sent", "replies", "lost", "late", "duplicate", "reordered", "sent_session")}
-        sent_session = sums.pop("sent_session")
+                ("sent", "replies", "lost", "late", "duplicate", "reordered")}
         udp = UdpCounts(server_received=server.udp_received if server else None,
-                        requests_lost=sent_session - server.udp_received if server else None, **sums)
+                        requests_lost=sums["sent"] - server.udp_received if server else None, **sums)
     bsp = None
     if pattern == "bsp":
         steps = agg.bsp_steps.get_total_count()

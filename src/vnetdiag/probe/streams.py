@@ -417,7 +417,8 @@ class Stream:
             measured = t_send >= measure
             if measured:
                 sent += 1
-            sock.send(p.encode_udp_request(s.ticket, seq, s.request_bytes, s.response_bytes))
+            sock.send(p.encode_udp_request(s.ticket, seq if measured else seq | p.UDP_WARMUP,
+                                           s.request_bytes, s.response_bytes))
             deadline = t_send + timeout
             while True:
                 remaining = deadline - clock()
@@ -435,6 +436,7 @@ class Stream:
                 if len(data) < p.UDP_RESPONSE.size:
                     continue
                 (rseq,) = unpack(data)
+                rseq &= ~p.UDP_WARMUP
                 if rseq in answered:
                     duplicate += 1
                     continue
@@ -466,7 +468,7 @@ class Stream:
             if len(answered) > 200_000:  # keep memory bounded on long runs
                 answered = {x for x in answered if x > seq - 100_000}
         self.udp = {"sent": sent, "replies": replies, "lost": len(pending), "late": late,
-                    "duplicate": duplicate, "reordered": reordered, "sent_session": seq}
+                    "duplicate": duplicate, "reordered": reordered}
 
     def loop_bsp(self) -> None:
         bsp = self.bsp
