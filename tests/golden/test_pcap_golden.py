@@ -18,7 +18,8 @@ from vnetdiag.capture import analyze_file  # noqa: E402
 from vnetdiag.model import signatures as sig  # noqa: E402
 
 GOLDEN = Path(__file__).resolve().parent / "pcap"
-FILES = ["clean.pcap", "loss-vxlan.pcap", "loss-nano.pcap.gz", "conntrack-full.pcap", "two-ifaces.pcapng"]
+FILES = ["clean.pcap", "loss-vxlan.pcap", "loss-nano.pcap.gz", "conntrack-full.pcap", "two-ifaces.pcapng",
+         "dsack-spurious.pcap"]
 needs_tshark = pytest.mark.skipif(ref.TSHARK is None, reason="tshark not installed")
 
 _reports: dict[str, object] = {}
@@ -82,6 +83,14 @@ def test_retransmitted_frames_equal_tshark(name, tmp_path):
     assert spurious == ref.retransmitted_frames(path, "tcp.analysis.spurious_retransmission")
     fast = {r.frame for r in rep.retransmissions if r.kind == "fast"}
     assert fast == ref.retransmitted_frames(path, "tcp.analysis.fast_retransmission")
+
+
+def test_already_acknowledged_data_is_spurious_before_out_of_order():
+    """Wireshark 4.0 checks 'spurious' before 'out-of-order': frame 710 resends
+    data 25 us after the highest segment (out-of-order timing) but it had been
+    acknowledged (D-SACK follows)."""
+    rep = report("dsack-spurious.pcap")
+    assert [(r.frame, r.kind) for r in rep.retransmissions] == [(710, "spurious")]
 
 
 def test_conntrack_full_shows_syn_retransmissions_one_second_apart():

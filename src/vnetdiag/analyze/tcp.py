@@ -6,7 +6,8 @@ sequence number sent (``nextseq``), the last ACK and window, and runs of
 duplicate ACKs; a segment that does not advance ``nextseq`` is a fast
 retransmission (>= 2 duplicate ACKs for its sequence number within 20 ms), an
 out-of-order segment (within the handshake RTT, default 3 ms, of the highest
-one), a spurious retransmission (already acknowledged) or a retransmission.
+one) or a retransmission; a data segment already acknowledged is a spurious
+retransmission, checked first.
 
 Every state Wireshark keeps "so far" is computed here for all packets at once
 with running maxima and cumulative sums over packets sorted by (stream,
@@ -219,12 +220,14 @@ def analyze(p: TcpPackets) -> TcpMarks:
         hi = ns_idx[c]
         hi_ts = np.where(hi >= 0, ts[order[np.maximum(hi, 0)]], 0)
         sna = has_prev[c] & (rel_c < ns_c) & ~((sl_c > 1) & (ns_c - 1 == rel_c))
-        f = sna & has_r & (r_dup >= 2) & (r_ack == sq_c) & (ts_c - r_ts < FAST_WINDOW_NS)
-        thres = np.where(rtt > 0, rtt, DEFAULT_OOO_NS)[p.stream[order[c]]]
-        o = ~f & sna & (ts_c - hi_ts < thres) & (ns_c != rel_c + sl_c)
+        # Wireshark 4.0 order: spurious (already acknowledged), then fast, then
+        # out-of-order, then plain retransmission.
         le = (((sq_c + sl_c - r_ack) + 2**31) % 2**32) - 2**31 <= 0
-        sp = ~f & ~o & (sl_c > 0) & has_r & (r_ack != 0) & le
-        pl = ~f & ~o & ~sp & sna
+        sp = (sl_c > 0) & has_r & (r_ack != 0) & le
+        f = ~sp & sna & has_r & (r_dup >= 2) & (r_ack == sq_c) & (ts_c - r_ts < FAST_WINDOW_NS)
+        thres = np.where(rtt > 0, rtt, DEFAULT_OOO_NS)[p.stream[order[c]]]
+        o = ~sp & ~f & sna & (ts_c - hi_ts < thres) & (ns_c != rel_c + sl_c)
+        pl = ~sp & ~f & ~o & sna
         rt = pl | f | sp
         cs_ = order[c]
         fast[cs_], ooo[cs_], spur[cs_], retr[cs_] = f, o, sp, rt

@@ -3,6 +3,10 @@
     sudo VNETDIAG_LAB_PREFIX=pcp VNETDIAG_STATE_DIR=/run/vnetdiag-pcp \
         .venv/bin/python tests/golden/pcap/record.py
 
+(``dsack-spurious.pcap`` is frames 349800-350600 of a capture recorded by
+bench/pcap.py --keep, cut with ``editcap -r``: a spurious retransmission that
+Wireshark's order of checks distinguishes from an out-of-order segment.)
+
 Builds the default lab, runs traffic with and without faults, captures with
 tcpdump (through vnetdiag.collect.capture) and dumpcap, converts with mergecap,
 and tears the lab down. Small snap lengths keep the files small; frame
