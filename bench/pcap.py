@@ -94,6 +94,8 @@ def main() -> int:
     ap.add_argument("--file", type=Path, help="use this capture instead of recording one")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--keep", type=Path, help="keep the recorded capture at this path")
+    ap.add_argument("--verify", action="store_true",
+                    help="also check conversations and retransmitted frames against tshark (slow)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="pcap-bench-"))
@@ -135,6 +137,18 @@ def main() -> int:
           f"CPU {theirs_cpu:6.3f} s  peak RSS {theirs_mem} MiB")
     print(f"speed-up: wall {theirs / ours:.1f}x, CPU {theirs_cpu / ours_cpu:.1f}x "
           f"(best of {args.repeat} runs each, same file, same run)")
+    if args.verify:
+        import pcap_reference as ref
+
+        rows = ref.conv(str(path), "tcp")
+        mine = {frozenset((c.a, c.b)): c for c in rep.conversations if c.proto == "tcp"}
+        same = len(rows) == len(mine) and all(
+            sorted((m.packets_ab, m.packets_ba)) == sorted((r["frames_ab"], r["frames_ba"]))
+            for r in rows for m in [mine.get(frozenset((r["a"], r["b"])))] if m is not None)
+        theirs = ref.retransmitted_frames(str(path))
+        ours_set = {r.frame for r in rep.retransmissions}
+        print(f"verify: conv,tcp frames equal: {same}; retransmitted frames: vnetdiag {len(ours_set)}, "
+              f"tshark {len(theirs)}, differing {len(ours_set ^ theirs)}")
     if args.file is None and args.keep is None:
         path.unlink()
     os.rmdir(tmp) if not any(tmp.iterdir()) else None
