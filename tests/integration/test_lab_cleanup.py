@@ -16,13 +16,13 @@ pytestmark = pytest.mark.root
 CONNTRACK_MAX = Path("/proc/sys/net/netfilter/nf_conntrack_max")
 
 
-def machine_state(prefix: str) -> dict:
+def machine_state(prefix: str, state_dir: Path | None = None) -> dict:
     """What a lab could leave behind: namespaces, host links, backends, sysctl, files."""
     netns = sorted(n for n in os.listdir("/run/netns") if n.startswith(prefix + "-")) if os.path.isdir("/run/netns") else []
     host_links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout.split("\n")
     backends = subprocess.run(["pgrep", "-f", f"vnetdiag.lab.backend --lab {prefix}"], capture_output=True,
                               text=True).stdout.split()
-    state = Path(os.environ.get("VNETDIAG_STATE_DIR", "/run/vnetdiag"))
+    state = state_dir or Path(os.environ.get("VNETDIAG_STATE_DIR", "/run/vnetdiag"))
     files = sorted(str(p) for p in state.rglob("*") if prefix in str(p)) if state.exists() else []
     return {"netns": netns, "host_links": sorted(l.split()[0] for l in host_links if l),
             "backends": backends, "conntrack_max": CONNTRACK_MAX.read_text(), "files": files}
@@ -79,18 +79,20 @@ def test_sigkill_halfway_then_down_leaves_nothing(cli, stage):
     assert _wait(lambda: machine_state(prefix) == clean, 5), machine_state(prefix)
 
 
-def test_cleanup_removes_a_lab_without_its_state_file(cli):
+def test_cleanup_removes_a_lab_without_its_state_file(cli, tmp_path):
     prefix = "vnw"
-    env = {"VNETDIAG_LAB_PREFIX": prefix}
-    clean = machine_state(prefix)
+    # Its own state directory: cleanup removes every lab it knows, and the
+    # session's shared lab must survive this test.
+    state = tmp_path / "state"
+    env = {"VNETDIAG_LAB_PREFIX": prefix, "VNETDIAG_STATE_DIR": str(state)}
+    clean = machine_state(prefix, state)
     assert cli("lab", "up", env=env).returncode == 0
-    state = Path(os.environ.get("VNETDIAG_STATE_DIR", "/run/vnetdiag"))
     # Lose the journal as a crash of the state disk would; the sweep still finds the lab by name.
     (state / "journals" / f"lab-{prefix}.jsonl").unlink()
     r = cli("cleanup", "--json", env=env)
     assert r.returncode == 0, r.stderr
     assert any(prefix in item for item in __import__("json").loads(r.stdout)["removed"])
-    assert _wait(lambda: machine_state(prefix) == clean, 5), machine_state(prefix)
+    assert _wait(lambda: machine_state(prefix, state) == clean, 5), machine_state(prefix, state)
 
 
 def test_two_conntrack_faults_restore_the_limit_in_any_order(lab_factory):
