@@ -223,19 +223,24 @@ class FlowAccumulator:
         key = gid.astype(np.uint16) if len(self.conv_list) < 2**16 else gid
         order = np.argsort(key, kind="stable")
         del key, gid
-        cols = {k: v[order] for k, v in cols.items()}
-        stream_of, a_swap = _split_streams(cols)
+        # Only what the stream split needs is reordered twice; the rest once.
+        split_cols = {k: cols[k][order] for k in ("gid", "swap", "flags", "seq", "ack", "frame")}
+        stream_of, a_swap = _split_streams(split_cols)
         # Packets are now grouped by stream (in 4-tuple order), frames ascending
         # within. Number streams by first appearance, like tcp.stream, and
         # reorder whole blocks (no sort over packets).
         starts = np.flatnonzero(np.diff(stream_of, prepend=-1))
         sizes = np.diff(np.append(starts, len(stream_of)))
-        block_order = np.argsort(cols["frame"][starts], kind="stable")
+        block_order = np.argsort(split_cols["frame"][starts], kind="stable")
+        del split_cols
         new_starts = starts[block_order]
         new_sizes = sizes[block_order]
         offsets = np.repeat(new_starts - np.concatenate(([0], np.cumsum(new_sizes)[:-1])), new_sizes)
         perm = np.arange(len(stream_of)) + offsets
-        cols = {k: v[perm] for k, v in cols.items()}
+        final = order[perm]
+        del order, perm, offsets
+        cols = {k: v[final] for k, v in cols.items()}
+        del final
         stream = np.repeat(np.arange(len(starts)), new_sizes)
         stream_swap_a = np.repeat(a_swap[block_order], new_sizes)
         d = (cols["swap"] != stream_swap_a).astype(np.int8)
