@@ -122,9 +122,11 @@ def _chain(buf: bytes, endian: str, limit: int) -> tuple[np.ndarray, int] | None
     if n < 64 << 10:
         return None
     arr = np.frombuffer(buf, dtype=np.uint8)
-    ko = 2 if endian == "<" else 0  # the upper 16 bits of ts_sec
-    view = np.ndarray(shape=(n - 16,), dtype="<u2", buffer=arr, offset=ko, strides=(1,))
-    cand = np.flatnonzero(view == view[0])
+    hi, lo = (3, 2) if endian == "<" else (0, 1)  # the upper 16 bits of ts_sec
+    # A contiguous byte comparison is ~3x cheaper than a strided 16-bit one;
+    # the second byte is checked on the (few) candidates only.
+    cand = np.flatnonzero(arr[hi : n - 16 + hi] == arr[hi])
+    cand = cand[arr[cand + lo] == arr[lo]]
     u32 = _u32view(arr, endian)
     caplen = u32[cand + 8].astype(np.int64)
     keep = caplen <= limit
