@@ -184,6 +184,38 @@ class PathTracker:
             self._since_age = 0
             self.age()
 
+    def feed_columns(self, kind: list[int], skbaddr: list[int], device: list[int], ts_ns: list[int],
+                     len_bytes: list[int], names: list[str], drops: Mapping[int, ev.DropEvent]) -> None:
+        """The same join on a time-ordered columnar batch (kind codes index
+        model.events.SKB_KINDS, device indexes ``names``, ``drops`` maps the
+        rows of kind 'drop' to their DropEvent)."""
+        live = self.live
+        emit = self.on_path
+        hop_kinds = ev.SKB_KINDS[:4]
+        n_hop = len(hop_kinds)
+        drop_code = ev.SKB_KINDS.index("drop")
+        for i, (k, a, d, t, n) in enumerate(zip(kind, skbaddr, device, ts_ns, len_bytes)):
+            if k < n_hop:
+                hop = (names[d], hop_kinds[k], t, n)
+                hops = live.get(a)
+                if hops is None:
+                    live[a] = [hop]
+                else:
+                    hops.append(hop)
+            else:
+                hops = live.pop(a, None)
+                if emit is not None:
+                    if k == drop_code:
+                        emit(RawPath(a, hops or [], "dropped", t, drops[i]))
+                    elif hops:
+                        emit(RawPath(a, hops, "consumed", t))
+        if ts_ns:
+            self.now_ns = ts_ns[-1]
+        self._since_age += 1
+        if self._since_age >= 8 or len(live) > self.max_live:
+            self._since_age = 0
+            self.age()
+
     def age(self, *, everything: bool = False) -> None:
         live = self.live
         limit = self.now_ns - self.max_age_ns

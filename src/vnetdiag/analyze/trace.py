@@ -47,6 +47,16 @@ class TraceAnalyzer:
                 c[0] += 1
                 c[1] += e.synack
 
+    def feed_columns(self, cols) -> None:
+        """A columnar batch (collect/tracecolumns.Columns, or anything with the
+        same attributes): skb events through the fast join, the rest as records."""
+        self.events += len(cols.ts_ns) + len(cols.others)
+        self.tracker.feed_columns(cols.kind.tolist(), cols.skbaddr.tolist(), cols.device.tolist(),
+                                  cols.ts_ns.tolist(), cols.len_bytes.tolist(), cols.names, cols.drops)
+        if cols.others:
+            self.events -= len(cols.others)
+            self.feed(cols.others)
+
     def add_drop_paths(self, paths: Iterable[PacketPath]) -> None:
         """Dropped paths found without full decoding (the drops-only fast path)."""
         for p in paths:

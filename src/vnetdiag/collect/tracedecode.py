@@ -193,6 +193,7 @@ class RecordDecoder:
                 s = cache[addr] = symbolize(addr)
             return s
 
+        self.symbolize = cached
         for fid, fmt in self.formats.items():
             d = _make(fmt, cached, self.reasons)
             if d is not None:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from vnetdiag.analyze.trace import TraceAnalyzer
 from vnetdiag.collect import devmap as _devmap
+from vnetdiag.collect import tracecolumns as tc
 from vnetdiag.collect import tracedecode as td
 from vnetdiag.collect import tracefile
 from vnetdiag.collect.tracing import Tracer, resolve_events
@@ -120,30 +121,24 @@ class DropScanner:
 
 
 class _Merger:
-    """Releases decoded events in time order across CPUs (per-CPU watermarks)."""
+    """Releases columnar batches in time order across CPUs: a record is released
+    once every CPU has delivered records at least as new (per-CPU watermarks;
+    a CPU with nothing to read is taken to be at 'now' minus 1 ms)."""
 
     def __init__(self) -> None:
-        self.pending: list[ev.TraceEvent] = []
+        self.pending: tc.Columns | None = None
 
-    def push(self, batches: dict[int, list], cpus: list[int], now_ns: int, *, flush: bool = False) -> list:
+    def push(self, cols: tc.Columns, cpus: list[int], now_ns: int, *, flush: bool = False) -> tc.Columns:
+        merged = tc.concat([self.pending, cols] if self.pending is not None else [cols])
+        if flush:
+            self.pending = None
+            return merged
         marks = []
         for cpu in cpus:
-            evs = batches.get(cpu)
-            if evs:
-                self.pending.extend(evs)
-                marks.append(evs[-1].ts_ns)
-            else:
-                marks.append(now_ns - 1_000_000)
-        self.pending.sort(key=_TS)
-        if flush or not self.pending:
-            out, self.pending = self.pending, []
-            return out
-        mark = min(marks) if marks else now_ns
-        i = len(self.pending)
-        while i > 0 and self.pending[i - 1].ts_ns > mark:
-            i -= 1
-        out, self.pending = self.pending[:i], self.pending[i:]
-        return out
+            mine = cols.ts_ns[cols.cpu == cpu]
+            marks.append(int(mine.max()) if len(mine) else now_ns - 1_000_000)
+        ready, self.pending = tc.split(merged, min(marks) if marks else now_ns)
+        return ready
 
 
 class TraceWindow:
@@ -179,6 +174,7 @@ class TraceWindow:
             self.analyzer = TraceAnalyzer(self.devmap)
             self.scanner = DropScanner(self.decoder)
             self.merger = _Merger()
+            self.columns = tc.ColumnDecoder(self.decoder)
             if self.record_to is not None:
                 self._writer = tracefile.TraceWriter(self.record_to)
                 root = self.tracer.root
@@ -223,12 +219,9 @@ class TraceWindow:
                 for cpu, page in pages:
                     self.analyzer.add_drop_paths(self.scanner.feed(cpu, page))
             else:
-                batches: dict[int, list] = {}
-                for cpu, page in pages:
-                    batches.setdefault(cpu, []).extend(self.decoder.decode_page(cpu, page))
-                ready = self.merger.push(batches, list(self.tracer._fds), now, flush=flush)
-                if ready:
-                    self.analyzer.feed(ready)
+                ready = self.merger.push(self.columns.decode(pages), list(self.tracer._fds), now, flush=flush)
+                if len(ready) or ready.others:
+                    self.analyzer.feed_columns(ready)
         return len(pages)
 
     def snapshot(self) -> TraceAnalysis:
@@ -315,12 +308,9 @@ def trace_window(**options) -> Iterator[TraceWindow]:
 
 def analyze_recording(rec: tracefile.Recording) -> TraceAnalysis:
     """Run the analyses on a recording, offline, with its own formats and symbols."""
-    decoder = td.RecordDecoder(rec.formats, rec.layout, rec.symbolize)
-    events: list[ev.TraceEvent] = []
-    for cpu, page in rec.pages:
-        events.extend(decoder.decode_page(cpu, page))
-    events.sort(key=_TS)
+    columns = tc.ColumnDecoder(td.RecordDecoder(rec.formats, rec.layout, rec.symbolize))
     analyzer = TraceAnalyzer(rec.devmap)
-    analyzer.feed(events)
+    for i in range(0, len(rec.pages), 4096):  # bounded batches; the join carries open paths over
+        analyzer.feed_columns(columns.decode(rec.pages[i:i + 4096]))
     return analyzer.result(rec.duration_s, rec.completeness)
 

@@ -115,6 +115,9 @@ class XmitTimeoutEvent(TraceEvent):
     queue: int
 
 
+SKB_KINDS: tuple[str, ...] = ("rx", "queue", "xmit", "gro", "consume", "drop")
+"""Kind codes of skb events in columnar batches: the code is the index here."""
+
 EVENT_TYPES: tuple[type[TraceEvent], ...] = (
     ReceiveEvent, QueueEvent, XmitEvent, GroEvent, ConsumeEvent, DropEvent,
     RetransmitEvent, FdbEvent, XmitTimeoutEvent,
