@@ -229,3 +229,29 @@ def test_churn_for_two_minutes_and_a_clean_lab_raises_nothing(lab, tmp_path):
     assert cycles >= CHURN_S / 0.5 * 0.8
     assert clean.lines("alert") == [], [a["alert"]["summary"] for a in clean.lines("alert")]
     assert clean.lines("stop")[0]["cycles"] >= CHURN_S * 0.8
+
+
+def test_loss_fault_raises_a_drop_reason_anomaly_with_the_tracer(lab, tmp_path):
+    """A `loss` fault moves no interface counter (docs/lab.md): with the tracer
+    the watch sees its NETFILTER_DROPs on the device and nowhere else."""
+    port = _free_port()
+    bg = subprocess.Popen(["ip", "netns", "exec", lab.netns("vm1"), "ping", "-q", "-i", "0.02", lab.ip("vm3")],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    w = WatchProc(tmp_path, f"""
+interval_s = 0.5
+tracer = true
+namespaces = {_ns_list(lab)}
+""", "--listen", f"127.0.0.1:{port}")
+    try:
+        wait_for(lambda: _cycles(port) >= 5, 20, "the baselines' warm-up")
+        lab.add_fault("loss", at="hv1:vm1-p", percent=50)
+        hit = wait_for(lambda: w.alerts("raised", "drop_anomaly"), 15, "a drop anomaly")[0]["alert"]
+        c = _cycles(port)
+        wait_for(lambda: _cycles(port) >= c + 3, 10, "three more cycles")
+    finally:
+        bg.kill()
+        assert w.stop() == 0, w.err.read_text()
+    assert hit["kind"] == "kfree_skb NETFILTER_DROP", hit
+    assert hit["netns"] == lab.netns("hv1") and hit["device"] == "vm1-p", hit
+    subjects = {a["alert"]["subject"] for a in w.lines("alert")}
+    assert subjects == {f"{lab.netns('hv1')}/vm1-p"}, subjects

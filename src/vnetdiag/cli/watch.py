@@ -21,6 +21,8 @@ def configure(parser, common) -> None:
     parser.add_argument("--listen", metavar="ADDR:PORT", help="also serve Prometheus /metrics here")
     parser.add_argument("--netns", action="append", default=[], metavar="GLOB",
                         help="only namespaces whose name matches ('host' for the host); repeatable")
+    parser.add_argument("--tracer", action="store_true",
+                        help="also trace kernel drops (skb:kfree_skb) for per-device drop reasons")
     parser.add_argument("--count", type=int, default=0, metavar="N", help="stop after N cycles (default: never)")
 
 
@@ -40,6 +42,8 @@ def build_config(args):
         changes["journal"] = args.journal
     if args.dry_run:
         changes["dry_run"] = True
+    if args.tracer:
+        changes["tracer"] = True
     if args.listen:
         cfg.parse_listen(args.listen)
         changes["exporter"] = dataclasses.replace(conf.exporter, listen=args.listen)
@@ -65,7 +69,7 @@ def run(args, out) -> int:
         reason[0] = signal.Signals(signum).name
         stop.set()
 
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    old: dict = {}
     server = None
     try:
         if conf.exporter.listen:
@@ -78,7 +82,9 @@ def run(args, out) -> int:
                                            netstat_fields=ex.netstat_fields, driver_stats=ex.driver_stats),
                                    addr, port)
             out.info(f"vnetdiag watch: serving /metrics on http://{server.addr}:{server.port}/metrics")
-        watcher.start()
+        watcher.start()  # inside the try: a tracer that started is stopped by close()
+        # After start: the tracer installs its own SIGTERM handler; ours ends the loop cleanly.
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
         names = ", ".join(d.name for d in watcher.detectors)
         out.info(f"vnetdiag watch: every {conf.interval_s:g} s, detectors: {names}"
                  + (" (dry run)" if conf.dry_run else "") + (f", journal {conf.journal}" if conf.journal else ""))

@@ -63,17 +63,25 @@ class Watcher:
         self.responder = Responder(config, self.journal, dry_run=config.dry_run, **kw)
         self.port_range = local_port_range()
         self.previous: CounterSnapshot | None = None
+        self.tracer = None
+        if config.tracer:
+            from vnetdiag.watch.tracing import WatchTracer
+
+            self.tracer = WatchTracer(config.namespaces)
         self.lock = threading.Lock()
         self.view = WatchView(detectors=tuple(d.name for d in self.detectors))
 
     def start(self) -> None:
+        if self.tracer is not None:
+            self.tracer.start()
         self.journal.write("start", config=asdict(self.config), detectors=[d.name for d in self.detectors],
                            port_range=self.port_range)
 
     def cycle(self) -> CycleResult:
         t0 = time.monotonic()
         snap = self.collector.snapshot()
-        obs = Observation(previous=self.previous, current=snap, port_range=self.port_range)
+        reasons = self.tracer.take() if self.tracer is not None else ()
+        obs = Observation(previous=self.previous, current=snap, port_range=self.port_range, drop_reasons=reasons)
         transitions = det.run_all(self.detectors, obs)
         for t in transitions:
             self.journal.write("alert", change=t.change, alert=asdict(t.alert), counters=_counters(snap, t))
@@ -131,6 +139,8 @@ class Watcher:
                            cycles=self.view.cycles_total)
         self.journal.close()
         self.collector.close()
+        if self.tracer is not None:
+            self.tracer.close()
 
 
 def _counters(snap: CounterSnapshot, t: Transition) -> dict:

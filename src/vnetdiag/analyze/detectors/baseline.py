@@ -15,6 +15,10 @@ slowly (after roughly 1/alpha cycles it becomes the new normal):
     dev  = dev  + alpha * (|x - mean| - dev)
     mean = mean + alpha * (x - mean)
 
+During the watch's warm-up the update is a plain running mean (weight
+1/n, no clipping), so what is already there when the watch starts is learned
+at once; series that first move later start from a zero baseline.
+
 1.4826 makes the MAD comparable to a standard deviation for normal noise. The
 floors stop a baseline of exactly zero (a quiet counter) from calling one
 stray drop an anomaly; the detector also requires a minimum count per interval.
@@ -37,10 +41,15 @@ class Baseline:
         scale = max(MAD_TO_SIGMA * self.dev, rel_floor * self.mean, abs_floor)
         return self.mean + k * scale
 
-    def observe(self, rate: float, *, alpha: float, k: float, rel_floor: float, abs_floor: float) -> float:
-        """Learn from ``rate``; return the threshold it was judged against."""
+    def observe(self, rate: float, *, alpha: float, k: float, rel_floor: float, abs_floor: float,
+                learning: bool = False) -> float:
+        """Learn from ``rate``; return the threshold it was judged against.
+        ``learning`` (the watch's warm-up): plain running mean, no clipping, so
+        rates that are there from the start are the baseline at once."""
         thr = self.threshold(k=k, rel_floor=rel_floor, abs_floor=abs_floor)
-        x = min(rate, thr) if self.samples else rate
+        if learning:
+            alpha = max(alpha, 1.0 / (self.samples + 1))
+        x = rate if learning or not self.samples else min(rate, thr)
         self.dev += alpha * (abs(x - self.mean) - self.dev)
         self.mean += alpha * (x - self.mean)
         self.samples += 1

@@ -4,7 +4,10 @@ Series (each its own baseline, see baseline.py):
   * per device: ``interface_counters`` (rx_dropped, tx_dropped, rx_missed_errors);
   * per device: drops of its root qdisc (kind "qdisc_drops", evidence names the qdisc);
   * per CPU (host-wide): softnet dropped and time_squeeze (``softnet``);
-  * per namespace: ``snmp_counters`` (Tcp RetransSegs, TcpExt ListenOverflows, ListenDrops).
+  * per namespace: ``snmp_counters`` (Tcp RetransSegs, TcpExt ListenOverflows, ListenDrops);
+  * per device and kernel drop reason (kind "kfree_skb REASON"), when the
+    watch runs the drop tracer (``tracer = true``): faults that move no
+    counter (an iptables DROP) are seen this way.
 
 A cycle is anomalous for a series when its delta is at least ``min_count``
 and its rate exceeds the baseline threshold. No verdicts during the first
@@ -39,6 +42,7 @@ class DropAnomaly(Detector):
                                     doc="stats64 counters watched per device"),
         "qdisc": Param(default=True, doc="watch qdisc drops"),
         "softnet": Param(default=True, doc="watch softnet dropped/time_squeeze per CPU (host-wide)"),
+        "drop_reasons": Param(default=True, doc="kernel drop reasons per device (when the tracer runs)"),
         "snmp_counters": Param(default=["Tcp.RetransSegs", "TcpExt.ListenOverflows", "TcpExt.ListenDrops"],
                                doc="Section.Counter names watched per namespace"),
     }
@@ -74,7 +78,7 @@ class DropAnomaly(Detector):
             if b is None:
                 b = self.baselines[key] = Baseline()
             thr = b.observe(rate, alpha=self.p["alpha"], k=self.p["k"], rel_floor=self.p["rel_floor"],
-                            abs_floor=self.p["abs_floor_per_s"])
+                            abs_floor=self.p["abs_floor_per_s"], learning=not judge)
             if judge and delta >= self.p["min_count"] and rate > thr:
                 evidence = {"delta": delta, "rate_per_s": round(rate, 3), "baseline_per_s": round(b.mean, 3),
                             "threshold_per_s": round(thr, 3), "interval_s": round(dt, 3),
@@ -116,6 +120,16 @@ class DropAnomaly(Detector):
                 m = move(old_ns.snmp.get(section, {}), s.snmp.get(section, {}), name)
                 if m:
                     sample(label, f"{section}.{name}", m, netns=label, netns_inode=s.netns_inode)
+        # Kernel drop reasons (only when the tracer runs): a series per device and reason.
+        if self.p["drop_reasons"]:
+            by_name = {(i.interface.netns_name, i.interface.name): i.interface for i in obs.current.interfaces}
+            for netns, device, reason, count in obs.drop_reasons:
+                i = by_name.get((netns, device))
+                dev = dict(netns=netns, device=device, netns_inode=i.ref.netns_inode if i else None,
+                           ifindex=i.ref.ifindex if i else None)
+                present.add(device_subject(netns, device))
+                sample(device_subject(netns, device), f"kfree_skb {reason}", count,
+                       evidence={"source": "skb:kfree_skb"}, **dev)
         if self.p["softnet"]:
             prev_cpu = {c.cpu: c for c in prev.softnet}
             for c in obs.current.softnet:
@@ -135,7 +149,7 @@ class DropAnomaly(Detector):
                 del self.baselines[key]
                 continue
             b.observe(0.0, alpha=self.p["alpha"], k=self.p["k"], rel_floor=self.p["rel_floor"],
-                      abs_floor=self.p["abs_floor_per_s"])
+                      abs_floor=self.p["abs_floor_per_s"], learning=not judge)
             if b.negligible():
                 del self.baselines[key]
         return self.book.update(hits, present, now)
