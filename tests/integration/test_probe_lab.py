@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vnetdiag.analyze.tails import implied_retransmits
+from vnetdiag.analyze.tails import bands, classify, implied_retransmits
 from vnetdiag.model.signatures import is_timeout
 from vnetdiag.probe.client import run_probe
 from vnetdiag.probe.server import Server
@@ -135,6 +135,12 @@ def test_tcp_crr_under_conntrack_full_shows_syn_retransmit_tails(lab, serve):
     assert sum(t.confirmed_by_tcp_info for t in syn) == sum(t.count for t in syn)
     assert r.tcp.syn_retrans_delta >= sum(t.count * t.expected_retransmits for t in syn)
     assert r.connect.max_us >= 900_000
+    # The band each connect fell in (the kernel's SYN schedule, with its linear
+    # timeouts) says how many SYNs were retransmitted; TCP_INFO counted the same.
+    table = bands(rto_min_ms=r.rto_min_ms, syn_linear_timeouts=r.syn_linear_timeouts)
+    for s in r.slow:
+        if s.phase == "connect":
+            assert classify(s.latency_us / 1000, "connect", table).expected_retransmits == s.client_retrans_delta
 
 
 def test_bsp_efficiency_falls_when_loss_adds_tails(lab, serve):

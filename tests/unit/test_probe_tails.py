@@ -58,3 +58,13 @@ def test_tail_table_counts_shares_and_confirmation():
 
 def test_no_slow_transactions_no_rows():
     assert T.tail_table([], transactions=100) == ()
+
+
+def test_syn_schedule_follows_tcp_syn_linear_timeouts():
+    assert [T.syn_schedule_ms(k) for k in (1, 2, 3, 4)] == [1000, 3000, 7000, 15000]
+    assert [T.syn_schedule_ms(k, linear_timeouts=4) for k in range(1, 8)] == \
+        [1000, 2000, 3000, 4000, 5000, 7000, 11000]
+    linear = T.bands(syn_linear_timeouts=4)
+    assert T.classify(2010, "connect", linear).signature == "syn-retrans-2"
+    assert T.classify(5100, "connect", linear).signature == "syn-retrans-5"
+    assert T.classify(5100, "connect", T.bands()).signature == "syn-retrans-2"

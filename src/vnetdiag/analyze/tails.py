@@ -9,7 +9,10 @@ timer fired. Which timer shows in how long it took:
   ``rto-x2``, ``rto-x4`` ...);
 * the delayed ACK (40 ms) when Nagle holds a segment back (``delayed-ack``);
 * for connects, SYN retransmissions 1, 2, 4 s apart: 1, 3, 7 s cumulative
-  (``syn-retrans-1``, ``-2``, ``-3`` ...).
+  (``syn-retrans-1``, ``-2``, ``-3`` ...); kernels with
+  net.ipv4.tcp_syn_linear_timeouts = N (6.5+, default 4) first wait 1 s N+1
+  times: 1, 2, 3, 4, 5, 7, 11 s cumulative. The caller reads N from the
+  namespace; the bands follow it.
 
 Each band starts a little below its nominal value (timers never fire early,
 but clocks and the band edges need slack) and ends where the next begins.
@@ -28,7 +31,7 @@ from vnetdiag.model.probe import SlowTransaction, TailBucket
 
 _EARLY = 0.9
 _MAX_DOUBLINGS = 6
-_MAX_SYN_RETRIES = 6
+_MAX_SYN_RETRIES = 8
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,8 +43,20 @@ class Band:
     expected_retransmits: int
 
 
+def syn_schedule_ms(k: int, *, syn_rto_ms: float = sig.SYN_RTO_MS, linear_timeouts: int = 0) -> float:
+    """When the k-th SYN retransmission leaves, counted from the first SYN: the
+    first ``linear_timeouts + 1`` timeouts are ``syn_rto_ms`` each (when the
+    kernel has tcp_syn_linear_timeouts), then each doubles."""
+    total, rto = 0.0, syn_rto_ms
+    for i in range(1, k + 1):
+        total += rto
+        if i > linear_timeouts:
+            rto *= 2
+    return total
+
+
 def bands(*, rto_min_ms: float = sig.MIN_RTO_MS, delayed_ack_ms: float = sig.DELAYED_ACK_MS,
-          syn_rto_ms: float = sig.SYN_RTO_MS) -> tuple[Band, ...]:
+          syn_rto_ms: float = sig.SYN_RTO_MS, syn_linear_timeouts: int = 0) -> tuple[Band, ...]:
     """Signature bands for this path. Overlaps are resolved in the RTO's favour
     (a route with rto_min 40 ms has no separate delayed-ACK band)."""
     out: list[Band] = []
@@ -57,10 +72,13 @@ def bands(*, rto_min_ms: float = sig.MIN_RTO_MS, delayed_ack_ms: float = sig.DEL
         high = _EARLY * rto_min_ms * 2 ** (k + 1) if k < _MAX_DOUBLINGS else None
         out.append(Band(signature=sig.rto(k), phase="transaction", low_ms=_EARLY * rto_min_ms * 2 ** k,
                         high_ms=high, expected_retransmits=k + 1))
+    def at(k: int) -> float:
+        return _EARLY * syn_schedule_ms(k, syn_rto_ms=syn_rto_ms, linear_timeouts=syn_linear_timeouts)
+
     for k in range(1, _MAX_SYN_RETRIES + 1):
-        high = _EARLY * syn_rto_ms * (2 ** (k + 1) - 1) if k < _MAX_SYN_RETRIES else None
-        out.append(Band(signature=sig.syn_retrans(k), phase="connect",
-                        low_ms=_EARLY * syn_rto_ms * (2 ** k - 1), high_ms=high, expected_retransmits=k))
+        high = at(k + 1) if k < _MAX_SYN_RETRIES else None
+        out.append(Band(signature=sig.syn_retrans(k), phase="connect", low_ms=at(k), high_ms=high,
+                        expected_retransmits=k))
     return tuple(out)
 
 
@@ -78,12 +96,13 @@ def confirmed(s: SlowTransaction) -> bool:
 
 
 def tail_table(slow: Iterable[SlowTransaction], *, transactions: int, connects: int = 0,
-               rto_min_ms: float = sig.MIN_RTO_MS, slow_threshold_ms: float = 0.0) -> tuple[TailBucket, ...]:
+               rto_min_ms: float = sig.MIN_RTO_MS, slow_threshold_ms: float = 0.0,
+               syn_linear_timeouts: int = 0) -> tuple[TailBucket, ...]:
     """Counts of slow transactions per signature, with their share of all
     transactions (connect-phase ones: of all connects) and how many TCP_INFO
     confirmed. Bands nothing fell into are left out; ``other`` (slower than
     ``slow_threshold_ms`` but in no band) comes last in its phase."""
-    table = bands(rto_min_ms=rto_min_ms)
+    table = bands(rto_min_ms=rto_min_ms, syn_linear_timeouts=syn_linear_timeouts)
     counts: dict[tuple[str, str], list] = {}
     order: dict[tuple[str, str], Band | None] = {}
     for s in slow:

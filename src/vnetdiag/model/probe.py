@@ -189,6 +189,9 @@ class ProbeResult:
     rto_min_source: str
     """Where rto_min came from: "route" (ip route ... rto_min), "sysctl"
     (net.ipv4.tcp_rto_min_us) or "default"."""
+    syn_linear_timeouts: int
+    """net.ipv4.tcp_syn_linear_timeouts of the probe's namespace (0 if absent):
+    the SYN retransmission schedule the connect bands follow."""
     tcp: TcpCounters | None
     udp: UdpCounts | None
     bsp: BspStats | None
@@ -220,7 +223,7 @@ class ProbeResult:
             histogram=[asdict(b) for b in self.histogram],
             tails=[asdict(t) for t in self.tails], slow=[asdict(s) for s in self.slow],
             slow_threshold_ms=self.slow_threshold_ms, rto_min_ms=self.rto_min_ms,
-            rto_min_source=self.rto_min_source,
+            rto_min_source=self.rto_min_source, syn_linear_timeouts=self.syn_linear_timeouts,
             tcp=asdict(self.tcp) if self.tcp else None,
             per_stream=[asdict(s) for s in self.per_stream],
             interrupted=self.interrupted, notes=list(self.notes),

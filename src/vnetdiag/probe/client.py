@@ -241,6 +241,7 @@ def run_probe(target: str, *, port: int = DEFAULT_PORT, pattern: str = "tcp-rr",
     with _in_ns(ns_path):
         ctl_sock, address, family = _open_control(target, port, connect_timeout_s)
         rto_min, rto_source = tcpstats.rto_min_ms(address[0])
+        syn_linear = tcpstats.syn_linear_timeouts()
         mib_before = tcpstats.read_mib()
         ns_inode = netns_mod.current_inode()
     control = _Control(ctl_sock, f"{target} port {port}")
@@ -254,7 +255,8 @@ def run_probe(target: str, *, port: int = DEFAULT_PORT, pattern: str = "tcp-rr",
             request_bytes=request_bytes, response_bytes=response_bytes, rate_per_s=rate_per_s, netns=netns,
             ns_path=ns_path, ns_inode=ns_inode, compute_ms=compute_ms, slow_threshold_ms=slow_threshold_ms,
             udp_timeout_ms=udp_timeout_ms, connect_timeout_s=connect_timeout_s, hlog=hlog,
-            progress=progress, stop=stop, on_phase=on_phase, rto_min=rto_min, rto_source=rto_source, mib_before=mib_before)
+            progress=progress, stop=stop, on_phase=on_phase, rto_min=rto_min, rto_source=rto_source, mib_before=mib_before,
+            syn_linear=syn_linear)
     finally:
         ctl_sock.close()
 
@@ -262,7 +264,7 @@ def run_probe(target: str, *, port: int = DEFAULT_PORT, pattern: str = "tcp-rr",
 def _run_session(control: _Control, welcome: p.Welcome, *, target, port, address, family, pattern, streams,
                  workers, duration_s, warmup_s, request_bytes, response_bytes, rate_per_s, netns, ns_path,
                  ns_inode, compute_ms, slow_threshold_ms, udp_timeout_ms, connect_timeout_s, hlog, progress,
-                 stop, on_phase, rto_min, rto_source, mib_before) -> ProbeResult:
+                 stop, on_phase, rto_min, rto_source, mib_before, syn_linear) -> ProbeResult:
     specs = [WorkerSpec(
         worker=w, stream_ids=tuple(range(w, streams, workers)), pattern=pattern, address=address,
         family=family, udp_port=welcome.udp_port, ticket=welcome.ticket,
@@ -349,7 +351,7 @@ def _run_session(control: _Control, welcome: p.Welcome, *, target, port, address
                    response_bytes=response_bytes, rate_per_s=rate_per_s, netns=netns, ns_inode=ns_inode,
                    compute_ms=compute_ms, slow_threshold_ms=slow_threshold_ms, rto_min=rto_min,
                    rto_source=rto_source, mib_before=mib_before, mib_after=mib_after, server=server,
-                   interrupted=interrupted)
+                   interrupted=interrupted, syn_linear=syn_linear)
 
 
 def _await_ready(conns, timeout_s: float) -> None:
@@ -372,7 +374,8 @@ def _await_ready(conns, timeout_s: float) -> None:
 
 def _result(agg: _Aggregate, ends: list[StreamEnd], *, target, port, pattern, streams, workers, measured_s,
             warmup_s, request_bytes, response_bytes, rate_per_s, netns, ns_inode, compute_ms,
-            slow_threshold_ms, rto_min, rto_source, mib_before, mib_after, server, interrupted) -> ProbeResult:
+            slow_threshold_ms, rto_min, rto_source, mib_before, mib_after, server, interrupted,
+            syn_linear) -> ProbeResult:
     total = H.merged(agg.latency)
     transactions = total.get_total_count()
     duration = measured_s if measured_s > 0 else 1e-9
@@ -388,7 +391,8 @@ def _result(agg: _Aggregate, ends: list[StreamEnd], *, target, port, pattern, st
     connects = agg.connect.get_total_count()
     slow = sorted(agg.slow, key=lambda s: -s.latency_us)
     tail_rows = tails_analysis.tail_table(slow, transactions=transactions, connects=connects,
-                                          rto_min_ms=rto_min, slow_threshold_ms=slow_threshold_ms)
+                                          rto_min_ms=rto_min, slow_threshold_ms=slow_threshold_ms,
+                                          syn_linear_timeouts=syn_linear)
     notes = [e.error for e in ends if e.error]
     tcp = None
     if pattern != "udp-rr":
@@ -421,5 +425,6 @@ def _result(agg: _Aggregate, ends: list[StreamEnd], *, target, port, pattern, st
         latency_uncorrected=H.summarize(agg.uncorrected) if rate_per_s else None,
         connect=H.summarize(agg.connect) if pattern == "tcp-crr" else None,
         histogram=H.log_bins(total), tails=tail_rows, slow=tuple(slow[:_MAX_SLOW_REPORTED]),
-        slow_threshold_ms=slow_threshold_ms, rto_min_ms=rto_min, rto_min_source=rto_source, tcp=tcp,
+        slow_threshold_ms=slow_threshold_ms, rto_min_ms=rto_min, rto_min_source=rto_source,
+        syn_linear_timeouts=syn_linear, tcp=tcp,
         udp=udp, bsp=bsp, per_stream=per_stream, interrupted=interrupted, notes=tuple(notes))

@@ -61,6 +61,16 @@ def read_mib(net_dir: Path = THREAD_NET) -> MibSnapshot:
                        syn_retrans=mib.get("TcpExt", {}).get("TCPSynRetrans", 0))
 
 
+def syn_linear_timeouts(sysctl: Path = Path("/proc/sys/net/ipv4/tcp_syn_linear_timeouts")) -> int:
+    """net.ipv4.tcp_syn_linear_timeouts of the calling thread's namespace: how many
+    SYN retransmissions wait 1 s each before the doubling starts; 0 on kernels
+    without it (they double from the first)."""
+    try:
+        return int(sysctl.read_text())
+    except (OSError, ValueError):
+        return 0
+
+
 def rto_min_ms(dst: str, sysctl: Path = Path("/proc/sys/net/ipv4/tcp_rto_min_us")) -> tuple[float, str]:
     """The minimum RTO towards ``dst`` from the calling thread's namespace, and
     where it came from: the route's ``rto_min`` metric ("route"), else the
