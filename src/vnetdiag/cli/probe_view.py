@@ -9,24 +9,12 @@ from rich.table import Table
 from rich.text import Text
 
 from vnetdiag.model.probe import LatencyStats, ProbeResult
+from vnetdiag.report.units import edge_us, fmt_us
 
 _BAR = 40
 
 
-def fmt_us(us: float) -> str:
-    if us >= 1_000_000:
-        return f"{us / 1e6:.3g} s"
-    if us >= 1000:
-        return f"{us / 1000:.4g} ms"
-    return f"{us:.4g} us"
-
-
-def _edge(us: float) -> str:
-    if us >= 1_000_000:
-        return f"{us / 1e6:g} s"
-    if us >= 1000:
-        return f"{us / 1000:g} ms"
-    return f"{us:g} us"
+_edge = edge_us
 
 
 def percentile_table(stats: LatencyStats, title: str) -> Table:

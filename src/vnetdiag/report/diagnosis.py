@@ -8,14 +8,10 @@ from importlib import resources
 from vnetdiag import __version__
 from vnetdiag.analyze.deltas import delta as counter_delta
 from vnetdiag.report import svg
+from vnetdiag.report.units import fmt_us
 
 
-def us(value: float) -> str:
-    if value >= 1e6:
-        return f"{value / 1e6:.2f} s"
-    if value >= 1e3:
-        return f"{value / 1e3:.1f} ms"
-    return f"{value:.0f} µs"
+us = fmt_us
 
 
 def moved_counters(run, *, limit: int = 60) -> list[tuple[str, str, str, int]]:

@@ -6,6 +6,8 @@ import math
 from collections.abc import Sequence
 from html import escape
 
+from vnetdiag.report.units import edge_us
+
 
 def log_histogram(bins: Sequence[tuple[float, float, int]], *, width: int = 720, height: int = 240,
                   marks: Sequence[tuple[float, str]] = ()) -> str:
@@ -30,12 +32,12 @@ def log_histogram(bins: Sequence[tuple[float, float, int]], *, width: int = 720,
     for b_lo, b_hi, n in bins:
         x0, x1 = x(b_lo), max(x(b_hi) - 1, x(b_lo) + 1)
         out.append(f'<rect class="bar" x="{x0:.1f}" y="{y(n):.1f}" width="{x1 - x0:.1f}" '
-                   f'height="{height - pad_b - y(n):.1f}"><title>{_us(b_lo)}–{_us(b_hi)}: {n}</title></rect>')
+                   f'height="{height - pad_b - y(n):.1f}"><title>{edge_us(b_lo)}–{edge_us(b_hi)}: {n}</title></rect>')
     for decade in range(math.floor(lo), math.ceil(hi) + 1):
         us = 10 ** decade
         if x(us) >= pad_l - 1:
             out.append(f'<line class="grid" x1="{x(us):.1f}" x2="{x(us):.1f}" y1="{pad_t}" y2="{height - pad_b}"/>'
-                       f'<text x="{x(us):.1f}" y="{height - pad_b + 14}" text-anchor="middle">{_us(us)}</text>')
+                       f'<text x="{x(us):.1f}" y="{height - pad_b + 14}" text-anchor="middle">{edge_us(us)}</text>')
     for us, label in marks:
         out.append(f'<line class="mark" x1="{x(us):.1f}" x2="{x(us):.1f}" y1="{pad_t}" y2="{height - pad_b}"/>'
                    f'<text class="mark" x="{x(us) + 3:.1f}" y="{pad_t + 12}">{escape(label)}</text>')
@@ -91,10 +93,3 @@ def path_chain(hops: Sequence[tuple[str, str, bool]], *, width: int = 720) -> st
     out.append("</svg>")
     return "".join(out)
 
-
-def _us(us: float) -> str:
-    if us >= 1e6:
-        return f"{us / 1e6:g} s"
-    if us >= 1e3:
-        return f"{us / 1e3:g} ms"
-    return f"{us:g} µs"
