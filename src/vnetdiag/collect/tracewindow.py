@@ -41,6 +41,7 @@ from vnetdiag.system import kallsyms, tracefs
 _HOP_KIND = {ev.ReceiveEvent: "rx", ev.QueueEvent: "queue", ev.XmitEvent: "xmit", ev.GroEvent: "gro"}
 _TS = attrgetter("ts_ns")
 _PAGE_TS = struct.Struct("<Q").unpack_from
+_BATCH_PAGES = 256
 
 
 class DropScanner:
@@ -145,7 +146,7 @@ class TraceWindow:
     """A Tracer plus a reader thread and the analyses; see the module docstring."""
 
     def __init__(self, *, events="drops", namespaces=None, devmap=None, record_to: Path | None = None,
-                 buffer_kb: int = 8192, poll_s: float = 0.02, root: Path = tracefs.TRACEFS_ROOT) -> None:
+                 buffer_kb: int = 8192, poll_s: float = 0.05, root: Path = tracefs.TRACEFS_ROOT) -> None:
         self.event_set = events if isinstance(events, str) else "custom"
         self.tracer = Tracer(resolve_events(events), root=root, buffer_kb=buffer_kb)
         self.namespaces = namespaces
@@ -219,9 +220,13 @@ class TraceWindow:
                 for cpu, page in pages:
                     self.analyzer.add_drop_paths(self.scanner.feed(cpu, page))
             else:
-                ready = self.merger.push(self.columns.decode(pages), list(self.tracer._fds), now, flush=flush)
-                if len(ready) or ready.others:
-                    self.analyzer.feed_columns(ready)
+                cpus = list(self.tracer._fds)
+                for i in range(0, max(len(pages), 1), _BATCH_PAGES):  # numpy is fastest on mid-sized batches
+                    last = i + _BATCH_PAGES >= len(pages)
+                    ready = self.merger.push(self.columns.decode(pages[i:i + _BATCH_PAGES]), cpus, now,
+                                             flush=flush and last)
+                    if len(ready) or ready.others:
+                        self.analyzer.feed_columns(ready)
         return len(pages)
 
     def snapshot(self) -> TraceAnalysis:
@@ -310,7 +315,7 @@ def analyze_recording(rec: tracefile.Recording) -> TraceAnalysis:
     """Run the analyses on a recording, offline, with its own formats and symbols."""
     columns = tc.ColumnDecoder(td.RecordDecoder(rec.formats, rec.layout, rec.symbolize))
     analyzer = TraceAnalyzer(rec.devmap)
-    for i in range(0, len(rec.pages), 4096):  # bounded batches; the join carries open paths over
-        analyzer.feed_columns(columns.decode(rec.pages[i:i + 4096]))
+    for i in range(0, len(rec.pages), _BATCH_PAGES):  # bounded batches; the join carries open paths over
+        analyzer.feed_columns(columns.decode(rec.pages[i:i + _BATCH_PAGES]))
     return analyzer.result(rec.duration_s, rec.completeness)
 
