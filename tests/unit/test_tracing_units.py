@@ -90,3 +90,17 @@ def test_without_root_drops_says_so_and_leaves_nothing():
                          env={**os.environ, "VNETDIAG_STATE_DIR": "/tmp/vnetdiag-nobody"})
     assert out.returncode == 3 and "root" in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert set(os.listdir("/sys/kernel/tracing/instances")) <= before
+
+
+def test_an_address_reentering_a_device_starts_a_new_life():
+    from vnetdiag.analyze.paths import PathTracker, latest_life
+
+    hops = [Hop(device=d, netns=None, kind=k, ts_ns=i) for i, (d, k) in enumerate(
+        [("eth0", "queue"), ("vm1-p", "rx"), ("eth0", "queue"), ("vm1-p", "rx")])]
+    assert [h.ts_ns for h in latest_life(tuple(hops))] == [2, 3]
+    ended = []
+    tracker = PathTracker(on_path=ended.append)
+    tracker.feed_columns([1, 0, 1, 0], [7, 7, 7, 7], [0, 1, 0, 1], [1, 2, 3, 4], [60, 60, 60, 60],
+                         ["eth0", "vm1-p"], {})
+    assert [(p.end, [h[0] for h in p.hops]) for p in ended] == [("untraced", ["eth0", "vm1-p"])]
+    assert [h[0] for h in tracker.live[7]] == ["eth0", "vm1-p"]

@@ -11,7 +11,7 @@ import fnmatch
 from collections import Counter
 from collections.abc import Iterable
 
-from vnetdiag.analyze.paths import Resolver, device_sequence
+from vnetdiag.analyze.paths import Resolver, device_sequence, latest_life
 from vnetdiag.model.tracing import DropCount, PacketPath
 
 _Key = tuple[str | None, str | None, str, str, tuple[str, ...]]
@@ -34,7 +34,7 @@ class DropCounter:
         if path.drop is None:
             return
         self.total += 1
-        seq = device_sequence(path.hops)
+        seq = device_sequence(latest_life(path.hops))
         if seq:
             ns, cands = self.resolver.resolve(seq)
             netns, device, amb = ns[-1], seq[-1], (cands[-1] if ns[-1] is None and len(cands[-1]) > 1 else ())

@@ -112,6 +112,18 @@ class RawPath(NamedTuple):
                                      for d, k, t, n in self.hops))
 
 
+def latest_life(hops: tuple[Hop, ...]) -> tuple[Hop, ...]:
+    """The hops since the address last entered a device it had entered the same
+    way before (an earlier skb freed where no tracepoint fires); see PathTracker."""
+    seen: set[tuple[str, str]] = set()
+    for i in range(len(hops) - 1, -1, -1):
+        key = (hops[i].device, hops[i].kind)
+        if key in seen:
+            return hops[i + 1:]
+        seen.add(key)
+    return hops
+
+
 def device_sequence(hops: Iterable[Hop]) -> tuple[str, ...]:
     """Devices in the order the packet entered them (see entry_hops)."""
     return tuple(h.device for h in entry_hops(hops))
@@ -151,6 +163,8 @@ class PathTracker:
         self.max_age_ns = max_age_ns
         self.on_path = on_path
         self.live: dict[int, list[RawHop]] = {}
+        self.seen: dict[int, set[tuple[str, str]]] = {}
+        """(device, kind) pairs of each live entry, to notice an untraced reuse."""
         self.aged = 0
         self.now_ns = 0
         self._since_age = 0
@@ -163,14 +177,10 @@ class PathTracker:
             t = type(e)
             kind = kinds.get(t)
             if kind is not None:
-                hop = (e.device, kind, e.ts_ns, e.len_bytes)
-                hops = live.get(e.skbaddr)
-                if hops is None:
-                    live[e.skbaddr] = [hop]
-                else:
-                    hops.append(hop)
+                self._hop(e.skbaddr, (e.device, kind, e.ts_ns, e.len_bytes))
             elif t is ev.ConsumeEvent or t is ev.DropEvent:
                 hops = live.pop(e.skbaddr, None)
+                self.seen.pop(e.skbaddr, None)
                 if emit is not None:
                     dropped = t is ev.DropEvent
                     if hops or dropped:
@@ -184,26 +194,57 @@ class PathTracker:
             self._since_age = 0
             self.age()
 
+    def _hop(self, addr: int, hop: RawHop) -> None:
+        hops = self.live.get(addr)
+        key = (hop[0], hop[1])
+        if hops is None:
+            self.live[addr] = [hop]
+            self.seen[addr] = {key}
+        elif key in self.seen[addr]:
+            self._new_life(addr, hop)
+        else:
+            hops.append(hop)
+            self.seen[addr].add(key)
+
+    def _new_life(self, addr: int, hop: RawHop) -> None:
+        """The address entered a device it had already entered the same way: the
+        skb was freed by a path without a tracepoint and the address reused."""
+        hops = self.live.pop(addr)
+        if self.on_path is not None:
+            self.on_path(RawPath(addr, hops, "untraced", hops[-1][2]))
+        self.live[addr] = [hop]  # re-inserted: the newest entry for ageing
+        self.seen[addr] = {(hop[0], hop[1])}
+
     def feed_columns(self, kind: list[int], skbaddr: list[int], device: list[int], ts_ns: list[int],
                      len_bytes: list[int], names: list[str], drops: Mapping[int, ev.DropEvent]) -> None:
         """The same join on a time-ordered columnar batch (kind codes index
         model.events.SKB_KINDS, device indexes ``names``, ``drops`` maps the
         rows of kind 'drop' to their DropEvent)."""
         live = self.live
+        seen = self.seen
         emit = self.on_path
         hop_kinds = ev.SKB_KINDS[:4]
         n_hop = len(hop_kinds)
         drop_code = ev.SKB_KINDS.index("drop")
         for i, (k, a, d, t, n) in enumerate(zip(kind, skbaddr, device, ts_ns, len_bytes)):
             if k < n_hop:
-                hop = (names[d], hop_kinds[k], t, n)
+                dev = names[d]
+                kn = hop_kinds[k]
                 hops = live.get(a)
                 if hops is None:
-                    live[a] = [hop]
+                    live[a] = [(dev, kn, t, n)]
+                    seen[a] = {(dev, kn)}
                 else:
-                    hops.append(hop)
+                    key = (dev, kn)
+                    s = seen[a]
+                    if key in s:
+                        self._new_life(a, (dev, kn, t, n))
+                    else:
+                        hops.append((dev, kn, t, n))
+                        s.add(key)
             else:
                 hops = live.pop(a, None)
+                seen.pop(a, None)
                 if emit is not None:
                     if k == drop_code:
                         emit(RawPath(a, hops or [], "dropped", t, drops[i]))
@@ -225,6 +266,7 @@ class PathTracker:
             if not everything and len(live) <= self.max_live and hops[0][2] >= limit:
                 break
             del live[addr]
+            self.seen.pop(addr, None)
             self.aged += 1
             if self.on_path is not None:
                 self.on_path(RawPath(addr, hops, "aged", hops[-1][2]))

@@ -44,8 +44,11 @@ class PacketPath:
 
     skbaddr: int
     hops: tuple[Hop, ...]
-    end: Literal["consumed", "dropped", "aged"]
-    """'aged': no free event came within the ageing window (or before the trace ended)."""
+    end: Literal["consumed", "dropped", "untraced", "aged"]
+    """'untraced': the address reappeared on a device it had already entered, so
+    the skb was freed where no tracepoint fires (e.g. a UDP socket read) and
+    reused; 'aged': no free event came within the ageing window (or before the
+    trace ended)."""
     end_ts_ns: int
     drop: DropEvent | None = None
 
