@@ -82,7 +82,7 @@ RawHop = tuple[str, str, int, int]
 """(device, kind, ts_ns, len_bytes): a hop in the tracker's light form."""
 
 
-def _entries(hops: Iterable[RawHop]) -> list[RawHop]:
+def entries_of(hops: Iterable[RawHop]) -> list[RawHop]:
     """entry_hops on light hops (the hot path)."""
     out: list[RawHop] = []
     seen: set[str] = set()
@@ -283,10 +283,11 @@ class PathStats:
         self.counts: Counter[tuple[tuple[str, ...], str]] = Counter()
         self.latency: dict[tuple[str, ...], list[list[int]]] = {}
 
-    def add(self, path: RawPath) -> None:
+    def add(self, path: RawPath, entries: list[RawHop] | None = None) -> None:
         if not path.hops:
             return
-        entries = _entries(path.hops)
+        if entries is None:
+            entries = entries_of(path.hops)
         seq = tuple(h[0] for h in entries)
         self.counts[(seq, path.end)] += 1
         if len(self.examples) < self.keep and len(seq) > 1 and path.end != "aged":
@@ -337,8 +338,8 @@ class DeviceCounters:
         self.tx: dict[tuple[str | None, str], list[int]] = defaultdict(lambda: [0, 0])
         self.gro: Counter[tuple[str | None, str]] = Counter()
 
-    def add(self, path: RawPath) -> None:
-        seq = tuple(h[0] for h in _entries(path.hops))
+    def add(self, path: RawPath, entries: list[RawHop] | None = None) -> None:
+        seq = tuple(h[0] for h in (entries_of(path.hops) if entries is None else entries))
         ns, _ = self.resolver.resolve(seq)
         where = dict(zip(seq, ns))
         for dev, kind, _ts, n in path.hops:

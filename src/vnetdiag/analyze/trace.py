@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from vnetdiag.analyze.drops import DropCounter
-from vnetdiag.analyze.paths import DeviceCounters, DeviceMap, PathStats, PathTracker, RawPath, Resolver, fdb_moves
+from vnetdiag.analyze.paths import (DeviceCounters, DeviceMap, PathStats, PathTracker, RawPath, Resolver, entries_of,
+                                    fdb_moves)
 from vnetdiag.model import events as ev
 from vnetdiag.model.tracing import Completeness, PacketPath, RetransmitCount, TraceAnalysis
 
@@ -32,8 +33,9 @@ class TraceAnalyzer:
     def _on_path(self, path: RawPath) -> None:
         if path.drop is not None:
             self.drops.add(path.record())
-        self.stats.add(path)
-        self.devices.add(path)
+        entries = entries_of(path.hops)
+        self.stats.add(path, entries)
+        self.devices.add(path, entries)
 
     def feed(self, events: list[ev.TraceEvent]) -> None:
         self.events += len(events)
