@@ -152,3 +152,18 @@ def test_bsp_efficiency_falls_when_loss_adds_tails(lab, serve):
     assert lossy.bsp.efficiency < 0.6 * clean.bsp.efficiency
     assert lossy.bsp.communication.max_us > 180_000
     assert timer_tails(lossy)
+
+
+def test_cli_takes_lab_node_names_and_refuses_unknown_guests(lab, serve, capsys):
+    import json
+
+    from vnetdiag.cli.main import main
+
+    serve("vm3")
+    assert main(["probe", "vm3", "--netns", "vm1", "--port", str(PORT), "--duration", "0.3", "--warmup", "0",
+                 "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["target"] == lab.ip("vm3") and doc["transactions"] > 0
+    assert main(["probe", "vm3", "--netns", "vm9", "--port", str(PORT), "--duration", "0.3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no network namespace 'vm9'" in err and f"{lab.prefix}:vm1" in err

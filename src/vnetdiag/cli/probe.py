@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import signal
 import sys
 
-from vnetdiag.errors import BadInputError, Interrupted
+from vnetdiag.errors import BadInputError, Interrupted, NotFoundError, VnetdiagError
 from vnetdiag.model.probe import PATTERNS
+from vnetdiag.system import netns
 
 
 def configure(parser: argparse.ArgumentParser, common) -> None:
-    parser.add_argument("target", metavar="TARGET", help="address of a host running 'vnetdiag serve'")
+    parser.add_argument("target", metavar="TARGET",
+                        help="address of a host running 'vnetdiag serve' (or a lab node: vm3)")
     parser.add_argument("--port", type=int, default=7735, help="server port (default 7735)")
     parser.add_argument("--pattern", choices=PATTERNS, default="tcp-rr",
                         help="tcp-rr (persistent), tcp-crr (connect per transaction), udp-rr, bsp (lockstep ranks)")
@@ -25,7 +28,8 @@ def configure(parser: argparse.ArgumentParser, common) -> None:
     parser.add_argument("--rate", type=float, default=None, metavar="R",
                         help="open loop: R transactions/s over all streams; latency counts from the "
                              "intended send time (the uncorrected view is shown too)")
-    parser.add_argument("--netns", metavar="NS", help="probe from this network namespace (name or inode)")
+    parser.add_argument("--netns", metavar="NS",
+                        help="probe from this network namespace (name, inode, or a lab node: vm1)")
     parser.add_argument("--token", help="shared token of the server (default: $VNETDIAG_PROBE_TOKEN)")
     parser.add_argument("--compute-ms", type=float, default=1.0, help="bsp: compute time per step")
     parser.add_argument("--slow-ms", type=float, default=10.0,
@@ -34,6 +38,52 @@ def configure(parser: argparse.ArgumentParser, common) -> None:
                         help="udp-rr: a request unanswered this long is lost (a late reply still counts as late)")
     parser.add_argument("--connect-timeout", type=float, default=10.0, metavar="S")
     parser.add_argument("--hlog", metavar="FILE", help="write per-second HdrHistogram interval log (ns)")
+
+
+def _labs():
+    from vnetdiag import lab as lab_mod
+
+    # The default lab first, so "vm1" means the lab a user is most likely looking at.
+    for prefix in sorted(lab_mod.list_labs(), key=lambda p: p != lab_mod.default_prefix()):
+        try:
+            yield lab_mod.attach(prefix)
+        except VnetdiagError:
+            continue
+
+
+def resolve_netns(spec: str | None) -> str | None:
+    """A namespace name or inode as given, or a lab node ("vm1") of a lab that is up."""
+    if spec is None:
+        return None
+    try:
+        netns.resolve(spec)
+        return spec
+    except NotFoundError as exc:
+        nodes = []
+        for lab in _labs():
+            try:
+                return lab.netns(spec)
+            except VnetdiagError:
+                nodes += [f"{lab.prefix}:{n.name}" for n in lab.spec.nodes]
+        if nodes:
+            raise NotFoundError(exc.message, hint=f"{exc.hint}; or a lab node: {', '.join(nodes)}") from None
+        raise
+
+
+def resolve_target(target: str) -> str:
+    """An address or host name as given, or the address of a lab node ("vm3")."""
+    try:
+        ipaddress.ip_address(target)
+        return target
+    except ValueError:
+        pass
+    for lab in _labs():
+        try:
+            lab.netns(target)
+            return lab.ip(target)
+        except VnetdiagError:
+            continue
+    return target
 
 
 def run(args, out) -> int:
@@ -53,9 +103,9 @@ def run(args, out) -> int:
     progress, bar = _progress_bar(out, args.warmup + args.duration)
     try:
         result = run_probe(
-            args.target, port=args.port, pattern=args.pattern, streams=args.streams, workers=args.workers,
+            resolve_target(args.target), port=args.port, pattern=args.pattern, streams=args.streams, workers=args.workers,
             duration_s=args.duration, warmup_s=args.warmup, request_bytes=args.request_bytes,
-            response_bytes=args.response_bytes, rate_per_s=args.rate, netns=args.netns, token=token,
+            response_bytes=args.response_bytes, rate_per_s=args.rate, netns=resolve_netns(args.netns), token=token,
             compute_ms=args.compute_ms, slow_threshold_ms=args.slow_ms, udp_timeout_ms=args.udp_timeout_ms,
             connect_timeout_s=args.connect_timeout, hlog=hlog, progress=progress)
     except BaseException:

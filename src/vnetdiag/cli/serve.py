@@ -12,7 +12,7 @@ def configure(parser: argparse.ArgumentParser, common) -> None:
     parser.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
                         help="address to listen on (default 127.0.0.1; 0.0.0.0 only if you mean it)")
     parser.add_argument("--port", type=int, default=7735, help="TCP and UDP port (default 7735)")
-    parser.add_argument("--netns", metavar="NS", help="listen inside this network namespace")
+    parser.add_argument("--netns", metavar="NS", help="listen inside this network namespace (or lab node: vm3)")
     parser.add_argument("--token", help="clients must prove this shared token (default: $VNETDIAG_PROBE_TOKEN)")
     parser.add_argument("--max-connections", type=int, default=4096)
     parser.add_argument("--max-message-bytes", type=int, default=1 << 20,
@@ -38,7 +38,9 @@ def run(args, out) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _stop_on_term)
     token = args.token if args.token is not None else os.environ.get("VNETDIAG_PROBE_TOKEN")
-    server = Server(bind=args.bind, port=args.port, netns=args.netns, token=token,
+    from vnetdiag.cli.probe import resolve_netns
+
+    server = Server(bind=args.bind, port=args.port, netns=resolve_netns(args.netns), token=token,
                     limits=Limits(max_connections=args.max_connections, max_message_bytes=args.max_message_bytes,
                                   max_duration_s=args.max_duration))
     host, port = server.start()
