@@ -135,11 +135,12 @@ def _progress_bar(out, total_s: float):
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     bar = Progress(TextColumn("probing"), BarColumn(), TextColumn("{task.fields[tx]:,} transactions"),
-                   TimeRemainingColumn(), console=Console(file=out.err_stream or sys.stderr), transient=True)
+                   TimeRemainingColumn(), console=Console(file=out.err_stream or sys.stderr), transient=True,
+                   auto_refresh=False)  # no refresh thread: workers are forked from this process
     task = bar.add_task("probe", total=total_s, tx=0)
     bar.start()
 
     def progress(elapsed_s: float, total: float, transactions: int) -> None:
-        bar.update(task, completed=elapsed_s, tx=transactions)
+        bar.update(task, completed=elapsed_s, tx=transactions, refresh=True)
 
     return progress, bar
