@@ -104,3 +104,12 @@ def test_an_address_reentering_a_device_starts_a_new_life():
                          ["eth0", "vm1-p"], {})
     assert [(p.end, [h[0] for h in p.hops]) for p in ended] == [("untraced", ["eth0", "vm1-p"])]
     assert [h[0] for h in tracker.live[7]] == ["eth0", "vm1-p"]
+
+
+def test_unmounted_tracefs_says_how_to_mount(tmp_path):
+    from vnetdiag.errors import MissingFeatureError
+    from vnetdiag.system.tracefs import open_tracefs
+
+    with pytest.raises(MissingFeatureError) as exc:
+        open_tracefs(tmp_path, mount=False)
+    assert f"mount -t tracefs nodev {tmp_path}" in str(exc.value)
