@@ -265,3 +265,25 @@ def test_ctrl_c_prints_partial_results_and_exits_130(server):
     assert proc.returncode == 130, err
     assert "interrupted: partial results" in out and "latency histogram" in out
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("pattern", ["tcp-rr", "udp-rr"])
+def test_raw_log_has_every_transaction(server, tmp_path, pattern):
+    path = tmp_path / "raw.csv"
+    with open(path, "w") as f:
+        r = quick(server, pattern=pattern, streams=2, duration_s=0.5, warmup_s=0.2, raw=f)
+    lines = path.read_text().splitlines()
+    assert lines[0] == "stream,completed_s,latency_us"
+    rows = [ln.split(",") for ln in lines[1:]]
+    assert len(rows) == r.transactions
+    assert {int(s) for s, _, _ in rows} == {0, 1}
+    times = [float(t) for _, t, _ in rows]
+    assert 0 <= min(times) and max(times) < 0.5 + 1.0
+    assert max(float(v) for _, _, v in rows) == pytest.approx(r.latency.max_us, rel=0.01)
+
+
+def test_cli_unwritable_output_leaves_nothing_behind(tmp_path, capsys):
+    ok = tmp_path / "ok.hlog"
+    assert main(["probe", "127.0.0.1", "--port", "1", "--hlog", str(ok), "--raw", str(tmp_path / "no/such/raw")]) == 2
+    assert "cannot write --raw" in capsys.readouterr().err
+    assert not ok.exists()

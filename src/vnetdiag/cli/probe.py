@@ -38,6 +38,8 @@ def configure(parser: argparse.ArgumentParser, common) -> None:
                         help="udp-rr: a request unanswered this long is lost (a late reply still counts as late)")
     parser.add_argument("--connect-timeout", type=float, default=10.0, metavar="S")
     parser.add_argument("--hlog", metavar="FILE", help="write per-second HdrHistogram interval log (ns)")
+    parser.add_argument("--raw", metavar="FILE",
+                        help="write every transaction: CSV of stream, completion time (s), latency (us)")
 
 
 def _labs():
@@ -93,31 +95,36 @@ def run(args, out) -> int:
     # background jobs: interrupting is how partial results are asked for.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     token = args.token if args.token is not None else os.environ.get("VNETDIAG_PROBE_TOKEN")
-    hlog = None
-    if args.hlog:
-        try:
-            hlog = open(args.hlog, "w", encoding="ascii")  # noqa: SIM115 - closed below
-        except OSError as exc:
-            raise BadInputError(f"cannot write --hlog {args.hlog}: {exc.strerror}",
-                                hint="give a writable path") from None
-    progress, bar = _progress_bar(out, args.warmup + args.duration)
+    files: dict[str, object] = {}
     try:
-        result = run_probe(
-            resolve_target(args.target), port=args.port, pattern=args.pattern, streams=args.streams, workers=args.workers,
-            duration_s=args.duration, warmup_s=args.warmup, request_bytes=args.request_bytes,
-            response_bytes=args.response_bytes, rate_per_s=args.rate, netns=resolve_netns(args.netns), token=token,
-            compute_ms=args.compute_ms, slow_threshold_ms=args.slow_ms, udp_timeout_ms=args.udp_timeout_ms,
-            connect_timeout_s=args.connect_timeout, hlog=hlog, progress=progress)
+        for option in ("hlog", "raw"):
+            path = getattr(args, option)
+            if path:
+                try:
+                    files[option] = open(path, "w", encoding="ascii")  # noqa: SIM115 - closed below
+                except OSError as exc:
+                    raise BadInputError(f"cannot write --{option} {path}: {exc.strerror}",
+                                        hint="give a writable path") from None
+        progress, bar = _progress_bar(out, args.warmup + args.duration)
+        try:
+            result = run_probe(
+                resolve_target(args.target), port=args.port, pattern=args.pattern, streams=args.streams,
+                workers=args.workers, duration_s=args.duration, warmup_s=args.warmup,
+                request_bytes=args.request_bytes, response_bytes=args.response_bytes, rate_per_s=args.rate,
+                netns=resolve_netns(args.netns), token=token, compute_ms=args.compute_ms,
+                slow_threshold_ms=args.slow_ms, udp_timeout_ms=args.udp_timeout_ms,
+                connect_timeout_s=args.connect_timeout, hlog=files.get("hlog"), raw=files.get("raw"),
+                progress=progress)
+        finally:
+            if bar is not None:
+                bar.stop()
     except BaseException:
-        if hlog is not None:  # a failed run leaves no half-written log behind
-            hlog.close()
-            os.unlink(args.hlog)
+        for option, f in files.items():  # a failed run leaves no half-written file behind
+            f.close()
+            os.unlink(getattr(args, option))
         raise
-    finally:
-        if bar is not None:
-            bar.stop()
-    if hlog is not None:
-        hlog.close()
+    for f in files.values():
+        f.close()
     if out.json_mode:
         out.document(result.as_document())
     else:

@@ -19,6 +19,8 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
+
+import numpy as np
 from multiprocessing.connection import wait
 from pathlib import Path
 from typing import TextIO
@@ -159,7 +161,7 @@ def _open_control(host: str, port: int, timeout_s: float) -> tuple[socket.socket
 class _Aggregate:
     """Histograms per stream, per interval (merged), and the rest of the account."""
 
-    def __init__(self, streams: int, hlog: H.IntervalLog | None) -> None:
+    def __init__(self, streams: int, hlog: H.IntervalLog | None, raw: TextIO | None = None) -> None:
         self.latency = [H.new_histogram() for _ in range(streams)]
         self.uncorrected = H.new_histogram()
         self.connect = H.new_histogram()
@@ -172,6 +174,8 @@ class _Aggregate:
         self.intervals: dict[int, object] = {}
         self.watermark = [0] * streams  # per stream: intervals before this one are complete
         self.written = 0
+        self.raw = raw
+        self.measure_ns = 0
 
     def add(self, chunks) -> None:
         for c in chunks:
@@ -187,11 +191,18 @@ class _Aggregate:
             if c.bsp_step_ns is not None and len(c.bsp_step_ns):
                 H.record_many(self.bsp_steps, c.bsp_step_ns)
                 self.bsp_comm_ns += sum(c.bsp_step_ns)
+            if self.raw is not None and len(c.done_ns):
+                self._write_raw(c)
             self.transactions += len(c.latency_ns)
             self.errors[c.stream] += c.errors
             self.slow.extend(c.slow)
             self.watermark[c.stream] = max(self.watermark[c.stream], c.interval)
         self._write_complete(min(self.watermark))
+
+    def _write_raw(self, c) -> None:
+        done = (np.frombuffer(c.done_ns, dtype=np.int64) - self.measure_ns) / 1e9
+        lat = np.frombuffer(c.latency_ns, dtype=np.int64) / 1000
+        self.raw.write("".join(f"{c.stream},{t:.6f},{v:.3f}\n" for t, v in zip(done.tolist(), lat.tolist())))
 
     def _write_complete(self, upto: int) -> None:
         if self.hlog is None:
@@ -216,13 +227,15 @@ def run_probe(target: str, *, port: int = DEFAULT_PORT, pattern: str = "tcp-rr",
               response_bytes: int = 1, rate_per_s: float | None = None, netns: str | None = None,
               token: str | bytes | None = None, compute_ms: float = 1.0, slow_threshold_ms: float = 10.0,
               udp_timeout_ms: float = 100.0, connect_timeout_s: float = 10.0,
-              hlog: TextIO | None = None, progress: Progress | None = None,
+              hlog: TextIO | None = None, raw: TextIO | None = None, progress: Progress | None = None,
               stop: threading.Event | None = None,
               on_phase: Callable[[str], None] | None = None) -> ProbeResult:
     """Run one probe against a ``vnetdiag serve`` server and return what it measured.
 
     ``netns``: the namespace to probe from (a name, an inode, or a path). ``hlog``:
-    an open text file for the HdrHistogram interval log. ``stop``: set it to end
+    an open text file for the HdrHistogram interval log; ``raw``: one for the raw
+    log, a CSV line per transaction: stream, completion time (s since the
+    measured period began), latency (us). ``stop``: set it to end
     the run early (as Ctrl-C does); the result then has ``interrupted=True``.
     KeyboardInterrupt during the run also ends it early with partial results.
     ``on_phase("start")`` is called when every stream is connected, just before
@@ -254,7 +267,7 @@ def run_probe(target: str, *, port: int = DEFAULT_PORT, pattern: str = "tcp-rr",
             streams=streams, workers=workers, duration_s=duration_s, warmup_s=warmup_s,
             request_bytes=request_bytes, response_bytes=response_bytes, rate_per_s=rate_per_s, netns=netns,
             ns_path=ns_path, ns_inode=ns_inode, compute_ms=compute_ms, slow_threshold_ms=slow_threshold_ms,
-            udp_timeout_ms=udp_timeout_ms, connect_timeout_s=connect_timeout_s, hlog=hlog,
+            udp_timeout_ms=udp_timeout_ms, connect_timeout_s=connect_timeout_s, hlog=hlog, raw=raw,
             progress=progress, stop=stop, on_phase=on_phase, rto_min=rto_min, rto_source=rto_source, mib_before=mib_before,
             syn_linear=syn_linear)
     finally:
@@ -263,7 +276,7 @@ def run_probe(target: str, *, port: int = DEFAULT_PORT, pattern: str = "tcp-rr",
 
 def _run_session(control: _Control, welcome: p.Welcome, *, target, port, address, family, pattern, streams,
                  workers, duration_s, warmup_s, request_bytes, response_bytes, rate_per_s, netns, ns_path,
-                 ns_inode, compute_ms, slow_threshold_ms, udp_timeout_ms, connect_timeout_s, hlog, progress,
+                 ns_inode, compute_ms, slow_threshold_ms, udp_timeout_ms, connect_timeout_s, hlog, raw, progress,
                  stop, on_phase, rto_min, rto_source, mib_before, syn_linear) -> ProbeResult:
     specs = [WorkerSpec(
         worker=w, stream_ids=tuple(range(w, streams, workers)), pattern=pattern, address=address,
@@ -271,7 +284,8 @@ def _run_session(control: _Control, welcome: p.Welcome, *, target, port, address
         netns_path=str(ns_path) if ns_path else None, request_bytes=request_bytes,
         response_bytes=response_bytes, stream_rate_per_s=rate_per_s / streams if rate_per_s else None,
         total_rate_per_s=rate_per_s, compute_ms=compute_ms, slow_ns=int(slow_threshold_ms * 1e6),
-        udp_timeout_ns=int(udp_timeout_ms * 1e6), connect_timeout_s=connect_timeout_s) for w in range(workers)]
+        udp_timeout_ns=int(udp_timeout_ms * 1e6), connect_timeout_s=connect_timeout_s, raw=raw is not None)
+        for w in range(workers)]
     conns, runners = [], []
     if workers == 1:
         parent, child = multiprocessing.Pipe()
@@ -293,7 +307,10 @@ def _run_session(control: _Control, welcome: p.Welcome, *, target, port, address
             runners.append(proc)
     interrupted = False
     agg = _Aggregate(streams, H.IntervalLog(hlog, comment=f"vnetdiag probe {pattern} to {target} port "
-                                                          f"{port}; values in ns") if hlog else None)
+                                                          f"{port}; values in ns") if hlog else None,
+                     raw=raw)
+    if raw is not None:
+        raw.write("stream,completed_s,latency_us\n")
     ends: list[StreamEnd] = []
     try:
         # Streams connect in parallel: each has connect_timeout_s, the set a second more.
@@ -301,6 +318,7 @@ def _run_session(control: _Control, welcome: p.Welcome, *, target, port, address
         if on_phase is not None:
             on_phase("start")
         t0 = time.monotonic_ns() + 20_000_000
+        agg.measure_ns = t0 + int(warmup_s * _NS)
         for c in conns:
             c.send(("go", t0, int(warmup_s * _NS), int(duration_s * _NS)))
         total_s = warmup_s + duration_s

@@ -51,6 +51,8 @@ class WorkerSpec:
     slow_ns: int
     udp_timeout_ns: int
     connect_timeout_s: float
+    raw: bool = False
+    """Also record each transaction's completion time (for the raw log)."""
 
 
 @dataclass
@@ -65,6 +67,8 @@ class Chunk:
     errors: int = 0
     slow: list = field(default_factory=list)
     bsp_step_ns: array | None = None
+    done_ns: array = field(default_factory=lambda: array("q"))
+    """Completion times (monotonic ns), only when the raw log is asked for."""
 
 
 @dataclass
@@ -285,6 +289,7 @@ class Stream:
         period, intended = self._pacing()
         stopped = self.stop.is_set
         record = self.chunk.latency_ns.append
+        record_done, raw = self.chunk.done_ns.append, self.spec.raw
         next_flush = self.next_flush_ns
         response = p.MsgType.RESPONSE
         # The hot loop: locals only, one send and (usually) one recv per transaction.
@@ -318,8 +323,11 @@ class Stream:
             if t_done >= next_flush:
                 self._roll(t_done)
                 record, next_flush = self.chunk.latency_ns.append, self.next_flush_ns
+                record_done = self.chunk.done_ns.append
             lat = t_done - start
             record(lat)
+            if raw:
+                record_done(t_done)
             if period is not None:
                 self.chunk.uncorrected_ns.append(t_done - t_send)
             if lat >= slow_ns:
@@ -374,6 +382,8 @@ class Stream:
                     self._roll(t_done)
                 lat = t_done - start
                 self.chunk.latency_ns.append(lat)
+                if self.spec.raw:
+                    self.chunk.done_ns.append(t_done)
                 self.chunk.connect_ns.append(t_conn - t_send)
                 if period is not None:
                     self.chunk.uncorrected_ns.append(t_done - t_send)
@@ -460,6 +470,8 @@ class Stream:
                     self._roll(t_done)
                 lat = t_done - start
                 self.chunk.latency_ns.append(lat)
+                if self.spec.raw:
+                    self.chunk.done_ns.append(t_done)
                 if period is not None:
                     self.chunk.uncorrected_ns.append(t_done - t_send)
                 if lat >= s.slow_ns:
@@ -500,6 +512,8 @@ class Stream:
                 if t_done >= self.next_flush_ns:
                     self._roll(t_done)
                 self.chunk.latency_ns.append(lat)
+                if self.spec.raw:
+                    self.chunk.done_ns.append(t_done)
                 if lat >= self.spec.slow_ns:
                     self._evidence(sock, "transaction", lat, t_done, ask_server=True)
             try:
