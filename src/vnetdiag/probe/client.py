@@ -32,7 +32,8 @@ from vnetdiag.probe import histograms as H
 from vnetdiag.probe import protocol as p
 from vnetdiag.probe import tcpstats
 from vnetdiag.probe.server import DEFAULT_PORT
-from vnetdiag.probe.streams import StreamEnd, WorkerSpec, worker_main
+from vnetdiag.probe.streams import StreamEnd, WorkerSpec
+from vnetdiag.probe.worker import worker_main
 from vnetdiag.system import netns as netns_mod
 
 Progress = Callable[[float, float, int], None]
