@@ -267,6 +267,11 @@ def _merge_equal_counts(out: dict[tuple, _Candidate]) -> None:
         # Equal, or within 10 % when the tracer lost events under load.
         match = [k for k, c in out.items() if not c.trace_count and c.counter_count and same_place(c)
                  and c.cause == "drop" and abs(c.counter_count - t.trace_count) <= 0.1 * c.counter_count]
+        if not match and t.reason == "NETFILTER_DROP":
+            # conntrack refusing a new entry drops in the netfilter hook: the same
+            # packets as the namespace's conntrack drop counter.
+            match = [k for k, c in out.items() if c.cause == "conntrack-full" and not c.trace_count
+                     and c.netns in spaces and abs(c.counter_count - t.trace_count) <= 0.25 * c.counter_count]
         if len(match) == 1:
             c = out[match[0]]
             c.trace_count, c.reason = t.trace_count, t.reason
@@ -380,6 +385,11 @@ def correlate(*, symptom: Symptom, path: Sequence[PathHop], delta: SnapshotDelta
     weak: list[_Candidate] = []
     for c in found.values():
         if not c.count and not c.config:
+            continue
+        if c.netns is None and c.cause != "softnet-drop":
+            # A device name found in several namespaces, none on the path: it
+            # cannot be placed, so it cannot be a verdict.
+            weak.append(c)
             continue
         if c.cause == "softnet-drop":
             on_path = True  # a CPU's backlog serves every path through this host
