@@ -160,7 +160,13 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
         # The window ends on time: transactions still waiting out an RTO backoff
         # after it are stopped (their streams are counted up to the stop).
         stop = stop or threading.Event()
-        deadline = threading.Timer(warmup_s + duration_s + _GRACE_S, stop.set)
+        overtime = threading.Event()
+
+        def end_window() -> None:
+            overtime.set()
+            stop.set()
+
+        deadline = threading.Timer(warmup_s + duration_s + _GRACE_S, end_window)
         deadline.daemon = True
         stack.callback(deadline.cancel)
 
@@ -184,6 +190,10 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
         say(f"path {a.label} -> {b.label}: {' -> '.join(h.device for h in path if h.direction == 'forward') or '?'}")
     # Leaving the block stopped the tracer (window.result), the collector and the server.
     analysis = window.result if window is not None else None
+    if probe is not None and probe.interrupted:
+        notes.append(f"streams still waiting {_GRACE_S:g} s after the window were stopped (a transaction in "
+                     "RTO backoff); the slowest tails may be cut short" if overtime.is_set() else
+                     f"interrupted: {probe.duration_s:.1f} s of {duration_s:g} s were measured")
     if analysis is not None and not analysis.completeness.complete:
         notes.append(f"the tracer lost {analysis.completeness.events_lost} events "
                      f"({analysis.completeness.lost_share:.1%}): traced counts may be low")

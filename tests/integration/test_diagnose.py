@@ -137,3 +137,26 @@ def _report_renders_every_section(report, tmp_path):
 def test_unconnected_endpoints_are_one_line_exit_2(cli):
     r = cli("diagnose", "--from", "no-such-ns", "--to", "host")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "no-such-ns" in r.stderr
+
+
+def test_ctrl_c_reports_what_was_measured_and_cleans_up(lab, cli):
+    import os
+    import signal
+    import sys
+    import time
+    from pathlib import Path
+
+    lab.add_fault("loss", "hv1:vm1-p", percent=3)
+    vnetdiag = str(Path(sys.executable).with_name("vnetdiag"))
+    p = subprocess.Popen([vnetdiag, "diagnose", "--from", lab.netns("vm1"), "--to", lab.netns("vm3"),
+                          "--duration", "20", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(4)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    import json
+
+    doc = json.loads(out)
+    assert any(n.startswith("interrupted") for n in doc["notes"]), doc["notes"]
+    assert doc["window_s"] < 20 and doc["verdicts"][0]["device"] == "vm1-p"
+    assert not [i for i in os.listdir("/sys/kernel/tracing/instances") if i == f"vnetdiag-{p.pid}"]
