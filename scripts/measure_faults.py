@@ -3,8 +3,9 @@
 
 Builds a lab (prefix "vnm"), and for each fault: injects it, sends traffic, and
 prints the counters that moved (ip -s link, tc -s qdisc, conntrack -S, iptables
-rule counters) and the skb:kfree_skb drop reasons seen in a private ftrace
-instance. The output is what docs/lab.md records. Run as root.
+rule counters) and the skb:kfree_skb drop reasons seen by vnetdiag's drop
+tracer (collect/tracewindow.py). The output is what docs/lab.md records.
+Run as root: sudo .venv/bin/python scripts/measure_faults.py
 """
 import collections
 import json
@@ -17,9 +18,6 @@ from pathlib import Path
 
 from vnetdiag import lab as lab_mod
 from vnetdiag.lab import spec
-
-TRACE = Path(f"/sys/kernel/tracing/instances/vnetdiag-{os.getpid()}")
-
 
 def sh(*argv, check=False):
     return subprocess.run(argv, capture_output=True, text=True, check=check).stdout
@@ -44,21 +42,18 @@ def links(lab):
     return out
 
 
-def trace_start():
-    TRACE.mkdir()
-    (TRACE / "events/skb/kfree_skb/enable").write_text("1")
-    (TRACE / "tracing_on").write_text("1")
+def trace(fn):
+    """Run ``fn`` while the drop tracer watches; return its result and the drops
+    as {(reason, location): count}."""
+    from vnetdiag.collect.tracewindow import trace_window
 
-
-def trace_stop():
-    (TRACE / "tracing_on").write_text("0")
-    text = (TRACE / "trace").read_text()
-    (TRACE / "events/skb/kfree_skb/enable").write_text("0")
-    TRACE.rmdir()
+    with trace_window(events="drops") as window:
+        result = fn()
+        time.sleep(0.3)
     reasons = collections.Counter()
-    for m in re.finditer(r"location=(\S+) .*reason: (\S+)", text):
-        reasons[(m.group(2), m.group(1))] += 1
-    return reasons
+    for d in window.result.drops:
+        reasons[(d.reason, d.location)] += d.count
+    return result, reasons
 
 
 def diff(a, b):
@@ -99,10 +94,7 @@ if __name__ == "__main__":
         for kind, at, opts in CASES:
             f = lab.add_fault(kind, at, **opts)
             before = links(lab)
-            trace_start()
-            r = traffic(lab, kind)
-            time.sleep(0.3)
-            reasons = trace_stop()
+            r, reasons = trace(lambda: traffic(lab, kind))
             after = links(lab)
             print(f"=== {kind} at {at} {opts}")
             print("traffic:", (r.stdout.strip().splitlines() or [""])[-2:], r.returncode)
@@ -116,7 +108,4 @@ if __name__ == "__main__":
                 print("  ", sh("ip", "netns", "exec", ns, "iptables", "-t", "raw", "-L", "PREROUTING", "-v", "-x", "-n").splitlines()[-1])
             lab.clear_fault(f.id)
     finally:
-        if TRACE.exists():
-            (TRACE / "events/skb/kfree_skb/enable").write_text("0")
-            TRACE.rmdir()
         print("down:", lab_mod.down("vnm"))
