@@ -255,3 +255,45 @@ namespaces = {_ns_list(lab)}
     assert hit["netns"] == lab.netns("hv1") and hit["device"] == "vm1-p", hit
     subjects = {a["alert"]["subject"] for a in w.lines("alert")}
     assert subjects == {f"{lab.netns('hv1')}/vm1-p"}, subjects
+
+
+def test_builtin_actions_on_a_real_device(lab, tmp_path):
+    """link-bounce leaves the device up and no journal behind; offloads-off turns
+    the features off; qdisc-reset on a default root qdisc goes through pfifo."""
+    import os
+
+    from vnetdiag.model.watch import ActionSpec, Alert
+    from vnetdiag.system.state import journals_dir
+    from vnetdiag.system.undo import Journal, RunCommand
+    from vnetdiag.watch import actions
+
+    ns = lab.netns("hv1")
+    guard = Journal(f"test-watch-actions-{os.getpid()}").open()
+    guard.record(RunCommand(argv=("ip", "-n", ns, "link", "del", "wcht0")))
+    subprocess.run(["ip", "-n", ns, "link", "add", "wcht0", "type", "veth", "peer", "name", "wcht1"], check=True)
+    subprocess.run(["ip", "-n", ns, "link", "set", "wcht0", "up"], check=True)
+    subprocess.run(["ip", "-n", ns, "link", "set", "wcht1", "up"], check=True)
+    try:
+        alert = Alert(detector="tx_stall", subject=f"{ns}/wcht0", kind="backlog-frozen", severity="critical",
+                      summary="test", netns=ns, device="wcht0")
+        path = f"/run/netns/{ns}"
+        before = lab.run("hv1", ["ip", "-j", "link", "show", "wcht0"]).stdout
+        r = actions.run(ActionSpec(kind="link-bounce"), alert, path, attempt=1, dry_run=False,
+                        journal_owner="watch-action-test-1")
+        assert r.status == "ok", r
+        after = json.loads(lab.run("hv1", ["ip", "-j", "link", "show", "wcht0"]).stdout)[0]
+        assert "UP" in after["flags"] and json.loads(before)[0]["ifindex"] == after["ifindex"]
+        assert not (journals_dir() / "watch-action-test-1.jsonl").exists()
+        r = actions.run(ActionSpec(kind="offloads-off", features=("gso", "gro")), alert, path, attempt=1,
+                        dry_run=False, journal_owner="watch-action-test-2")
+        assert r.status == "ok", r
+        k = lab.run("hv1", ["ethtool", "-k", "wcht0"]).stdout
+        assert "generic-segmentation-offload: off" in k and "generic-receive-offload: off" in k
+        r = actions.run(ActionSpec(kind="qdisc-reset"), alert, path, attempt=1, dry_run=False,
+                        journal_owner="watch-action-test-3")
+        assert r.status == "ok" and "pfifo" in r.detail, r
+        q = json.loads(lab.run("hv1", ["tc", "-j", "qdisc", "show", "dev", "wcht0"]).stdout)
+        assert [x["kind"] for x in q if x.get("root")] == ["noqueue"]
+        assert not (journals_dir() / "watch-action-test-3.jsonl").exists()
+    finally:
+        assert guard.undo() == []
