@@ -239,3 +239,56 @@ def test_no_root_is_exit_3(cli):
         r = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", exe, cmd],
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 3 and "needs root" in r.stderr and r.stderr.count("\n") == 1
+
+
+# --- the loop on recorded snapshots ------------------------------------------------------------
+
+class RecordedCollector:
+    """Hands out recorded snapshots; fails once, as a vanished namespace can."""
+
+    def __init__(self, snaps, fail_at: int):
+        self.snaps = list(snaps)
+        self.calls = 0
+        self.fail_at = fail_at
+
+    def snapshot(self):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise OSError(9, "Bad file descriptor")
+        return self.snaps.pop(0)
+
+    def close(self):
+        pass
+
+
+def test_watch_loop_on_recorded_snapshots_survives_a_failed_cycle(tmp_path):
+    import threading
+
+    from vnetdiag.model.watch import WatchConfig
+    from vnetdiag.watch.loop import Watcher
+
+    snaps = recording.load(GOLDEN / "tx-stall.jsonl.gz")[1]
+    calls = []
+
+    def runner(spec, alert, ns_path, *, attempt, dry_run, journal_owner):
+        calls.append((spec.kind, alert.subject, dry_run, ns_path))
+        return actions.run(spec, alert, ns_path, attempt=attempt, dry_run=dry_run, journal_owner=journal_owner)
+
+    conf = cfg.parse({"interval_s": 0.001, "detectors": {"tx_stall": {"actions": [
+        {"kind": "qdisc-reset", "cooldown_s": 1000}]}}})
+    import dataclasses
+    conf = dataclasses.replace(conf, dry_run=True)
+    w = Watcher(conf, collector=RecordedCollector(snaps, fail_at=3), journal=AlertJournal(tmp_path / "j.jsonl"),
+                runner=runner)
+    w.start()
+    n = w.run(threading.Event(), count=len(snaps) + 1)
+    w.close("test")
+    lines = read(tmp_path / "j.jsonl")
+    types = [x["type"] for x in lines]
+    assert n == len(snaps) + 1 and types[0] == "start" and types[-1] == "stop" and types.count("error") == 1
+    raised = [x for x in lines if x["type"] == "alert" and x["change"] == "raised"]
+    assert [x["alert"]["subject"] for x in raised] == ["wch-hv2/vm3-p"]
+    assert calls == [("qdisc-reset", "wch-hv2/vm3-p", True, snaps[0].namespace(raised[0]["alert"]["netns_inode"]).path)]
+    act = next(x for x in lines if x["type"] == "action")
+    assert act["result"]["status"] == "dry-run" and "tc qdisc del dev vm3-p root" in act["result"]["detail"]
+    assert act["counters_before"]["qdiscs"][0]["backlog_packets"] > 0

@@ -3,7 +3,7 @@ fsync'ed, so a crash or SIGKILL loses at most the line being written.
 
 Line types ("type"): start, alert (raised/cleared/event), action (an attempt
 with the subject's counters before), outcome (counters after, and whether the
-condition cleared), exhausted (no attempts left), stop.
+condition cleared), exhausted (no attempts left), error (a failed cycle), stop.
 """
 
 from __future__ import annotations

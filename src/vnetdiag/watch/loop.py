@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vnetdiag.analyze import detectors as det
+from vnetdiag.errors import VnetdiagError
 from vnetdiag.export.metrics import WatchView
 from vnetdiag.model.counters import CounterSnapshot
 from vnetdiag.model.namespaces import Namespace
@@ -70,6 +71,8 @@ class Watcher:
             self.tracer = WatchTracer(config.namespaces)
         self.lock = threading.Lock()
         self.view = WatchView(detectors=tuple(d.name for d in self.detectors))
+        self.errors = 0
+        """Cycles that failed (journaled as "error" lines)."""
 
     def start(self) -> None:
         if self.tracer is not None:
@@ -120,9 +123,16 @@ class Watcher:
         n = 0
         next_t = time.monotonic()
         while not stop.is_set():
-            result = self.cycle()
+            try:
+                result = self.cycle()
+            except (OSError, VnetdiagError) as exc:
+                # One failed read (a namespace vanishing mid-dump, an fd limit)
+                # must not end a monitor: journal it and try again next interval.
+                self.errors += 1
+                self.journal.write("error", error=f"{type(exc).__name__}: {exc}")
+                result = None
             n += 1
-            if on_cycle:
+            if on_cycle and result is not None:
                 on_cycle(result)
             if count and n >= count:
                 break
