@@ -119,3 +119,16 @@ def test_recording_round_trip(tmp_path):
     _, snaps = recording.load(HERE / "tx-stall.jsonl.gz")
     recording.dump(tmp_path / "x.jsonl.gz", snaps[:2])
     assert recording.load(tmp_path / "x.jsonl.gz")[1] == snaps[:2]
+
+
+def test_tx_stall_per_queue_on_a_multiqueue_device():
+    # Two-queue veth with an mq root: queue 0 stalled (tbf), queue 1 flowing (pfifo).
+    marks, out, _ = replay("mq-stall")
+    raised = [(i, t.alert) for i, t in out if t.change == "raised"]
+    assert [(a.subject, a.kind, a.queue) for _, a in raised] == [("wch-mqa/q0/tx-queue 0", "backlog-frozen", 0)]
+    i, a = raised[0]
+    assert marks["fault_added"] < i < marks["fault_cleared"]
+    assert a.evidence["backlog_packets"] > 0 and a.evidence["qdisc"].startswith("tbf")
+    # The device as a whole kept sending through queue 1: no device-level stall.
+    assert not any(t.alert.subject == "wch-mqa/q0" for _, t in out)
+    assert any(t.change == "cleared" and t.alert.queue == 0 for _, t in out)

@@ -50,6 +50,46 @@ def _take(col, n, out):
         time.sleep(INTERVAL_S)
 
 
+UDP_FLOWS = ("import socket,sys,time\nend=time.monotonic()+float(sys.argv[2])\n"
+             "socks=[socket.socket(socket.AF_INET,socket.SOCK_DGRAM) for _ in range(16)]\n"
+             "while time.monotonic()<end:\n for i,s in enumerate(socks):\n  s.sendto(b'x'*200,(sys.argv[1],9000+i))\n"
+             " time.sleep(0.2)\n")
+
+
+def mq_stall(prefix, col):
+    """A two-queue veth pair with an mq root: queue 0 gets a stalled tbf, queue 1
+    a pfifo; 16 UDP flows spread over both queues."""
+    a, b = f"{prefix}-mqa", f"{prefix}-mqb"
+    sh = lambda *argv: subprocess.run(argv, check=True, capture_output=True)  # noqa: E731
+    snaps, marks = [], {}
+    try:
+        sh("ip", "netns", "add", a)
+        sh("ip", "netns", "add", b)
+        sh("ip", "-n", a, "link", "add", "q0", "numtxqueues", "2", "numrxqueues", "2", "type", "veth", "peer",
+           "name", "q1", "netns", b, "numtxqueues", "2", "numrxqueues", "2")
+        sh("ip", "-n", a, "addr", "add", "10.99.0.1/24", "dev", "q0")
+        sh("ip", "-n", b, "addr", "add", "10.99.0.2/24", "dev", "q1")
+        sh("ip", "-n", a, "link", "set", "q0", "up")
+        sh("ip", "-n", b, "link", "set", "q1", "up")
+        sh("tc", "-n", a, "qdisc", "add", "dev", "q0", "root", "handle", "1:", "mq")
+        load = subprocess.Popen(["ip", "netns", "exec", a, "python3", "-c", UDP_FLOWS, "10.99.0.2", "12"])
+        _take(col, 3, snaps)
+        marks["fault_added"] = len(snaps)
+        sh("tc", "-n", a, "qdisc", "replace", "dev", "q0", "parent", "1:1", "tbf", "rate", "8bit", "burst", "1600",
+           "limit", "131072")
+        _take(col, 10, snaps)
+        marks["fault_cleared"] = len(snaps)
+        sh("tc", "-n", a, "qdisc", "replace", "dev", "q0", "parent", "1:1", "pfifo")
+        _take(col, 4, snaps)
+        load.kill()
+    finally:
+        subprocess.run(["ip", "netns", "del", a], capture_output=True)
+        subprocess.run(["ip", "netns", "del", b], capture_output=True)
+    note = " ".join(f"{k}={v}" for k, v in marks.items())
+    recording.dump(HERE / "mq-stall.jsonl.gz", snaps, note=f"mq-stall: interval {INTERVAL_S} s {note}")
+    print(f"mq-stall: {len(snaps)} snapshots, {note}")
+
+
 def scenario(lab, col, name):
     snaps = []
     marks = {}
@@ -116,13 +156,20 @@ def scenario(lab, col, name):
 
 def main(argv):
     prefix = os.environ.get("VNETDIAG_LAB_PREFIX", "wch")
-    names = argv or ["tx-stall", "queue-overflow", "conntrack-full", "links", "clean"]
+    names = argv or ["tx-stall", "queue-overflow", "conntrack-full", "links", "clean", "mq-stall"]
+    if names == ["mq-stall"]:  # needs no lab: only its own two namespaces
+        with Collector(only=lambda ns: (ns.name or "").startswith(prefix + "-mq")) as col:
+            mq_stall(prefix, col)
+        return
     lab_mod.down(prefix)
     lab = lab_mod.up(spec.default(prefix))
     try:
         with Collector(only=lambda ns: (ns.name or "").startswith(prefix + "-")) as col:
             for name in names:
-                scenario(lab, col, name)
+                if name == "mq-stall":
+                    mq_stall(prefix, col)
+                else:
+                    scenario(lab, col, name)
     finally:
         lab_mod.down(prefix)
 
