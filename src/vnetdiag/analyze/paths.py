@@ -178,14 +178,14 @@ class PathTracker:
             kind = kinds.get(t)
             if kind is not None:
                 self._hop(e.skbaddr, (e.device, kind, e.ts_ns, e.len_bytes))
-            elif t is ev.ConsumeEvent or t is ev.DropEvent:
+            elif t is ev.ConsumeEvent or t is ev.DropEvent or t is ev.DeliverEvent:
                 hops = live.pop(e.skbaddr, None)
                 self.seen.pop(e.skbaddr, None)
                 if emit is not None:
                     dropped = t is ev.DropEvent
                     if hops or dropped:
-                        emit(RawPath(e.skbaddr, hops or [], "dropped" if dropped else "consumed", e.ts_ns,
-                                     e if dropped else None))
+                        end = "dropped" if dropped else "delivered" if t is ev.DeliverEvent else "consumed"
+                        emit(RawPath(e.skbaddr, hops or [], end, e.ts_ns, e if dropped else None))
             else:
                 continue
             self.now_ns = e.ts_ns
@@ -226,6 +226,7 @@ class PathTracker:
         hop_kinds = ev.SKB_KINDS[:4]
         n_hop = len(hop_kinds)
         drop_code = ev.SKB_KINDS.index("drop")
+        deliver_code = ev.SKB_KINDS.index("deliver")
         for i, (k, a, d, t, n) in enumerate(zip(kind, skbaddr, device, ts_ns, len_bytes)):
             if k < n_hop:
                 dev = names[d]
@@ -249,7 +250,7 @@ class PathTracker:
                     if k == drop_code:
                         emit(RawPath(a, hops or [], "dropped", t, drops[i]))
                     elif hops:
-                        emit(RawPath(a, hops, "consumed", t))
+                        emit(RawPath(a, hops, "delivered" if k == deliver_code else "consumed", t))
         if ts_ns:
             self.now_ns = ts_ns[-1]
         self._since_age += 1

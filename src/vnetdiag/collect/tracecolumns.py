@@ -25,8 +25,10 @@ from vnetdiag.collect import tracedecode as td
 from vnetdiag.model import events as ev
 
 # Kind codes in the columns: indexes into model.events.SKB_KINDS.
-RX, QUEUE, XMIT, GRO, CONSUME, DROP = (ev.SKB_KINDS.index(k) for k in ("rx", "queue", "xmit", "gro", "consume", "drop"))
-_SKB_EVENTS = {td.RECEIVE: RX, td.QUEUE: QUEUE, td.XMIT: XMIT, td.GRO: GRO, td.CONSUME: CONSUME, td.DROP: DROP}
+RX, QUEUE, XMIT, GRO, CONSUME, DROP, DELIVER = (ev.SKB_KINDS.index(k) for k in (
+    "rx", "queue", "xmit", "gro", "consume", "drop", "deliver"))
+_SKB_EVENTS = {td.RECEIVE: RX, td.QUEUE: QUEUE, td.XMIT: XMIT, td.GRO: GRO, td.CONSUME: CONSUME, td.DROP: DROP,
+               td.DELIVER: DELIVER}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -72,7 +74,8 @@ class ColumnDecoder:
                 continue
             names = {RX: ("skbaddr", "len", "name"), QUEUE: ("skbaddr", "len", "name"),
                      XMIT: ("skbaddr", "len", "name"), GRO: ("skbaddr", "len", "name"),
-                     CONSUME: ("skbaddr",), DROP: ("skbaddr", "location", "protocol", "reason")}[kind]
+                     CONSUME: ("skbaddr",), DELIVER: ("skbaddr", "len"),
+                     DROP: ("skbaddr", "location", "protocol", "reason")}[kind]
             self.specs[fid] = (kind, {n: _Field(fmt, n) for n in names})
         self._names: dict[bytes, int] = {}
         self.names: list[str] = []
@@ -189,6 +192,7 @@ class ColumnDecoder:
             skb[sel] = u64(sel, fields["skbaddr"])
             if "len" in fields:
                 length[sel] = w(sel, fields["len"].word)
+            if "name" in fields:
                 dev[sel] = self._devices(words, row[sel], dword[sel], w(sel, fields["name"].word))
             if k == DROP:
                 drop_rows.append((np.nonzero(sel)[0], fields))
@@ -234,7 +238,7 @@ class ColumnDecoder:
         """Columns from already decoded records (fallback pages)."""
         ts, cpu, kind, skb, dev, length, drops = [], [], [], [], [], [], {}
         codes = {ev.ReceiveEvent: RX, ev.QueueEvent: QUEUE, ev.XmitEvent: XMIT, ev.GroEvent: GRO,
-                 ev.ConsumeEvent: CONSUME, ev.DropEvent: DROP}
+                 ev.ConsumeEvent: CONSUME, ev.DropEvent: DROP, ev.DeliverEvent: DELIVER}
         for e in records:
             k = codes.get(type(e))
             if k is None:
@@ -256,7 +260,7 @@ class ColumnDecoder:
                 length.append(e.len_bytes)
             else:
                 dev.append(-1)
-                length.append(0)
+                length.append(e.len_bytes if k == DELIVER else 0)
         return (np.array(ts, dtype=np.uint64), np.array(cpu, dtype=np.int64), np.array(kind, dtype=np.int8),
                 np.array(skb, dtype=np.uint64), np.array(dev, dtype=np.int32), np.array(length, dtype=np.int64),
                 drops)

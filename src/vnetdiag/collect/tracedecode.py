@@ -24,6 +24,7 @@ XMIT = ("net", "net_dev_xmit")
 GRO = ("net", "napi_gro_receive_entry")
 TIMEOUT = ("net", "net_dev_xmit_timeout")
 CONSUME = ("skb", "consume_skb")
+DELIVER = ("skb", "skb_copy_datagram_iovec")
 DROP = ("skb", "kfree_skb")
 RETRANS = ("tcp", "tcp_retransmit_skb")
 RETRANS_SYNACK = ("tcp", "tcp_retransmit_synack")
@@ -32,7 +33,7 @@ FDB_UPDATE = ("bridge", "br_fdb_update")
 FDB_DELETE = ("bridge", "fdb_delete")
 
 KNOWN_EVENTS: tuple[tuple[str, str], ...] = (
-    DROP, CONSUME, RECEIVE, QUEUE, XMIT, GRO, TIMEOUT, RETRANS, RETRANS_SYNACK, FDB_ADD, FDB_UPDATE, FDB_DELETE,
+    DROP, CONSUME, DELIVER, RECEIVE, QUEUE, XMIT, GRO, TIMEOUT, RETRANS, RETRANS_SYNACK, FDB_ADD, FDB_UPDATE, FDB_DELETE,
 )
 
 _INT_CODES = {(1, False): "B", (1, True): "b", (2, False): "H", (2, True): "h",
@@ -128,6 +129,12 @@ def _make(fmt: EventFormat, symbolize: Symbolizer, reasons: dict[int, str]) -> _
         def dec(ts, cpu, buf, off):
             v = up(buf, off)
             return ev.ConsumeEvent(ts_ns=ts, cpu=cpu, skbaddr=v[i_skb], location=symbolize(v[i_loc]))
+    elif key == DELIVER:
+        up, (i_skb, i_len) = pick("skbaddr", "len")
+
+        def dec(ts, cpu, buf, off):
+            v = up(buf, off)
+            return ev.DeliverEvent(ts_ns=ts, cpu=cpu, skbaddr=v[i_skb], len_bytes=v[i_len])
     elif key == DROP:
         up, (i_skb, i_loc, i_proto, i_reason) = pick("skbaddr", "location", "protocol", "reason")
 

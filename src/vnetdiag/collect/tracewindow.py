@@ -42,6 +42,7 @@ _HOP_KIND = {ev.ReceiveEvent: "rx", ev.QueueEvent: "queue", ev.XmitEvent: "xmit"
 _TS = attrgetter("ts_ns")
 _PAGE_TS = struct.Struct("<Q").unpack_from
 _BATCH_PAGES = 256
+_ENDS = (ev.ConsumeEvent, ev.DropEvent, ev.DeliverEvent)
 
 
 class DropScanner:
@@ -109,12 +110,12 @@ class DropScanner:
                     continue
                 seen_here = True
                 found.extend(evs)
-                if any(type(e) in (ev.ConsumeEvent, ev.DropEvent) for e in evs):
+                if any(type(e) in _ENDS for e in evs):
                     break  # the previous life of this address ends here
         found.sort(key=_TS)
         start = 0
         for i, e in enumerate(found):
-            if type(e) in (ev.ConsumeEvent, ev.DropEvent):
+            if type(e) in _ENDS:
                 start = i + 1
         hops = tuple(Hop(device=e.device, netns=None, kind=_HOP_KIND[type(e)], ts_ns=e.ts_ns, len_bytes=e.len_bytes)
                      for e in found[start:] if type(e) in _HOP_KIND)

@@ -32,10 +32,10 @@ from vnetdiag.system.undo import Journal, RemovePath
 
 # Which tracepoints each --events choice enables.
 EVENT_SETS: dict[str, tuple[tuple[str, str], ...]] = {
-    # consume_skb marks where an skb's life ends, so a reused address does not
-    # inherit an older packet's devices.
-    "drops": (td.DROP, td.CONSUME, td.RECEIVE, td.QUEUE),
-    "paths": (td.DROP, td.CONSUME, td.RECEIVE, td.QUEUE, td.XMIT, td.RETRANS, td.RETRANS_SYNACK),
+    # consume_skb and skb_copy_datagram_iovec mark where an skb's life ends, so
+    # a reused address does not inherit an older packet's devices.
+    "drops": (td.DROP, td.CONSUME, td.DELIVER, td.RECEIVE, td.QUEUE),
+    "paths": (td.DROP, td.CONSUME, td.DELIVER, td.RECEIVE, td.QUEUE, td.XMIT, td.RETRANS, td.RETRANS_SYNACK),
     "all": td.KNOWN_EVENTS,
 }
 

@@ -68,6 +68,16 @@ class ConsumeEvent(SkbEvent):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class DeliverEvent(SkbEvent):
+    """skb:skb_copy_datagram_iovec: the packet's data was copied to a reading socket.
+
+    The packet reached its destination; the skb may then be freed where no
+    tracepoint fires (a UDP socket read), so this ends its path."""
+
+    len_bytes: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class DropEvent(SkbEvent):
     """skb:kfree_skb: the packet was dropped."""
 
@@ -115,10 +125,10 @@ class XmitTimeoutEvent(TraceEvent):
     queue: int
 
 
-SKB_KINDS: tuple[str, ...] = ("rx", "queue", "xmit", "gro", "consume", "drop")
+SKB_KINDS: tuple[str, ...] = ("rx", "queue", "xmit", "gro", "consume", "drop", "deliver")
 """Kind codes of skb events in columnar batches: the code is the index here."""
 
 EVENT_TYPES: tuple[type[TraceEvent], ...] = (
-    ReceiveEvent, QueueEvent, XmitEvent, GroEvent, ConsumeEvent, DropEvent,
+    ReceiveEvent, QueueEvent, XmitEvent, GroEvent, ConsumeEvent, DeliverEvent, DropEvent,
     RetransmitEvent, FdbEvent, XmitTimeoutEvent,
 )

@@ -44,8 +44,8 @@ class PacketPath:
 
     skbaddr: int
     hops: tuple[Hop, ...]
-    end: Literal["consumed", "dropped", "untraced", "aged"]
-    """'untraced': the address reappeared on a device it had already entered, so
+    end: Literal["consumed", "delivered", "dropped", "untraced", "aged"]
+    """'delivered': its data was copied to a reading socket; 'untraced': the address reappeared on a device it had already entered, so
     the skb was freed where no tracepoint fires (e.g. a UDP socket read) and
     reused; 'aged': no free event came within the ageing window (or before the
     trace ended)."""
