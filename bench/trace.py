@@ -82,13 +82,20 @@ def _bpftrace_stop(p: subprocess.Popen) -> dict:
 
 
 def overhead(lab, seconds: float, rounds: int) -> dict:
-    results: dict[str, list[float]] = {"baseline": [], "vnetdiag drops": [], "bpftrace kfree_skb": []}
+    results: dict[str, list[float]] = {"baseline": [], "vnetdiag drops": [], "vnetdiag drops --light": [],
+                                       "bpftrace kfree_skb": []}
     for _ in range(rounds):
         results["baseline"].append(iperf(lab, seconds)["sum_received"]["bits_per_second"])
         p = subprocess.Popen([VNETDIAG, "drops", "--duration", str(seconds + 5), "--json"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         _wait_instance(p.pid)
         results["vnetdiag drops"].append(iperf(lab, seconds)["sum_received"]["bits_per_second"])
+        p.send_signal(signal.SIGINT)
+        p.communicate(timeout=30)
+        p = subprocess.Popen([VNETDIAG, "drops", "--light", "--duration", str(seconds + 5), "--json"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _wait_instance(p.pid)
+        results["vnetdiag drops --light"].append(iperf(lab, seconds)["sum_received"]["bits_per_second"])
         p.send_signal(signal.SIGINT)
         p.communicate(timeout=30)
         b = _bpftrace("tracepoint:skb:kfree_skb { @drops[args->reason] = count(); }")
@@ -145,7 +152,7 @@ def main() -> int:
         lab.run("vm1", ["ping", "-c1", "-W2", lab.ip("vm3")])
         print(f"# overhead: iperf3 TCP vm1 -> vm3 ({args.seconds:g} s x {args.rounds} rounds, interleaved)")
         for name, r in overhead(lab, args.seconds, args.rounds).items():
-            print(f"{name:20s} median {r['median_gbit_s']:.2f} Gbit/s  runs {r['runs_gbit_s']}  "
+            print(f"{name:24s} median {r['median_gbit_s']:.2f} Gbit/s  runs {r['runs_gbit_s']}  "
                   f"overhead {r['overhead_pct']:+.2f} %")
         print("# event rate: events=paths while iperf3 UDP 64-byte packets cross the overlay")
         print(f"{'target pps':>10} {'udp pkts':>9} {'events/s':>9} {'processed/s':>11} {'drain s':>7} {'read':>9} "

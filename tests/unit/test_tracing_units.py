@@ -73,6 +73,7 @@ def test_unknown_event_set_is_a_usage_error():
 
 @pytest.mark.parametrize("argv", [["drops", "--duration", "0"], ["drops", "--interval", "-1", "--duration", "1"],
                                   ["trace", "record", "-o", "/nonexistent-dir/x.vtr", "--duration", "1"],
+                                  ["drops", "--light", "--netns", "vnd-*", "--duration", "1"],
                                   ["trace", "report", "/nonexistent-file.vtr"]])
 def test_bad_input_is_one_line_exit_2(argv):
     out = subprocess.run([VNETDIAG, *argv], capture_output=True, text=True, timeout=60)

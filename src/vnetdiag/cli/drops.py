@@ -16,6 +16,9 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
     parser.add_argument("--device", metavar="DEV", help="only drops last seen on this device (glob)")
     parser.add_argument("--reason", metavar="R", help="only this drop reason (glob, e.g. QDISC_DROP)")
     parser.add_argument("--interval", type=float, default=1.0, metavar="S", help="refresh of the live table")
+    parser.add_argument("--light", action="store_true",
+                        help="trace only the drops themselves: reason and location, no device or namespace "
+                             "(much cheaper under heavy traffic)")
 
 
 def run(args, out) -> int:
@@ -28,8 +31,11 @@ def run(args, out) -> int:
         raise UsageError("--duration must be a positive number of seconds", hint="e.g. --duration 10")
     if args.interval <= 0:
         raise UsageError("--interval must be a positive number of seconds", hint="e.g. --interval 1")
+    if args.light and (args.netns or args.device):
+        raise UsageError("--light drops carry no device or namespace, so --netns and --device cannot select them",
+                         hint="drop --light, or filter with --reason")
     namespaces = [args.netns] if args.netns else None
-    window = TraceWindow(events="drops", namespaces=namespaces)
+    window = TraceWindow(events="reasons" if args.light else "drops", namespaces=namespaces)
 
     def pick(result):
         return filter_drops(result.drops, netns=args.netns, device=args.device, reason=args.reason)

@@ -164,7 +164,7 @@ class TraceWindow:
 
     @property
     def fast_drops(self) -> bool:
-        return self.event_set == "drops" and self._writer is None
+        return self.event_set in ("drops", "reasons") and self._writer is None
 
     def start(self) -> None:
         self.devmap = self._devmap if self._devmap is not None else _devmap.device_map(self.namespaces)

@@ -35,6 +35,8 @@ EVENT_SETS: dict[str, tuple[tuple[str, str], ...]] = {
     # consume_skb and skb_copy_datagram_iovec mark where an skb's life ends, so
     # a reused address does not inherit an older packet's devices.
     "drops": (td.DROP, td.CONSUME, td.DELIVER, td.RECEIVE, td.QUEUE),
+    # Only the drops: reason and location, no device (the cheapest; like dropwatch).
+    "reasons": (td.DROP,),
     "paths": (td.DROP, td.CONSUME, td.DELIVER, td.RECEIVE, td.QUEUE, td.XMIT, td.RETRANS, td.RETRANS_SYNACK),
     "all": td.KNOWN_EVENTS,
 }
