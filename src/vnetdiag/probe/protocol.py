@@ -348,6 +348,7 @@ Output = bytes | ReadTcpInfo | ReadStats | SessionOpened | Close
 _ZEROS = bytes(1 << 16)
 _FAST = struct.Struct("!II")  # frame length, then a REQUEST's response length
 _RESPONSES: dict[int, bytes] = {}
+_REQUEST_TYPE = int(MsgType.REQUEST)  # a plain int: compared once per request
 
 
 def _zeros(n: int) -> bytes:
@@ -367,6 +368,9 @@ class ServerConnection:
         self.udp_port = udp_port
         self.opened_s = now_s
         self.state = "new"  # new -> challenged -> control | data -> closed
+        self.established = False
+        """In a session (control or data): REQUESTs may take the fast path."""
+        self._max_message = limits.max_message_bytes
         self.session: Session | None = None
         self.decoder = FrameDecoder(limits.max_message_bytes + _REQUEST.size)
 
@@ -389,6 +393,7 @@ class ServerConnection:
                     break
         except ProtocolError as exc:
             self.state = "closed"
+            self.established = False
             out.append(encode_error(exc.code, exc.text))
             out.append(Close(exc.text))
         return out
@@ -401,10 +406,9 @@ class ServerConnection:
         """The response when ``data`` is exactly one in-limit REQUEST on an
         established connection (the steady state of every pattern), else None and
         the caller takes the general path with ``receive``. Same bytes either way."""
-        if (self.state in ("control", "data") and not self.decoder.pending and len(data) >= 9
-                and data[0] == MsgType.REQUEST):
+        if self.established and data[0] == _REQUEST_TYPE and len(data) >= 9 and not self.decoder.pending:
             length, want = _FAST.unpack_from(data, 1)
-            if length == len(data) - HEADER.size and want <= self.limits.max_message_bytes:
+            if length == len(data) - 5 and want <= self._max_message:
                 cached = _RESPONSES.get(want)
                 if cached is None:
                     cached = HEADER.pack(MsgType.RESPONSE, want) + _zeros(want)
@@ -424,6 +428,7 @@ class ServerConnection:
         if self.state == "control" and self.session is not None:
             self.sessions.close(self.session.session_id)
         self.state = "closed"
+        self.established = False
 
     def _fail(self, code: ErrorCode, text: str) -> None:
         raise ProtocolError(code, text)
@@ -461,6 +466,7 @@ class ServerConnection:
             expiry = int(now_s + auth.duration_ms / 1000) + 1
             self.session, ticket = self.sessions.open(pattern=auth.pattern, expiry_s=expiry)
             self.state = "control"
+            self.established = True
             out.append(SessionOpened(self.session))
             out.append(encode_welcome(Welcome(ticket=ticket, granted_ms=auth.duration_ms,
                                               udp_port=self.udp_port)))
@@ -470,6 +476,7 @@ class ServerConnection:
                 self._fail(ErrorCode.TICKET, "unknown or expired session ticket")
             self.session = session
             self.state = "data"
+            self.established = True
         elif kind == MsgType.INFO_REQUEST and state in ("control", "data"):
             out.append(ReadTcpInfo())
         elif kind == MsgType.STATS_REQUEST and state == "control":

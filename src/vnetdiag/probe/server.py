@@ -173,8 +173,9 @@ class Server:
     def serve_forever(self) -> None:
         if self._listener is None:
             self.start()
-        ep, handlers = self._ep, self._handlers
+        ep, handlers, conns = self._ep, self._handlers, self._conns
         assert ep is not None
+        epollout, readable = select.EPOLLOUT, select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR
         next_sweep = time.monotonic() + _SWEEP_S
         try:
             while not self._stop.is_set():
@@ -183,9 +184,9 @@ class Server:
                     if what is None:
                         continue
                     if what.__class__ is _Conn:
-                        if events & select.EPOLLOUT:
+                        if events & epollout:
                             self._flush(what)
-                        if events & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR) and fd in self._conns:
+                        if events & readable and fd in conns:
                             self._readable(what)
                     elif what == "listen":
                         self._accept()
@@ -234,7 +235,7 @@ class Server:
 
     def _readable(self, conn: _Conn) -> None:
         try:
-            data = conn.sock.recv(65536)
+            data = conn.sock.recv(16384)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
