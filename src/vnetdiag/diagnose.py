@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -170,8 +171,11 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
         deadline.daemon = True
         stack.callback(deadline.cancel)
 
+        started_ns: list[int] = []
+
         def on_phase(phase: str) -> None:
             if phase == "start":
+                started_ns.append(time.monotonic_ns())
                 deadline.start()
 
         try:
@@ -203,8 +207,13 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
     moved = counter_delta(before, after)
     symptom = symptom_of(probe, pattern=pattern, streams=streams,
                          tcp_moves=_tcp_moves(moved, {a.netns, b.netns}))
+    # The probe starts its streams 20 ms after "start", then warms up: the measured
+    # window, in which slow transactions are timed, begins after that.
+    window_start_ns = started_ns[0] + 20_000_000 + int(warmup_s * 1e9) if started_ns else None
+    tails = [(s.at_s - s.latency_us / 1e6, s.at_s) for s in probe.slow] if probe is not None else []
     verdicts, off_path = correlate(symptom=symptom, path=path, delta=moved, before=before, after=after,
-                                   trace=analysis, rules=rule_deltas(rules_before, rules_after))
+                                   trace=analysis, rules=rule_deltas(rules_before, rules_after), tails=tails,
+                                   window_start_ns=window_start_ns)
     if failure is not None and not verdicts:
         raise failure  # nothing in the kernel explains it: say so plainly
     window_s = probe.duration_s if probe is not None else moved.interval_s

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from vnetdiag.analyze.paths import Resolver, device_sequence, latest_life
-from vnetdiag.model.tracing import DropCount, PacketPath
+from vnetdiag.model.tracing import MAX_DROP_TIMES, DropCount, PacketPath
 
 _Key = tuple[str | None, str | None, str, str, tuple[str, ...]]
 
@@ -28,6 +28,7 @@ class DropCounter:
     def __init__(self, resolver: Resolver) -> None:
         self.resolver = resolver
         self.counts: Counter[_Key] = Counter()
+        self.times: dict[_Key, list[int]] = {}
         self.total = 0
 
     def add(self, path: PacketPath) -> None:
@@ -40,12 +41,16 @@ class DropCounter:
             netns, device, amb = ns[-1], seq[-1], (cands[-1] if ns[-1] is None and len(cands[-1]) > 1 else ())
         else:
             netns, device, amb = None, None, ()
-        self.counts[(netns, device, path.drop.reason, location_function(path.drop.location), amb)] += 1
+        key = (netns, device, path.drop.reason, location_function(path.drop.location), amb)
+        self.counts[key] += 1
+        times = self.times.setdefault(key, [])
+        if len(times) < MAX_DROP_TIMES:
+            times.append(path.drop.ts_ns)
 
     def result(self, duration_s: float) -> tuple[DropCount, ...]:
         d = max(duration_s, 1e-9)
         return tuple(DropCount(netns=k[0], device=k[1], reason=k[2], location=k[3], count=n, rate_per_s=n / d,
-                               ambiguous=k[4])
+                               ambiguous=k[4], times_ns=tuple(self.times.get(k, ())))
                      for k, n in sorted(self.counts.items(), key=lambda kv: (-kv[1], str(kv[0]))))
 
 

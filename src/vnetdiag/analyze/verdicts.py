@@ -24,6 +24,7 @@ Pure: records in, records out. The rules, in the order they weigh:
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -44,6 +45,8 @@ _W_ON_PATH, _W_EXACT, _W_CLOSE = 0.15, 0.2, 0.1
 _OFF_PATH_FACTOR = 0.4
 _MIN_MATCH = 3
 _MIN_OFF_PATH_CONFIDENCE = 0.2
+_TIMING_SLACK_S = 0.005  # the drop that starts an RTO precedes the slow transaction's clock by little
+_MAX_TIMELINE = 2000
 
 
 @dataclass(kw_only=True)
@@ -61,6 +64,8 @@ class _Candidate:
     """Namespaces the traced device name could be in, when the trace could not tell."""
     rule: bool = False
     """Counted by a firewall rule (which knows its namespace and device exactly)."""
+    times_ns: list[int] = field(default_factory=list)
+    """CLOCK_MONOTONIC times of the traced drops merged into this candidate."""
     inferred: bool = False
     """The namespace was chosen among several with a device of that name because
     only it is on the path: a guess, weighed as half a trace."""
@@ -208,6 +213,7 @@ def _trace_candidates(trace: TraceAnalysis, path_keys: set[tuple[str, str]], out
         c = out.setdefault(key, _Candidate(netns=netns, device=d.device, cause="drop",
                                            ambiguous=d.ambiguous if netns is None else ()))
         c.trace_count += d.count
+        c.times_ns.extend(d.times_ns)
         if inferred:
             c.inferred = True
             c.evidence.append(Evidence(source="trace", text=(
@@ -245,6 +251,7 @@ def _merge_stacked(out: dict[tuple, _Candidate], lower: dict[tuple[str, str], st
         c, t = out.get(ck), out.get(tk)
         if c and t and c.counter_count and t.trace_count and not c.trace_count:
             c.trace_count, c.reason = t.trace_count, t.reason
+            c.times_ns.extend(t.times_ns)
             c.evidence.extend(t.evidence)
             del out[tk]
 
@@ -275,6 +282,7 @@ def _merge_equal_counts(out: dict[tuple, _Candidate]) -> None:
         if len(match) == 1:
             c = out[match[0]]
             c.trace_count, c.reason = t.trace_count, t.reason
+            c.times_ns.extend(t.times_ns)
             c.evidence.extend(t.evidence)
             del out[tk]
 
@@ -300,10 +308,22 @@ def _mtu_candidates(path: Sequence[PathHop], out: dict[tuple, _Candidate]) -> No
             for key in [k for k in out if (k[0], k[1]) in before and k[2] == "drop"]:
                 victim = out.pop(key)
                 c.trace_count += victim.trace_count
+                c.times_ns.extend(victim.times_ns)
                 c.evidence.extend(victim.evidence)
 
 
-def _score(c: _Candidate, on_path: bool, symptom: Symptom) -> tuple[float, bool, list[Evidence]]:
+def _drops_during(times_s: Sequence[float], tails: Sequence[tuple[float, float]]) -> int:
+    """How many tail intervals (start_s, end_s) contain at least one drop time."""
+    hit = 0
+    for start, end in tails:
+        i = bisect.bisect_left(times_s, start - _TIMING_SLACK_S)
+        if i < len(times_s) and times_s[i] <= end:
+            hit += 1
+    return hit
+
+
+def _score(c: _Candidate, on_path: bool, symptom: Symptom, tails: Sequence[tuple[float, float]] = (),
+           times_s: Sequence[float] = ()) -> tuple[float, bool, list[Evidence]]:
     extra: list[Evidence] = []
     trace_w = _W_TRACE / 2 if c.inferred and not c.counter_count else _W_TRACE
     score = (trace_w if c.trace_count else 0) + (_W_COUNTER if c.counter_count else 0) + (_W_CONFIG if c.config else 0)
@@ -335,6 +355,12 @@ def _score(c: _Candidate, on_path: bool, symptom: Symptom) -> tuple[float, bool,
         score += _W_CLOSE
         extra.append(Evidence(source="probe", count=symptom.losses,
                               text=f"close to the symptom: {symptom.losses} losses seen by the probe, {c.count} here"))
+    if tails and times_s:
+        hit = _drops_during(times_s, tails)
+        extra.append(Evidence(source="trace", count=hit, text=(
+            f"timing: {hit} of {len(tails)} slow transactions had a drop here while they waited")))
+        if hit * 2 >= len(tails):
+            score += _W_CLOSE
     if c.trace_count and c.counter_count:
         agree = "equal" if c.trace_count == c.counter_count else "differ"
         extra.append(Evidence(source="counter", text=f"traced drops ({c.trace_count}) and counter ({c.counter_count}) {agree}"))
@@ -366,8 +392,12 @@ _CONFIRM = {
 
 def correlate(*, symptom: Symptom, path: Sequence[PathHop], delta: SnapshotDelta, before: CounterSnapshot,
               after: CounterSnapshot, trace: TraceAnalysis | None,
-              rules: Sequence[tuple[RuleCounter, int]] = ()) -> tuple[tuple[Verdict, ...], tuple[str, ...]]:
-    """Ranked verdicts, and notes on losses off the path that need no explaining."""
+              rules: Sequence[tuple[RuleCounter, int]] = (), tails: Sequence[tuple[float, float]] = (),
+              window_start_ns: int | None = None) -> tuple[tuple[Verdict, ...], tuple[str, ...]]:
+    """Ranked verdicts, and notes on losses off the path that need no explaining.
+
+    ``tails``: (start_s, end_s) of the slow transactions, in seconds from
+    ``window_start_ns`` (CLOCK_MONOTONIC), the clock of the traced drops."""
     path_keys = {(h.netns, h.device) for h in path}
     path_netns = {h.netns for h in path}
     found: dict[tuple, _Candidate] = {}
@@ -401,14 +431,15 @@ def correlate(*, symptom: Symptom, path: Sequence[PathHop], delta: SnapshotDelta
             notes.append(f"off the path and no symptom to explain: {c.count} x {c.reason} at "
                          f"{c.device or 'namespace'} in {c.netns}")
             continue
-        confidence, exact, extra = _score(c, on_path, symptom)
+        times_s = sorted((t - window_start_ns) / 1e9 for t in c.times_ns) if window_start_ns is not None else []
+        confidence, exact, extra = _score(c, on_path, symptom, tails, times_s)
         if not on_path and confidence < _MIN_OFF_PATH_CONFIDENCE:
             weak.append(c)
             continue
         size = max((h.mtu or 0) for h in path) if path else 1500
         confirm = _CONFIRM[c.cause].format(device=c.device or "(each device)", netns=c.netns,
                                            size=max(size - 28, 0))
-        scored.append((on_path, confidence, c.count, c, exact, extra, confirm))
+        scored.append((on_path, confidence, c.count, c, exact, extra, confirm, times_s))
     if weak:
         weak.sort(key=lambda c: -c.count)
         shown = ", ".join(f"{c.count} x {c.reason} at {c.device or 'namespace'} in {c.netns or 'unknown namespace'}"
@@ -419,8 +450,9 @@ def correlate(*, symptom: Symptom, path: Sequence[PathHop], delta: SnapshotDelta
     verdicts = tuple(
         Verdict(rank=i + 1, netns=c.netns, device=c.device, direction=c.direction or "", queue=c.queue,
                 cause=c.cause, reason=c.reason, count=c.count, confidence=round(conf, 2), on_path=on_path,
-                exact_match=exact, evidence=tuple(c.evidence + extra), confirm=confirm)
-        for i, (on_path, conf, _n, c, exact, extra, confirm) in enumerate(scored))
+                exact_match=exact, evidence=tuple(c.evidence + extra), confirm=confirm,
+                drop_times_s=tuple(round(t, 6) for t in times_s[:_MAX_TIMELINE]))
+        for i, (on_path, conf, _n, c, exact, extra, confirm, times_s) in enumerate(scored))
     return verdicts, tuple(notes)
 
 

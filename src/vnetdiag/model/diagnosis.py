@@ -78,6 +78,9 @@ class Verdict:
     evidence: tuple[Evidence, ...]
     confirm: str
     """What would confirm or refute this verdict."""
+    drop_times_s: tuple[float, ...] = ()
+    """When the traced drops here happened, in seconds from the start of the
+    measured window (at most 2,000): the timeline against the tails."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

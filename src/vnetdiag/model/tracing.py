@@ -66,6 +66,12 @@ class DropCount:
     rate_per_s: float
     ambiguous: tuple[str, ...] = ()
     """Namespaces that all have a device of this name, when the path could not decide."""
+    times_ns: tuple[int, ...] = ()
+    """CLOCK_MONOTONIC times of the drops (the trace clock is "mono"), the first
+    ``MAX_DROP_TIMES`` of them: enough to line drops up with latency tails."""
+
+
+MAX_DROP_TIMES = 10_000
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from html import escape
 from importlib import resources
 
 from vnetdiag import __version__
@@ -51,15 +52,19 @@ def html(run) -> str:
     note = ("drops are placed in time from the tracer's timestamps" if len(series) > 1 else
             "no traced drop with a timestamp in this window")
     culprits = {(v.netns, v.device) for v in d.verdicts[:1]}
-    hops = [(h.netns, h.device, (h.netns, h.device) in culprits) for h in d.path if h.direction == "forward"]
-    hops += [(h.netns, h.device, (h.netns, h.device) in culprits) for h in d.path if h.direction == "reverse"]
+    chains = []
+    for direction, title in (("forward", f"{d.source} → {d.target}"), ("reverse", f"{d.target} → {d.source}")):
+        hops = [(h.netns, h.device, (h.netns, h.device) in culprits) for h in d.path if h.direction == direction]
+        if hops:
+            chains.append(f"<h3>{escape(title)}</h3>{svg.path_chain(hops)}")
     s = d.symptom
     clean = (f"{s.transactions} transactions, p99 {us(s.p99_us)}, max {us(s.max_us)}, {s.tails} tails, "
              f"{s.retrans_segs} retransmitted segments; tracer {'complete' if d.trace_complete else 'incomplete or off'}.")
     return template.render(d=d, s=s, probe=probe, us=us, version=__version__,
                            generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"), histogram=histogram,
                            timeline=svg.timeline(series, duration_s=max(d.window_s, 0.001)), timeline_note=note,
-                           path=svg.path_chain(hops), counters=moved_counters(run), clean_figures=clean)
+                           path="".join(chains) or svg.path_chain([]), counters=moved_counters(run),
+                           clean_figures=clean)
 
 
 class _NoProbe:
@@ -71,12 +76,11 @@ class _NoProbe:
 
 
 def _drop_times(run) -> list[tuple[str, list[float]]]:
-    """Per-device drop times (seconds into the window) when the tracer kept them."""
-    trace = run.trace
-    times = getattr(trace, "drop_times", None) if trace is not None else None
-    if not times:
-        return []
-    return [(f"drops {dev}", ts) for dev, ts in list(times.items())[:3]]
+    """Drop times (seconds into the window) of the top verdicts that have them."""
+    end = run.diagnosis.window_s
+    series = [(f"drops {v.device or v.netns}", [t for t in v.drop_times_s if 0 <= t <= end])
+              for v in run.diagnosis.verdicts[:3]]
+    return [s for s in series if s[1]]
 
 
 def terminal(run, console) -> None:
