@@ -87,7 +87,7 @@ scrape_configs:
             assert doc and doc["status"] == "success", expr
             if "nf_conntrack_entries_limit" in expr:
                 use = {r["metric"]["netns"]: float(r["value"][1]) for r in doc["data"]["result"]}
-                assert use[lab.netns("hv1")] == 1.0
+                assert use[lab.netns("hv1")] >= 1.0  # full (the count may pass a lowered max)
     finally:
         prom.send_signal(signal.SIGTERM)
         try:

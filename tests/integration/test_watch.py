@@ -182,10 +182,11 @@ def test_churn_for_two_minutes_and_a_clean_lab_raises_nothing(lab, tmp_path):
     from vnetdiag.system.undo import DeleteNetns, Journal
 
     journal = Journal(f"test-watch-churn-{os.getpid()}").open()
-    base = "wchc-base"
+    tag = f"wchc{os.getpid()}"  # unique per run: several suites may run at once on this machine
+    base = f"{tag}-base"
     journal.record(DeleteNetns(name=base))
     subprocess.run(["ip", "netns", "add", base], check=True)
-    churn = WatchProc(tmp_path, 'interval_s = 0.5\nnamespaces = ["wchc-*"]\n', name="churn")
+    churn = WatchProc(tmp_path, f'interval_s = 0.5\nnamespaces = ["{tag}-*"]\n', name="churn")
     clean = WatchProc(tmp_path, f"interval_s = 1\nnamespaces = {_ns_list(lab)}\n", name="clean")
     pings = [pinger(lab, "vm1", "vm3"), pinger(lab, "vm1", "vm2"), pinger(lab, "vm3", "vm2")]
     rss = []
@@ -194,7 +195,7 @@ def test_churn_for_two_minutes_and_a_clean_lab_raises_nothing(lab, tmp_path):
         i = 0
         while time.monotonic() < t_end:
             t_next = time.monotonic() + 1.0
-            name = f"wchc-{i}"
+            name = f"{tag}-{i}"
             journal.record(DeleteNetns(name=name))
             cmds = [["ip", "netns", "add", name],
                     ["ip", "-n", name, "link", "add", "a0", "type", "veth", "peer", "name", "b0"],
@@ -204,7 +205,7 @@ def test_churn_for_two_minutes_and_a_clean_lab_raises_nothing(lab, tmp_path):
             if i >= 2:
                 cmds.append(["ip", "-n", base, "link", "del", f"v{i - 2}a"])
             if i >= 3:
-                cmds.append(["ip", "netns", "del", f"wchc-{i - 3}"])
+                cmds.append(["ip", "netns", "del", f"{tag}-{i - 3}"])
             for c in cmds:
                 subprocess.run(c, check=True, capture_output=True)
             assert churn.proc.poll() is None, churn.err.read_text()
