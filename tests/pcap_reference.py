@@ -26,6 +26,12 @@ def _run(args: list[str], timeout: float = 120) -> str:
     return res.stdout
 
 
+def _bracket(endpoint: str) -> str:
+    """tshark prints IPv6 endpoints as addr:port; vnetdiag as [addr]:port."""
+    addr, _, port = endpoint.rpartition(":")
+    return f"[{addr}]:{port}" if ":" in addr else endpoint
+
+
 def conv(path: str, proto: str) -> list[dict]:
     """Rows of ``tshark -q -z conv,<proto>``: a, b, frames/bytes text each way
     ("->" is a to b, "<-" is b to a)."""
@@ -34,7 +40,7 @@ def conv(path: str, proto: str) -> list[dict]:
     for line in out.splitlines():
         m = _LINE.match(line.strip())
         if m:
-            rows.append({"a": m["a"], "b": m["b"], "frames_ab": int(m["fab"]), "frames_ba": int(m["fba"]),
+            rows.append({"a": _bracket(m["a"]), "b": _bracket(m["b"]), "frames_ab": int(m["fab"]), "frames_ba": int(m["fba"]),
                          "bytes_ab_text": m["bab"], "bytes_ba_text": m["bba"],
                          "start_s": float(m["start"]), "duration_s": float(m["dur"])})
     return rows

@@ -19,7 +19,7 @@ from vnetdiag.model import signatures as sig  # noqa: E402
 
 GOLDEN = Path(__file__).resolve().parent / "pcap"
 FILES = ["clean.pcap", "loss-vxlan.pcap", "loss-nano.pcap.gz", "conntrack-full.pcap", "two-ifaces.pcapng",
-         "dsack-spurious.pcap"]
+         "dsack-spurious.pcap", "ipv6-loss.pcap"]
 needs_tshark = pytest.mark.skipif(ref.TSHARK is None, reason="tshark not installed")
 
 _reports: dict[str, object] = {}
@@ -91,6 +91,14 @@ def test_already_acknowledged_data_is_spurious_before_out_of_order():
     acknowledged (D-SACK follows)."""
     rep = report("dsack-spurious.pcap")
     assert [(r.frame, r.kind) for r in rep.retransmissions] == [(710, "spurious")]
+
+
+def test_ipv6_endpoints():
+    rep = report("ipv6-loss.pcap")
+    assert {c.proto for c in rep.conversations} >= {"tcp", "udp"}
+    tcp = next(c for c in rep.conversations if c.proto == "tcp")
+    assert tcp.a.startswith("[2001:db8:77::1]:") and tcp.b == "[2001:db8:77::2]:7400"
+    assert rep.retransmissions and all(r.flow.count("[2001:db8:77::") == 2 for r in rep.retransmissions)
 
 
 def test_conntrack_full_shows_syn_retransmissions_one_second_apart():

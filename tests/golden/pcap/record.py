@@ -89,5 +89,75 @@ def main() -> None:
         lab_mod.down(lab.prefix)
 
 
+V6_SERVER = r"""
+import socket, threading
+s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("::", 7400)); s.listen(16); print("ready", flush=True)
+u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u.bind(("::", 7401))
+def udp():
+    while True:
+        d, a = u.recvfrom(65536); u.sendto(d, a)
+threading.Thread(target=udp, daemon=True).start()
+def serve(c):
+    while True:
+        d = c.recv(65536)
+        if not d: break
+        c.sendall(d)
+while True:
+    c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+V6_CLIENT = r"""
+import socket
+s = socket.create_connection(("2001:db8:77::2", 7400), timeout=10)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+for _ in range(60):
+    s.sendall(b"x" * 3000); got = 0
+    while got < 3000: got += len(s.recv(65536))
+s.close()
+u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u.settimeout(0.5)
+for _ in range(20):
+    u.sendto(b"u" * 200, ("2001:db8:77::2", 7401))
+    try: u.recvfrom(65536)
+    except socket.timeout: pass
+"""
+
+
+def record_ipv6() -> None:
+    """IPv6 TCP and UDP with 5 % loss (ip6tables statistic) between two namespaces
+    of our own (the lab is IPv4): ipv6-loss.pcap."""
+    from vnetdiag.system.undo import DeleteNetns, Journal
+
+    journal = Journal("pcap-golden-ipv6").open()
+    a, b = "pcg-6a", "pcg-6b"
+    for ns in (a, b):
+        journal.record(DeleteNetns(name=ns))
+    sh = lambda *argv: subprocess.run(list(argv), check=True)  # noqa: E731
+    try:
+        sh("ip", "netns", "add", a)
+        sh("ip", "netns", "add", b)
+        sh("ip", "link", "add", "g6a", "netns", a, "type", "veth", "peer", "name", "g6b", "netns", b)
+        sh("ip", "-n", a, "addr", "add", "2001:db8:77::1/64", "dev", "g6a", "nodad")
+        sh("ip", "-n", b, "addr", "add", "2001:db8:77::2/64", "dev", "g6b", "nodad")
+        for ns, dev in ((a, "g6a"), (b, "g6b")):
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "netns", "exec", b, "ip6tables", "-A", "INPUT", "-p", "tcp", "--dport", "7400",
+           "-m", "statistic", "--mode", "random", "--probability", "0.05", "-j", "DROP")
+        srv = subprocess.Popen(["ip", "netns", "exec", b, "python3", "-c", V6_SERVER], stdout=subprocess.PIPE,
+                               text=True)
+        try:
+            assert srv.stdout.readline().strip() == "ready"
+            capture([(a, "g6a")], directory=HERE / "tmp", snaplen=128, while_running=lambda: subprocess.run(
+                ["ip", "netns", "exec", a, "python3", "-c", V6_CLIENT], check=True, timeout=60))
+        finally:
+            srv.kill()
+            srv.wait()
+        shutil.move(HERE / "tmp" / f"{a}-g6a.pcap", HERE / "ipv6-loss.pcap")
+        shutil.rmtree(HERE / "tmp", ignore_errors=True)
+    finally:
+        journal.undo()
+
+
 if __name__ == "__main__":
     main()
+    record_ipv6()
