@@ -190,10 +190,20 @@ def mutated(draw):
 @given(mutated())
 @example(NG[:188] + struct.pack("<III", 6, 12, 0))  # a 12-byte EPB at the very end (found by fuzzing)
 def test_fuzz_reader_never_raises_anything_but_bad_input(data):
+    from vnetdiag.collect import pcap_chain
+
     try:
         rep = analyze_file(data, chunk_bytes=512)
+        # Again with the vectorised record search on (normally only for big chunks):
+        saved, pcap_chain.MIN_CHAIN_BYTES = pcap_chain.MIN_CHAIN_BYTES, 0
+        try:
+            again = analyze_file(data, chunk_bytes=1 << 20)
+        finally:
+            pcap_chain.MIN_CHAIN_BYTES = saved
     except BadInputError:
         return
+    assert again.capture.packets == rep.capture.packets
+    assert again.conversations == rep.conversations
     assert rep.capture.packets >= 0 and rep.capture.skipped >= 0
     for c in rep.conversations:
         assert c.packets_ab >= 0 and c.packets_ba >= 0

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vnetdiag.collect import pcap_chain
 from vnetdiag.collect.pcap_chain import MAX_BLOCK, u32view as _u32view
 from vnetdiag.collect.pcap_chain import chain as _chain
 from vnetdiag.collect.pcap_chain import chain_ng as _chain_ng
@@ -319,7 +320,7 @@ class PcapReader:
             if btype == _EPB and 32 <= blen <= MAX_BLOCK and not blen & 3:
                 if pos + blen > n:
                     break
-                if tries < 4 and n - pos >= 1 << 16:
+                if tries < 4 and n - pos >= pcap_chain.MIN_CHAIN_BYTES:
                     tries += 1
                     run = _chain_ng(buf, pos, endian)
                     if run is not None:

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+MIN_CHAIN_BYTES = 64 << 10
+"""Below this many bytes a chunk is walked record by record (cheaper than the
+vectorised search). Tests set it to 0 to exercise the search on small inputs."""
 MAX_BLOCK = 16 << 20
 """Largest pcapng block accepted; beyond it the length field is taken as corrupt."""
 _EPB = 6
@@ -32,7 +35,7 @@ def chain(buf: bytes, endian: str, limit: int) -> tuple[np.ndarray, int] | None:
     follow from offset 0 up to the last complete record. Otherwise None (the
     caller walks record by record, which also reports the damage)."""
     n = len(buf)
-    if n < 64 << 10:
+    if n < max(MIN_CHAIN_BYTES, 32):
         return None
     arr = np.frombuffer(buf, dtype=np.uint8)
     hi, lo = (3, 2) if endian == "<" else (0, 1)  # the upper 16 bits of ts_sec
