@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vnetdiag.analyze.deltas import delta as counter_delta
 from vnetdiag.analyze.verdicts import correlate, symptom_of
@@ -34,6 +34,7 @@ from vnetdiag.system.privileges import require_root
 DIAGNOSE_PORT = 7421
 _CONNECT_TIMEOUT_S = 5.0
 _GRACE_S = 1.5
+_CAPTURE_PACKETS = 200_000  # per device: a bounded capture, ~128 bytes each
 
 
 def _tcp_moves(moved, netns_labels: set[str]) -> dict[str, int]:
@@ -63,6 +64,8 @@ class DiagnoseRun:
     diagnosis: Diagnosis
     probe: ProbeResult | None
     """None when the probe could not run at all (B unreachable): see notes."""
+    captures: dict = field(default_factory=dict)
+    """{"netns:device": PcapReport} of the bounded captures at both ends (--capture)."""
     before: CounterSnapshot
     after: CounterSnapshot
     trace: TraceAnalysis | None
@@ -131,8 +134,32 @@ def _path(collector, snap: CounterSnapshot, a: Endpoint, b: Endpoint, notes: lis
     return tuple(hops)
 
 
+def _route_device(netns: str, address: str | None) -> str | None:
+    """The device a namespace sends to ``address`` through (its route lookup)."""
+    if not address:
+        return None
+    out = subprocess.run(["nsenter", f"--net={netns_mod.resolve(netns)}", "ip", "-j", "route", "get", address],
+                         capture_output=True, text=True)
+    try:
+        return json.loads(out.stdout)[0].get("dev")
+    except (ValueError, IndexError):
+        return None
+
+
+def _capture_targets(a: Endpoint, b: Endpoint, notes: list[str]) -> list[tuple[str, str]]:
+    targets = []
+    for here, there in ((a, b), (b, a)):
+        dev = _route_device(here.netns, there.address)
+        if dev is None or here.netns.isdigit():
+            notes.append(f"no capture at {here.label}: no named namespace or no route to {there.address}")
+        else:
+            targets.append((here.netns, dev))
+    return targets
+
+
 def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int = 16, duration_s: float = 5.0,
              warmup_s: float = 0.5, request_bytes: int = 1, response_bytes: int = 1, trace: bool = True,
+             capture: bool = False,
              port: int = DIAGNOSE_PORT, progress: Callable[[str], None] | None = None,
              stop: threading.Event | None = None) -> DiagnoseRun:
     require_root("diagnose")
@@ -178,16 +205,30 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
                 started_ns.append(time.monotonic_ns())
                 deadline.start()
 
-        try:
-            probe = run_probe(b.address, port=port, pattern=pattern, streams=streams, duration_s=duration_s,
-                              warmup_s=warmup_s, request_bytes=request_bytes, response_bytes=response_bytes,
-                              netns=a.netns, stop=stop, connect_timeout_s=_CONNECT_TIMEOUT_S,
-                              on_phase=on_phase)
-        except VnetdiagError as exc:
-            # B unreachable is a symptom too: the counters and the tracer watched
-            # the attempt, so the window still has evidence of why.
-            failure = exc
-            notes.append(f"the probe could not run: {exc.message}")
+        outcome: dict = {}
+
+        def probe_window() -> None:
+            try:
+                outcome["probe"] = run_probe(
+                    b.address, port=port, pattern=pattern, streams=streams, duration_s=duration_s,
+                    warmup_s=warmup_s, request_bytes=request_bytes, response_bytes=response_bytes, netns=a.netns,
+                    stop=stop, connect_timeout_s=_CONNECT_TIMEOUT_S, on_phase=on_phase)
+            except VnetdiagError as exc:
+                # B unreachable is a symptom too: the counters and the tracer
+                # watched the attempt, so the window still has evidence of why.
+                outcome["failure"] = exc
+                notes.append(f"the probe could not run: {exc.message}")
+
+        captures: dict = {}
+        targets = _capture_targets(a, b, notes) if capture else []
+        if targets:
+            from vnetdiag.capture import capture_and_analyze
+
+            say(f"capturing on {', '.join(f'{ns}:{dev}' for ns, dev in targets)}")
+            captures = capture_and_analyze(targets, while_running=probe_window, max_packets=_CAPTURE_PACKETS)
+        else:
+            probe_window()
+        probe, failure = outcome.get("probe"), outcome.get("failure")
         after = collector.snapshot()
         rules_after, _ = read_drop_rules(after.namespaces)
         path = _path(collector, after, a, b, notes)
@@ -198,6 +239,10 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
         notes.append(f"streams still waiting {_GRACE_S:g} s after the window were stopped (a transaction in "
                      "RTO backoff); the slowest tails may be cut short" if overtime.is_set() else
                      f"interrupted: {probe.duration_s:.1f} s of {duration_s:g} s were measured")
+    for label, report in captures.items():
+        sigs = ", ".join(f"{n} {sig}" for sig, n in sorted(report.signatures.items(), key=lambda kv: -kv[1]))
+        notes.append(f"capture at {label}: {report.capture.packets} packets, {len(report.retransmissions)} "
+                     f"retransmissions{f' ({sigs})' if sigs else ''}")
     if analysis is not None and not analysis.completeness.complete:
         notes.append(f"the tracer lost {analysis.completeness.events_lost} events "
                      f"({analysis.completeness.lost_share:.1%}): traced counts may be low")
@@ -220,7 +265,8 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
     diagnosis = Diagnosis(source=a.label, target=b.label, pattern=pattern, window_s=window_s,
                           symptom=symptom, path=path, verdicts=verdicts, notes=tuple(notes) + off_path,
                           trace_complete=analysis.completeness.complete if analysis else None)
-    return DiagnoseRun(diagnosis=diagnosis, probe=probe, before=before, after=after, trace=analysis)
+    return DiagnoseRun(diagnosis=diagnosis, probe=probe, before=before, after=after, trace=analysis,
+                       captures=captures)
 
 
 def _start_trace(stack: ExitStack, notes: list[str]):
@@ -247,4 +293,6 @@ def document(run: DiagnoseRun) -> dict:
             "window_s": round(d.window_s, 3), "problem_found": d.problem_found,
             "symptom": {**asdict(d.symptom), "probe": run.probe.as_document() if run.probe else None},
             "path": [asdict(h) for h in d.path], "verdicts": [asdict(v) for v in d.verdicts],
-            "notes": list(d.notes), "trace_complete": d.trace_complete}
+            "notes": list(d.notes), "trace_complete": d.trace_complete,
+            "captures": {label: {"packets": r.capture.packets, "retransmissions": len(r.retransmissions),
+                                 "signatures": r.signatures} for label, r in run.captures.items()}}

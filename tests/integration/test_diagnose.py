@@ -160,3 +160,15 @@ def test_ctrl_c_reports_what_was_measured_and_cleans_up(lab, cli):
     assert any(n.startswith("interrupted") for n in doc["notes"]), doc["notes"]
     assert doc["window_s"] < 20 and doc["verdicts"][0]["device"] == "vm1-p"
     assert not [i for i in os.listdir("/sys/kernel/tracing/instances") if i == f"vnetdiag-{p.pid}"]
+
+
+def test_capture_at_both_ends_sees_the_retransmissions(lab):
+    lab.add_fault("loss", "hv1:vm1-p", percent=3)
+    run_ = diagnose(source=lab.netns("vm1"), target=lab.netns("vm3"), duration_s=WINDOW_S, warmup_s=0.3,
+                    capture=True)
+    assert set(run_.captures) == {f"{lab.netns('vm1')}:eth0", f"{lab.netns('vm3')}:eth0"}
+    sender = run_.captures[f"{lab.netns('vm1')}:eth0"]
+    # Requests lost after vm1's eth0 are retransmitted there: the capture sees them, with the RTO signature.
+    assert len(sender.retransmissions) > 0 and sender.signatures
+    assert any(n.startswith(f"capture at {lab.netns('vm1')}:eth0") for n in run_.diagnosis.notes)
+    assert run_.diagnosis.verdicts[0].device == "vm1-p"

@@ -17,6 +17,8 @@ def configure(parser, common) -> None:
     parser.add_argument("--request-bytes", type=int, default=1)
     parser.add_argument("--response-bytes", type=int, default=1)
     parser.add_argument("--no-trace", action="store_true", help="do not trace kernel drops (counters only)")
+    parser.add_argument("--capture", action="store_true",
+                        help="also capture (bounded tcpdump) at both ends and analyse retransmissions")
     parser.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML report")
 
 
@@ -30,7 +32,7 @@ def run(args, out) -> int:
     try:
         result = diagnose(source=args.source, target=args.target, pattern=args.pattern, streams=args.streams,
                           duration_s=args.duration, request_bytes=args.request_bytes,
-                          response_bytes=args.response_bytes, trace=not args.no_trace,
+                          response_bytes=args.response_bytes, trace=not args.no_trace, capture=args.capture,
                           progress=lambda m: out.info(f"diagnose: {m}"), stop=stop)
     except KeyboardInterrupt:
         raise
