@@ -185,12 +185,14 @@ def test_churn_for_two_minutes_and_a_clean_lab_raises_nothing(lab, tmp_path):
     tag = f"wchc{os.getpid()}"  # unique per run: several suites may run at once on this machine
     base = f"{tag}-base"
     journal.record(DeleteNetns(name=base))
-    subprocess.run(["ip", "netns", "add", base], check=True)
-    churn = WatchProc(tmp_path, f'interval_s = 0.5\nnamespaces = ["{tag}-*"]\n', name="churn")
-    clean = WatchProc(tmp_path, f"interval_s = 1\nnamespaces = {_ns_list(lab)}\n", name="clean")
-    pings = [pinger(lab, "vm1", "vm3"), pinger(lab, "vm1", "vm2"), pinger(lab, "vm3", "vm2")]
+    churn = clean = None
+    pings = []
     rss = []
     try:
+        subprocess.run(["ip", "netns", "add", base], check=True)
+        churn = WatchProc(tmp_path, f'interval_s = 0.5\nnamespaces = ["{tag}-*"]\n', name="churn")
+        clean = WatchProc(tmp_path, f"interval_s = 1\nnamespaces = {_ns_list(lab)}\n", name="clean")
+        pings = [pinger(lab, "vm1", "vm3"), pinger(lab, "vm1", "vm2"), pinger(lab, "vm3", "vm2")]
         t_end = time.monotonic() + CHURN_S
         i = 0
         while time.monotonic() < t_end:
@@ -216,7 +218,8 @@ def test_churn_for_two_minutes_and_a_clean_lab_raises_nothing(lab, tmp_path):
     finally:
         for p in pings:
             p.kill()
-        rc_churn, rc_clean = churn.stop(), clean.stop()
+        rc_churn = churn.stop() if churn else None
+        rc_clean = clean.stop() if clean else None
         failures = journal.undo()
     assert rc_churn == 0 and rc_clean == 0, churn.err.read_text() + clean.err.read_text()
     assert not failures

@@ -82,6 +82,10 @@ class WatchProc:
             self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()  # never leave a watch behind, even when it did not stop
+            self.proc.wait()
+            raise
         finally:
             self.out.close()
 
