@@ -160,6 +160,17 @@ def test_cli_warnings_go_to_stderr_and_json_stays_clean(tmp_path):
     assert doc["capture"]["skipped"] == 1 and "truncated" in r.stderr
 
 
+def test_sequence_numbers_far_apart_do_not_overflow():
+    """A segment 2**31 bytes away in a flow with retransmissions (found by fuzzing)."""
+    data = bytearray((GOLDEN / "dsack-spurious.pcap").read_bytes())
+    for pos in _records(bytes(data))[:50:7]:
+        seq = pos + 16 + 14 + 20 + 4  # Ethernet, IPv4 without options, TCP seq
+        old = struct.unpack_from(">I", data, seq)[0]
+        struct.pack_into(">I", data, seq, (old + 2**31 + 12345) & 0xFFFFFFFF)
+    rep = analyze_file(bytes(data))
+    assert rep.capture.packets == len(_records(bytes(data))) and rep.retransmissions
+
+
 # -- fuzzing ------------------------------------------------------------------
 # In the suite: a few hundred inputs. Offline (see docs/pcap.md):
 #   PCAP_FUZZ_EXAMPLES=1000000 .venv/bin/python -m pytest tests/unit/test_pcap_bad_input.py -k fuzz

@@ -238,8 +238,9 @@ def analyze(p: TcpPackets) -> TcpMarks:
             adv_pos = np.flatnonzero(raised & ((sl > 0) | synfin))
             lo = int(min(end.min(), rel.min()))
             span = int(max(end.max(), rel.max())) - lo + 1
-            adv_keys = gidx[adv_pos] * span + (end[adv_pos] - lo)
-            q = gidx[rpos] * span + (rel[rpos] - lo)
+            g64 = gidx.astype(np.int64)  # keys need 64 bits: span can exceed 2**31
+            adv_keys = g64[adv_pos] * span + (end[adv_pos] - lo)
+            q = g64[rpos] * span + (rel[rpos] - lo)
             k = np.searchsorted(adv_keys, q, side="right")
             ok = k < len(adv_pos)
             cand_pos = adv_pos[np.minimum(k, max(len(adv_pos) - 1, 0))] if len(adv_pos) else rpos

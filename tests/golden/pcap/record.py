@@ -4,7 +4,7 @@
         .venv/bin/python tests/golden/pcap/record.py
 
 (``dsack-spurious.pcap`` is frames 349800-350600 of a capture recorded by
-bench/pcap.py --keep, cut with ``editcap -r``: a spurious retransmission that
+bench/pcap.py --keep, cut with ``editcap -F pcap -r``: a spurious retransmission that
 Wireshark's order of checks distinguishes from an out-of-order segment.)
 
 Builds the default lab, runs traffic with and without faults, captures with
