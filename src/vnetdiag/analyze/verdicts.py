@@ -47,6 +47,7 @@ _MIN_MATCH = 3
 _MIN_OFF_PATH_CONFIDENCE = 0.2
 _TIMING_SLACK_S = 0.005  # the drop that starts an RTO precedes the slow transaction's clock by little
 _MAX_TIMELINE = 2000
+_MIN_QUIET_COUNT = 5
 
 
 @dataclass(kw_only=True)
@@ -64,6 +65,8 @@ class _Candidate:
     """Namespaces the traced device name could be in, when the trace could not tell."""
     rule: bool = False
     """Counted by a firewall rule (which knows its namespace and device exactly)."""
+    locations: set[str] = field(default_factory=set)
+    """Kernel functions where the traced drops here happened."""
     times_ns: list[int] = field(default_factory=list)
     """CLOCK_MONOTONIC times of the traced drops merged into this candidate."""
     inferred: bool = False
@@ -213,6 +216,7 @@ def _trace_candidates(trace: TraceAnalysis, path_keys: set[tuple[str, str]], out
         c = out.setdefault(key, _Candidate(netns=netns, device=d.device, cause="drop",
                                            ambiguous=d.ambiguous if netns is None else ()))
         c.trace_count += d.count
+        c.locations.add(d.location)
         c.times_ns.extend(d.times_ns)
         if inferred:
             c.inferred = True
@@ -285,6 +289,20 @@ def _merge_equal_counts(out: dict[tuple, _Candidate]) -> None:
             c.times_ns.extend(t.times_ns)
             c.evidence.extend(t.evidence)
             del out[tk]
+
+
+def _merge_hook_drops(out: dict[tuple, _Candidate]) -> None:
+    """A netfilter drop decided by a hook function itself (nf_hook_slow), not by a
+    rule (nft_do_chain, which a rule counter would also count), is conntrack
+    refusing the packet: in a namespace whose table overflowed, those drops are
+    the table's, whatever device the packet came through."""
+    tables = {c.netns: c for c in out.values() if c.cause == "conntrack-full"}
+    for key in [k for k, c in out.items() if c.cause == "drop" and c.netns in tables and c.trace_count
+                and not c.counter_count and c.reason == "NETFILTER_DROP" and c.locations == {"nf_hook_slow"}]:
+        t, table = out.pop(key), tables[key[0]]
+        table.trace_count += t.trace_count
+        table.times_ns.extend(t.times_ns)
+        table.evidence.extend(t.evidence)
 
 
 def _mtu_candidates(path: Sequence[PathHop], out: dict[tuple, _Candidate]) -> None:
@@ -409,6 +427,7 @@ def correlate(*, symptom: Symptom, path: Sequence[PathHop], delta: SnapshotDelta
         _trace_candidates(trace, path_keys, found, notes)
         _merge_stacked(found, _lower_devices(after))
         _merge_equal_counts(found)
+        _merge_hook_drops(found)
     _mtu_candidates(path, found)
 
     scored = []
@@ -427,8 +446,13 @@ def correlate(*, symptom: Symptom, path: Sequence[PathHop], delta: SnapshotDelta
             on_path = c.netns in path_netns
         else:
             on_path = (c.netns, c.device) in path_keys
-        if not on_path and not symptom.losses and not symptom.errors:
-            notes.append(f"off the path and no symptom to explain: {c.count} x {c.reason} at "
+        quiet = not symptom.losses and not symptom.errors
+        if quiet and (not on_path or (c.count < _MIN_QUIET_COUNT + symptom.transactions // 1000 and not c.config
+                                      and c.cause != "tx-stall")):
+            # Nothing to explain: a few stray drops (packets of flows that
+            # ended before the window, say) are worth a note, not a verdict.
+            where = "on" if on_path else "off"
+            notes.append(f"{where} the path, with no symptom to explain: {c.count} x {c.reason} at "
                          f"{c.device or 'namespace'} in {c.netns}")
             continue
         times_s = sorted((t - window_start_ns) / 1e9 for t in c.times_ns) if window_start_ns is not None else []
