@@ -91,17 +91,22 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench/counters.py: needs root (it builds namespaces)", file=sys.stderr)
         return 3
-    # Leftovers of a killed earlier run: replay their journals first.
+    return on_topology("bench-counters", args.namespaces, args.pairs, lambda names: run(names, args))
+
+
+def on_topology(owner: str, namespaces: int, pairs: int, body) -> int:
+    """Build the benchmark topology (journaled), run ``body(names)``, and always
+    remove it, also what a killed earlier run of the same benchmark left."""
     for j in all_journals():
-        if j.owner.startswith("bench-counters-") and not j.owner_alive():
+        if j.owner.startswith(owner + "-") and not j.owner_alive():
             j.undo()
-    journal = Journal(f"bench-counters-{os.getpid()}").open()
+    journal = Journal(f"{owner}-{os.getpid()}").open()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         t = time.perf_counter()
-        names = build(args.namespaces, args.pairs, journal)
-        print(f"built {len(names)} namespaces x {2 * args.pairs} veth interfaces in {time.perf_counter() - t:.1f} s")
-        return run(names, args)
+        names = build(namespaces, pairs, journal)
+        print(f"built {len(names)} namespaces x {2 * pairs} veth interfaces in {time.perf_counter() - t:.1f} s")
+        return body(names)
     finally:
         failures = journal.undo()
         if failures:

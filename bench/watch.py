@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import sys
 import time
@@ -29,8 +28,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 import counters as topo  # noqa: E402  (bench/counters.py: the topology builder)
-
-from vnetdiag.system.undo import Journal, all_journals  # noqa: E402
 
 topo.PREFIX = "wchb-"
 
@@ -52,20 +49,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench/watch.py: needs root (it builds namespaces)", file=sys.stderr)
         return 3
-    for j in all_journals():
-        if j.owner.startswith("bench-watch-") and not j.owner_alive():
-            j.undo()
-    journal = Journal(f"bench-watch-{os.getpid()}").open()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        t = time.perf_counter()
-        names = topo.build(args.namespaces, args.pairs, journal)
-        print(f"built {len(names)} namespaces x {2 * args.pairs} veth interfaces in {time.perf_counter() - t:.1f} s")
-        return run(names, args)
-    finally:
-        failures = journal.undo()
-        if failures:
-            print(f"cleanup failures: {failures}", file=sys.stderr)
+    return topo.on_topology("bench-watch", args.namespaces, args.pairs, lambda names: run(names, args))
 
 
 def run(names: list[str], args) -> int:
