@@ -171,6 +171,22 @@ def test_sequence_numbers_far_apart_do_not_overflow():
     assert rep.capture.packets == len(_records(bytes(data))) and rep.retransmissions
 
 
+@pytest.mark.parametrize("name", ["fuzz-regression-1.bin"])
+def test_chunking_does_not_change_results(name):
+    """Inputs the fuzzer found where batch boundaries changed a conversation's
+    start (a vxlan tunnel's earlier frame added after a later one)."""
+    from vnetdiag.collect import pcap_chain
+
+    data = (GOLDEN / name).read_bytes()
+    a = analyze_file(data, chunk_bytes=512)
+    saved, pcap_chain.MIN_CHAIN_BYTES = pcap_chain.MIN_CHAIN_BYTES, 0
+    try:
+        b = analyze_file(data, chunk_bytes=1 << 20)
+    finally:
+        pcap_chain.MIN_CHAIN_BYTES = saved
+    assert a.capture.packets == b.capture.packets and a.conversations == b.conversations
+
+
 # -- fuzzing ------------------------------------------------------------------
 # In the suite: a few hundred inputs. Offline (see docs/pcap.md):
 #   PCAP_FUZZ_EXAMPLES=1000000 .venv/bin/python -m pytest tests/unit/test_pcap_bad_input.py -k fuzz

@@ -50,6 +50,9 @@ class _Conv:
     first_frame: int
     first_ns: int
     last_ns: int
+    last_frame: int = 0
+    """Start and end are the times of the first and last frame (in file order),
+    as tshark takes them, not the smallest and largest time."""
     pk: list = field(default_factory=lambda: [0, 0])
     """Packets lo->hi, hi->lo."""
     by: list = field(default_factory=lambda: [0, 0])
@@ -125,6 +128,13 @@ class FlowAccumulator:
                 self.conv_list.append(_Conv(proto=proto, key=key, a_is_lo=not bool(swap[f]),
                                             first_frame=int(frame[idx[f]]), first_ns=int(ts[idx[f]]),
                                             last_ns=int(ts[idx[f]]), tunnel=tunnel, vxlan_outer=vxlan_outer))
+            else:
+                # Layers (inner flows, then vxlan tunnels) are added one after the
+                # other: an earlier frame of a known conversation can come later.
+                c = self.conv_list[gid]
+                fr = int(frame[idx[f]])
+                if fr < c.first_frame:
+                    c.first_frame, c.first_ns, c.a_is_lo = fr, int(ts[idx[f]]), not bool(swap[f])
             gids[u] = gid
         return gids[inverse], swap
 
@@ -176,15 +186,18 @@ class FlowAccumulator:
         ts = d.ts_ns[idx]
         pk = [np.bincount(inverse, weights=(swap == s), minlength=m) for s in (False, True)]
         by = [np.bincount(inverse, weights=np.where(swap == s, wire, 0), minlength=m) for s in (False, True)]
-        last = np.full(m, np.iinfo(np.int64).min)
-        np.maximum.at(last, inverse, ts)
+        frames = d.frame[idx]
+        last = np.full(m, -1, dtype=np.int64)  # position of each one's last frame
+        np.maximum.at(last, inverse, np.arange(len(idx)))
         for u, g in enumerate(uniq):
             c = self.conv_list[g]
             c.vxlan_outer = c.vxlan_outer or outer
             for s in (0, 1):
                 c.pk[s] += int(pk[s][u])
                 c.by[s] += int(by[s][u])
-            c.last_ns = max(c.last_ns, int(last[u]))
+            fr = int(frames[last[u]])
+            if fr >= c.last_frame:
+                c.last_frame, c.last_ns = fr, int(ts[last[u]])
 
     # ------------------------------------------------------------------
     def finish(self, capture: CaptureInfo) -> PcapReport:

@@ -123,6 +123,8 @@ class PcapReader:
     warnings: list[str] = field(default_factory=list)
     interfaces: list[_Iface] = field(default_factory=list)
     unknown_blocks: dict[int, int] = field(default_factory=dict)
+    _last_ts: int = 0
+    """Time of the last packet read (for pcapng simple packet blocks, which have none)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.path, (bytes, bytearray)):
@@ -431,9 +433,11 @@ class PcapReader:
         with np.errstate(all="ignore"):
             ts, lt = self._times(gif, units)
         if spb.any():  # simple packet blocks carry no time: take the previous packet's
-            idx = np.where(spb, 0, np.arange(len(ts)))
+            idx = np.where(spb, -1, np.arange(len(ts)))
             np.maximum.accumulate(idx, out=idx)
-            ts = ts[idx]
+            ts = np.where(idx >= 0, ts[np.maximum(idx, 0)], self._last_ts)
+        if len(ts):
+            self._last_ts = int(ts[-1])
         return self._emit(arr, data, cap, np.maximum(wire, cap), ts, lt)
 
     def _times(self, gif: np.ndarray, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
