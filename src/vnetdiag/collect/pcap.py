@@ -363,6 +363,8 @@ class PcapReader:
             if pos + blen > n:
                 break
             if btype == _IDB:
+                if starts or pieces:  # packets before it must not see this interface
+                    return done(pos, "more", endian, section_base)
                 self._idb(buf, pos, blen, endian)
             elif btype in (_SPB, _OPB) or btype == _EPB:
                 starts.append(pos)
