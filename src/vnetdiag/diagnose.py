@@ -12,8 +12,7 @@ in ``notes`` and the rest still runs.
 
 from __future__ import annotations
 
-import json
-import subprocess
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -87,18 +86,20 @@ def resolve_endpoint(spec: str) -> Endpoint:
             continue
         return Endpoint(label=label, netns=ns, address=address or lab.ip(label))
     netns_mod.resolve(label)  # raises NotFoundError with what exists
-    return Endpoint(label=label, netns=label, address=address or _first_address(label))
+    return Endpoint(label=label, netns=label, address=address or None)
 
 
-def _first_address(netns: str) -> str:
-    path = netns_mod.resolve(netns)
-    out = subprocess.run(["nsenter", f"--net={path}", "ip", "-j", "-4", "addr", "show", "scope", "global"],
-                         capture_output=True, text=True)
-    for link in json.loads(out.stdout or "[]"):
-        for a in link.get("addr_info", []):
-            return a["local"]
-    raise BadInputError(f"namespace {netns} has no global IPv4 address to probe",
-                        hint=f"give one: {netns}@ADDRESS")
+def _with_address(e: Endpoint, topo) -> Endpoint:
+    """Fill in the namespace's first global address from the topology (IPv4 first)."""
+    if e.address:
+        return e
+    from vnetdiag.topology.path import default_address
+
+    address = default_address(topo, netns_mod.inode_of(netns_mod.resolve(e.netns)))
+    if address is None:
+        raise BadInputError(f"namespace {e.netns} has no global address to probe",
+                            hint=f"give one: {e.label}@ADDRESS")
+    return dataclasses.replace(e, address=address)
 
 
 def _path(collector, snap: CounterSnapshot, a: Endpoint, b: Endpoint, notes: list[str]) -> tuple[PathHop, ...]:
@@ -134,22 +135,14 @@ def _path(collector, snap: CounterSnapshot, a: Endpoint, b: Endpoint, notes: lis
     return tuple(hops)
 
 
-def _route_device(netns: str, address: str | None) -> str | None:
-    """The device a namespace sends to ``address`` through (its route lookup)."""
-    if not address:
-        return None
-    out = subprocess.run(["nsenter", f"--net={netns_mod.resolve(netns)}", "ip", "-j", "route", "get", address],
-                         capture_output=True, text=True)
-    try:
-        return json.loads(out.stdout)[0].get("dev")
-    except (ValueError, IndexError):
-        return None
-
-
-def _capture_targets(a: Endpoint, b: Endpoint, notes: list[str]) -> list[tuple[str, str]]:
+def _capture_targets(a: Endpoint, b: Endpoint, topo, lookup, notes: list[str]) -> list[tuple[str, str]]:
+    """Each end's device towards the other, from the kernel's route lookup."""
+    names = {(i.ref.netns_inode, i.ref.ifindex): i.name for i in topo.interfaces}
     targets = []
     for here, there in ((a, b), (b, a)):
-        dev = _route_device(here.netns, there.address)
+        inode = netns_mod.inode_of(netns_mod.resolve(here.netns))
+        route = lookup(inode, there.address)
+        dev = names.get((inode, route.oif)) if route is not None and route.oif else None
         if dev is None or here.netns.isdigit():
             notes.append(f"no capture at {here.label}: no named namespace or no route to {there.address}")
         else:
@@ -173,11 +166,20 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
         raise BadInputError(f"{source} and {target} are the same namespace", hint="diagnose two namespaces")
     notes: list[str] = []
     with ExitStack() as stack:
+        collector = stack.enter_context(Collector())
+        targets: list[tuple[str, str]] = []
+        if not (a.address and b.address) or capture:
+            from vnetdiag.topology import discover
+            from vnetdiag.topology.routes import kernel_lookup
+
+            topo = discover(collector.snapshot(), collector.pool)
+            a, b = _with_address(a, topo), _with_address(b, topo)
+            if capture:
+                targets = _capture_targets(a, b, topo, kernel_lookup(collector.pool), notes)
         server = Server(bind=b.address, port=port, netns=b.netns)
         server.start()
         stack.callback(server.stop)
         server.serve_in_thread()
-        collector = stack.enter_context(Collector())
         window = None
         if trace:
             window = _start_trace(stack, notes)
@@ -220,7 +222,6 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
                 notes.append(f"the probe could not run: {exc.message}")
 
         captures: dict = {}
-        targets = _capture_targets(a, b, notes) if capture else []
         if targets:
             from vnetdiag.capture import capture_and_analyze
 
