@@ -198,6 +198,16 @@ class ProbeResult:
     per_stream: tuple[StreamStats, ...]
     interrupted: bool = False
     notes: tuple[str, ...] = field(default=())
+    shortfall: str | None = None
+    """Why this probe did not measure the path as asked, in one sentence (no
+    transaction completed, a stream failed or completed none, far fewer paced
+    transactions than scheduled, most connects failed); None when it did. A
+    result with a shortfall is part of the symptom, never a clean path."""
+
+    @property
+    def measured(self) -> bool:
+        """The probe measured the path as asked (no shortfall)."""
+        return self.shortfall is None
 
     def as_document(self) -> dict:
         """The ``vnetdiag.probe/1`` document (plain JSON types only)."""
@@ -226,7 +236,7 @@ class ProbeResult:
             rto_min_source=self.rto_min_source, syn_linear_timeouts=self.syn_linear_timeouts,
             tcp=asdict(self.tcp) if self.tcp else None,
             per_stream=[asdict(s) for s in self.per_stream],
-            interrupted=self.interrupted, notes=list(self.notes),
+            interrupted=self.interrupted, notes=list(self.notes), shortfall=self.shortfall,
         )
         if self.udp is not None:
             doc.update(asdict(self.udp))

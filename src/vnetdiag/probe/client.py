@@ -64,6 +64,9 @@ def _validate(*, pattern, streams, workers, duration_s, warmup_s, request_bytes,
         raise UsageError(f"--warmup {warmup_s}: must not be negative")
     if request_bytes < 0 or response_bytes < 0:
         raise UsageError("--request-bytes and --response-bytes must not be negative")
+    if pattern == "udp-rr" and max(request_bytes, response_bytes) > p.UDP_MAX_PAYLOAD:
+        raise UsageError(f"udp-rr messages of {max(request_bytes, response_bytes)} bytes do not fit a UDP "
+                         f"datagram", hint=f"use at most {p.UDP_MAX_PAYLOAD} bytes, or tcp-rr for larger ones")
     if rate_per_s is not None and not rate_per_s > 0:
         raise UsageError(f"--rate {rate_per_s}: must be a positive number of transactions per second",
                          hint="leave --rate out for closed-loop (as fast as possible)")
@@ -391,6 +394,34 @@ def _await_ready(conns, timeout_s: float) -> None:
             pending.remove(c)
 
 
+_SHORT_SHARE = 0.5
+"""Under half of what was asked (paced schedule, UDP requests, connect attempts)
+is "far fewer than expected": the probe did not measure the path, it hit a wall."""
+
+
+def shortfall_of(*, transactions: int, errors: int, per_stream, notes, duration_s: float,
+                 rate_per_s: float | None, udp: UdpCounts | None) -> str | None:
+    """Why a run did not measure the path as asked (``ProbeResult.shortfall``), or
+    None. Closed-loop runs have no expected count, so only what can be told from
+    the run itself counts: nothing completed, a stream failed or did nothing,
+    under half of a paced schedule, of the UDP requests, or of the attempts."""
+    if transactions == 0:
+        return f"no transaction completed in {duration_s:g} s" + (f" ({notes[0]})" if notes else "")
+    if notes:
+        return f"{len(notes)} of {len(per_stream)} streams failed: {notes[0]}"
+    idle = [s.stream for s in per_stream if s.transactions == 0]
+    if idle:
+        return f"{len(idle)} of {len(per_stream)} streams completed no transaction (stream {idle[0]} first)"
+    if rate_per_s and duration_s > 0 and transactions < _SHORT_SHARE * rate_per_s * duration_s:
+        return (f"{transactions} transactions completed of the {rate_per_s * duration_s:.0f} paced at "
+                f"{rate_per_s:g}/s")
+    if udp is not None and udp.sent and udp.replies < _SHORT_SHARE * udp.sent:
+        return f"only {udp.replies} of {udp.sent} UDP requests were answered in time"
+    if errors > transactions:
+        return f"{errors} attempts failed, {transactions} transactions completed"
+    return None
+
+
 def _result(agg: _Aggregate, ends: list[StreamEnd], *, target, port, pattern, streams, workers, measured_s,
             warmup_s, request_bytes, response_bytes, rate_per_s, netns, ns_inode, compute_ms,
             slow_threshold_ms, rto_min, rto_source, mib_before, mib_after, server, interrupted,
@@ -436,7 +467,10 @@ def _result(agg: _Aggregate, ends: list[StreamEnd], *, target, port, pattern, st
         eff = compute_total_ns / (compute_total_ns + agg.bsp_comm_ns) if steps and compute_total_ns else 0.0
         bsp = BspStats(steps=steps, ranks=streams, compute_ms=compute_ms,
                        communication=H.summarize(agg.bsp_steps), efficiency=eff)
+    short = shortfall_of(transactions=transactions, errors=sum(agg.errors), per_stream=per_stream, notes=notes,
+                         duration_s=measured_s, rate_per_s=rate_per_s, udp=udp)
     return ProbeResult(
+        shortfall=short,
         target=target, port=port, pattern=pattern, netns=netns, streams=streams, workers=workers,  # type: ignore[arg-type]
         duration_s=measured_s, warmup_s=warmup_s, request_bytes=request_bytes, response_bytes=response_bytes,
         rate_target_per_s=rate_per_s, transactions=transactions, errors=sum(agg.errors),

@@ -265,6 +265,25 @@ class FrameDecoder:
     def pending(self) -> int:
         return len(self._buf)
 
+    @property
+    def ready(self) -> bool:
+        """``next()`` would make progress now: a whole frame is buffered, or a header
+        it refuses. Bytes of a frame still arriving are *not* ready: waiting on
+        ``pending`` instead is what made the server spin on a partial large frame."""
+        if len(self._buf) < HEADER.size:
+            return False
+        kind, length = HEADER.unpack_from(self._buf)
+        return kind not in _KINDS or length > self.max_body or len(self._buf) >= HEADER.size + length
+
+    @property
+    def missing_bytes(self) -> int:
+        """Bytes still to come before the frame being received is complete (0 when
+        its header has not arrived yet): lets the reader size one read to it."""
+        if len(self._buf) < HEADER.size:
+            return 0
+        _, length = HEADER.unpack_from(self._buf)
+        return max(0, HEADER.size + min(length, self.max_body) - len(self._buf))
+
 
 _KINDS = {int(k): k for k in MsgType}
 
@@ -400,7 +419,14 @@ class ServerConnection:
 
     @property
     def has_pending_input(self) -> bool:
+        """Bytes are buffered (perhaps only part of a frame)."""
         return self.decoder.pending > 0
+
+    @property
+    def has_ready_frame(self) -> bool:
+        """``receive(b"")`` would handle a frame now (one held back by the output
+        budget, or an invalid header); False while a frame is still arriving."""
+        return self.state != "closed" and self.decoder.ready
 
     def fast_response(self, data: bytes) -> bytes | None:
         """The response when ``data`` is exactly one in-limit REQUEST on an

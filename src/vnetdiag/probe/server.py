@@ -25,6 +25,10 @@ from vnetdiag.system import netns
 
 DEFAULT_PORT = 7735
 _SWEEP_S = 0.5
+_READ_BYTES = 16384
+"""One read's size in the steady state: small requests, and a small allocation each."""
+_MAX_READ_BYTES = 1 << 20
+"""The most one read takes while a large frame is arriving."""
 
 
 @dataclass
@@ -234,8 +238,12 @@ class Server:
             self.accepted += 1
 
     def _readable(self, conn: _Conn) -> None:
+        size = _READ_BYTES
+        missing = conn.machine.decoder.missing_bytes
+        if missing > size:  # a large frame is arriving: take it in few reads, not 64 KiB ones
+            size = min(missing, _MAX_READ_BYTES)
         try:
-            data = conn.sock.recv(16384)
+            data = conn.sock.recv(size)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -256,52 +264,85 @@ class Server:
                     return
                 if sent < len(response):
                     conn.out += response[sent:]
-                    self._flush(conn)
+                    self._want_write(conn)
                 return
         self._process(conn, data)
 
     def _process(self, conn: _Conn, data: bytes) -> None:
+        """Run the state machine on ``data`` and on whatever frames it still holds,
+        sending as it goes, until output waits for the peer (then EPOLLOUT resumes
+        in ``_flush``), the connection closes, or no whole frame is left. A loop,
+        not mutual recursion with ``_flush``: a request of many reads or a burst of
+        thousands of pipelined ones costs no stack."""
         budget = max(2 * self.limits.max_message_bytes, 1 << 16)
-        for item in conn.machine.receive(data, time.monotonic(), budget):
-            if isinstance(item, bytes):
-                conn.out += item
-            elif isinstance(item, p.ReadTcpInfo):
-                info = tcpstats.tcp_info(conn.sock) or tcpstats.TcpInfo(total_retrans=0, backoff=0, retransmits=0)
-                conn.out += p.ServerConnection.info_reply(p.Info(
-                    total_retrans=info.total_retrans, backoff=info.backoff, retransmits=info.retransmits))
-            elif isinstance(item, p.ReadStats):
-                conn.out += p.ServerConnection.stats_reply(self._session_stats(conn.machine.session))
-            elif isinstance(item, p.SessionOpened):
-                self._mib_start[item.session.session_id] = self._read_mib()
-            elif isinstance(item, p.Close):
-                self.protocol_errors += 1
-                conn.closing = True
-        self._flush(conn)
-
-    def _flush(self, conn: _Conn) -> None:
-        assert self._ep is not None
-        if conn.out:
-            try:
-                sent = conn.sock.send(conn.out)
-                del conn.out[:sent]
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError:
+        machine = conn.machine
+        while True:
+            for item in machine.receive(data, time.monotonic(), budget):
+                if isinstance(item, bytes):
+                    conn.out += item
+                elif isinstance(item, p.ReadTcpInfo):
+                    info = tcpstats.tcp_info(conn.sock) or tcpstats.TcpInfo(total_retrans=0, backoff=0,
+                                                                            retransmits=0)
+                    conn.out += p.ServerConnection.info_reply(p.Info(
+                        total_retrans=info.total_retrans, backoff=info.backoff, retransmits=info.retransmits))
+                elif isinstance(item, p.ReadStats):
+                    conn.out += p.ServerConnection.stats_reply(self._session_stats(machine.session))
+                elif isinstance(item, p.SessionOpened):
+                    self._mib_start[item.session.session_id] = self._read_mib()
+                elif isinstance(item, p.Close):
+                    self.protocol_errors += 1
+                    conn.closing = True
+            data = b""
+            if not self._send(conn):
+                return
+            if conn.out:
+                self._want_write(conn)
+                return
+            if conn.closing:
                 self._drop(conn)
                 return
-        if conn.out:
-            if not conn.writing:  # stop reading until the peer takes what it asked for
-                self._ep.modify(conn.sock.fileno(), select.EPOLLOUT)
-                conn.writing = True
+            if not machine.has_ready_frame:
+                self._want_read(conn)
+                return
+
+    def _flush(self, conn: _Conn) -> None:
+        """The socket can take more: send, and once everything went, read again and
+        handle the frames that were held back while the output was waiting."""
+        if not self._send(conn) or conn.out:
             return
         if conn.closing:
             self._drop(conn)
             return
+        self._want_read(conn)
+        if conn.machine.has_ready_frame:
+            self._process(conn, b"")
+
+    def _send(self, conn: _Conn) -> bool:
+        """Send what the socket takes of ``conn.out`` now (a partial write keeps the
+        rest); False when the connection failed and was dropped."""
+        if conn.out:
+            try:
+                sent = conn.sock.send(conn.out)
+            except (BlockingIOError, InterruptedError):
+                return True
+            except OSError:
+                self._drop(conn)
+                return False
+            del conn.out[:sent]  # bytearray drops its head without copying the rest
+        return True
+
+    def _want_write(self, conn: _Conn) -> None:
+        # Stop reading until the peer takes what it asked for: bounded buffering.
+        if not conn.writing:
+            assert self._ep is not None
+            self._ep.modify(conn.sock.fileno(), select.EPOLLOUT)
+            conn.writing = True
+
+    def _want_read(self, conn: _Conn) -> None:
         if conn.writing:
+            assert self._ep is not None
             self._ep.modify(conn.sock.fileno(), select.EPOLLIN)
             conn.writing = False
-        if conn.machine.has_pending_input:
-            self._process(conn, b"")
 
     def _drop(self, conn: _Conn) -> None:
         fd = conn.sock.fileno()
