@@ -11,15 +11,17 @@ def configure(parser, common) -> None:
     parser.add_argument("--from", dest="source", required=True, metavar="A",
                         help="where the probe runs: a lab node, a namespace name or inode, optionally @ADDRESS")
     parser.add_argument("--to", dest="target", required=True, metavar="B", help="where the server runs (same forms)")
-    parser.add_argument("--pattern", default="tcp-rr", choices=["tcp-rr", "tcp-crr", "udp-rr"])
-    parser.add_argument("--streams", type=int, default=16)
+    parser.add_argument("--pattern", default="tcp-rr", choices=["tcp-rr", "tcp-crr", "udp-rr"],
+                        help="probe traffic: persistent TCP, a connection per transaction, or UDP")
+    parser.add_argument("--streams", type=int, default=16, help="concurrent probe streams")
     parser.add_argument("--duration", type=float, default=5.0, metavar="S", help="measured window in seconds (default 5)")
-    parser.add_argument("--request-bytes", type=int, default=1)
-    parser.add_argument("--response-bytes", type=int, default=1)
+    parser.add_argument("--request-bytes", type=int, default=1, metavar="B", help="bytes in each request")
+    parser.add_argument("--response-bytes", type=int, default=1, metavar="B", help="bytes in each response")
     parser.add_argument("--no-trace", action="store_true", help="do not trace kernel drops (counters only)")
     parser.add_argument("--capture", action="store_true",
                         help="also capture (bounded tcpdump) at both ends and analyse retransmissions")
-    parser.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML report")
+    parser.add_argument("--report", metavar="FILE.html",
+                        help="write a self-contained HTML report (default: no report)")
 
 
 def run(args, out) -> int:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import signal
 import threading
 
+from vnetdiag.cli.options import listen_address
+
 
 def configure(parser, common) -> None:
-    parser.add_argument("--listen", default="127.0.0.1:9469", metavar="ADDR:PORT",
+    parser.add_argument("--listen", type=listen_address, default="127.0.0.1:9469", metavar="ADDR:PORT",
                         help="address to serve /metrics on (default 127.0.0.1:9469, loopback only)")
     parser.add_argument("--netns", action="append", default=[], metavar="GLOB",
                         help="only namespaces whose name matches ('host' for the host); repeatable")
@@ -17,7 +19,7 @@ def configure(parser, common) -> None:
                         help="leave out devices matching (repeatable)")
     parser.add_argument("--driver-stats", action="store_true",
                         help="also export ethtool -S counters, per queue with a queue label (many series)")
-    parser.add_argument("--netstat-fields", metavar="REGEX",
+    parser.add_argument("--netstat-fields", metavar="REGEX", default=None,
                         help="netstat/snmp counters to export, as Section_Counter (default: node_exporter's set)")
 
 

@@ -21,14 +21,14 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
     sub.add_parser("down", parents=[common, prefix], help="remove the lab and undo its faults (idempotent)")
     sub.add_parser("status", parents=[common, prefix], help="topology, addresses, backends and active faults")
     p = sub.add_parser("exec", parents=[common, prefix], help="run a command inside a lab node: lab exec vm1 -- ping ...")
-    p.add_argument("node")
-    p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD")
+    p.add_argument("node", help="lab node to run in (vm1, hv1, ...)")
+    p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD", help="the command and its arguments")
 
     fault = sub.add_parser("fault", help="add, clear or list faults").add_subparsers(
         dest="fault_command", metavar="ACTION", required=True)
     kinds = "; ".join(f"{f.kind}: {f.summary}" for f in FAULTS)
     p = fault.add_parser("add", parents=[common, prefix], help="inject a fault", description=kinds)
-    p.add_argument("kind", choices=[f.kind for f in FAULTS])
+    p.add_argument("kind", choices=[f.kind for f in FAULTS], help="the fault (see the list above)")
     p.add_argument("--at", required=True, metavar="NODE:DEVICE", help="where, e.g. hv1:vm1-p (conntrack-full: hv1)")
     seen: set[str] = set()
     for f in FAULTS:
@@ -38,7 +38,7 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
                 p.add_argument(f"--{opt.name.replace('_', '-')}", dest=f"opt_{opt.name}", metavar=opt.type.__name__.upper(),
                                help=f"{opt.help} ({f.kind}; default {opt.default})")
     p = fault.add_parser("clear", parents=[common, prefix], help="undo faults (all unless ids are given)")
-    p.add_argument("ids", nargs="*")
+    p.add_argument("ids", nargs="*", help="fault ids from 'lab fault list' (default: every fault)")
     fault.add_parser("list", parents=[common, prefix], help="active faults")
 
 

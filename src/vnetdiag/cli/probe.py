@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 
+from vnetdiag.cli.options import port_number, split_host_port
 from vnetdiag.errors import BadInputError, Interrupted, NotFoundError, VnetdiagError
 from vnetdiag.model.probe import PATTERNS
 from vnetdiag.system import netns
@@ -15,31 +16,35 @@ from vnetdiag.system import netns
 
 def configure(parser: argparse.ArgumentParser, common) -> None:
     parser.add_argument("target", metavar="TARGET",
-                        help="address of a host running 'vnetdiag serve' (or a lab node: vm3)")
-    parser.add_argument("--port", type=int, default=7735, help="server port (default 7735)")
+                        help="HOST or HOST:PORT ([IPV6]:PORT) of a 'vnetdiag serve', or a lab node: vm3")
+    parser.add_argument("--port", type=port_number, default=7735, help="server port when TARGET has none")
     parser.add_argument("--pattern", choices=PATTERNS, default="tcp-rr",
                         help="tcp-rr (persistent), tcp-crr (connect per transaction), udp-rr, bsp (lockstep ranks)")
     parser.add_argument("--streams", type=int, default=1, help="concurrent streams (bsp: ranks)")
     parser.add_argument("--workers", type=int, default=1, help="processes to spread the streams over")
     parser.add_argument("--duration", type=float, default=10.0, metavar="S", help="measured seconds")
     parser.add_argument("--warmup", type=float, default=1.0, metavar="S", help="unmeasured seconds first")
-    parser.add_argument("--request-bytes", type=int, default=1, metavar="B")
-    parser.add_argument("--response-bytes", type=int, default=1, metavar="B")
+    parser.add_argument("--request-bytes", type=int, default=1, metavar="B", help="bytes in each request")
+    parser.add_argument("--response-bytes", type=int, default=1, metavar="B", help="bytes in each response")
     parser.add_argument("--rate", type=float, default=None, metavar="R",
                         help="open loop: R transactions/s over all streams; latency counts from the "
                              "intended send time (the uncorrected view is shown too)")
     parser.add_argument("--netns", metavar="NS",
-                        help="probe from this network namespace (name, inode, or a lab node: vm1)")
+                        help="probe from this network namespace (name, inode, or a lab node: vm1; "
+                             "default: this process's)")
     parser.add_argument("--token", help="shared token of the server (default: $VNETDIAG_PROBE_TOKEN)")
     parser.add_argument("--compute-ms", type=float, default=1.0, help="bsp: compute time per step")
     parser.add_argument("--slow-ms", type=float, default=10.0,
                         help="transactions slower than this are examined with TCP_INFO (default 10)")
     parser.add_argument("--udp-timeout-ms", type=float, default=100.0,
                         help="udp-rr: a request unanswered this long is lost (a late reply still counts as late)")
-    parser.add_argument("--connect-timeout", type=float, default=10.0, metavar="S")
-    parser.add_argument("--hlog", metavar="FILE", help="write per-second HdrHistogram interval log (ns)")
+    parser.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                        help="give up connecting to the server after S seconds")
+    parser.add_argument("--hlog", metavar="FILE",
+                        help="write per-second HdrHistogram interval log (ns) (default: not written)")
     parser.add_argument("--raw", metavar="FILE",
-                        help="write every transaction: CSV of stream, completion time (s), latency (us)")
+                        help="write every transaction: CSV of stream, completion time (s), latency (us) "
+                             "(default: not written)")
 
 
 def _labs():
@@ -105,10 +110,11 @@ def run(args, out) -> int:
                 except OSError as exc:
                     raise BadInputError(f"cannot write --{option} {path}: {exc.strerror}",
                                         hint="give a writable path") from None
+        host, port = split_host_port(args.target, args.port)
         progress, bar = _progress_bar(out, args.warmup + args.duration)
         try:
             result = run_probe(
-                resolve_target(args.target), port=args.port, pattern=args.pattern, streams=args.streams,
+                resolve_target(host), port=port, pattern=args.pattern, streams=args.streams,
                 workers=args.workers, duration_s=args.duration, warmup_s=args.warmup,
                 request_bytes=args.request_bytes, response_bytes=args.response_bytes, rate_per_s=args.rate,
                 netns=resolve_netns(args.netns), token=token, compute_ms=args.compute_ms,

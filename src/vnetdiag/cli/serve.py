@@ -7,17 +7,35 @@ import os
 import signal
 from dataclasses import asdict
 
+from vnetdiag.cli.options import listen_address, port_number
+
 
 def configure(parser: argparse.ArgumentParser, common) -> None:
-    parser.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
-                        help="address to listen on (default 127.0.0.1; 0.0.0.0 only if you mean it)")
-    parser.add_argument("--port", type=int, default=7735, help="TCP and UDP port (default 7735)")
-    parser.add_argument("--netns", metavar="NS", help="listen inside this network namespace (or lab node: vm3)")
+    parser.add_argument("--listen", type=listen_address, default=None, metavar="ADDR:PORT",
+                        help="address and TCP/UDP port to listen on (default 127.0.0.1:7735; "
+                             "0.0.0.0:PORT only if you mean it)")
+    # The old spelling, kept working but no longer shown.
+    parser.add_argument("--bind", default=None, metavar="ADDR", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=port_number, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--netns", metavar="NS",
+                        help="listen inside this network namespace (or lab node: vm3; default: this process's)")
     parser.add_argument("--token", help="clients must prove this shared token (default: $VNETDIAG_PROBE_TOKEN)")
-    parser.add_argument("--max-connections", type=int, default=4096)
+    parser.add_argument("--max-connections", type=int, default=4096, help="connections served at once")
     parser.add_argument("--max-message-bytes", type=int, default=1 << 20,
                         help="largest request and response (default 1 MiB)")
-    parser.add_argument("--max-duration", type=int, default=3600, metavar="S", help="longest session")
+    parser.add_argument("--max-duration", type=int, default=3600, metavar="S", help="longest session in seconds")
+
+
+def listen_of(args) -> tuple[str, int]:
+    """--listen ADDR:PORT, or the older --bind ADDR / --port N (not both spellings)."""
+    from vnetdiag.errors import UsageError
+    from vnetdiag.watch.config import parse_listen
+
+    if args.listen is not None:
+        if args.bind is not None or args.port is not None:
+            raise UsageError("--listen and --bind/--port together", hint="use --listen ADDR:PORT alone")
+        return parse_listen(args.listen)
+    return args.bind or "127.0.0.1", 7735 if args.port is None else args.port
 
 
 def _stop_on_term(signum, frame) -> None:
@@ -29,8 +47,7 @@ def run(args, out) -> int:
     from vnetdiag.probe.protocol import Limits
     from vnetdiag.probe.server import Server
 
-    if not 0 <= args.port <= 65535:
-        raise UsageError(f"--port {args.port}: not a port number")
+    bind, port = listen_of(args)
     if args.max_connections < 1 or args.max_message_bytes < 1 or args.max_duration < 1:
         raise UsageError("--max-connections, --max-message-bytes and --max-duration must be positive")
     # Ctrl-C must reach us even when started from a shell that ignores SIGINT in
@@ -40,7 +57,7 @@ def run(args, out) -> int:
     token = args.token if args.token is not None else os.environ.get("VNETDIAG_PROBE_TOKEN")
     from vnetdiag.cli.probe import resolve_netns
 
-    server = Server(bind=args.bind, port=args.port, netns=resolve_netns(args.netns), token=token,
+    server = Server(bind=bind, port=port, netns=resolve_netns(args.netns), token=token,
                     limits=Limits(max_connections=args.max_connections, max_message_bytes=args.max_message_bytes,
                                   max_duration_s=args.max_duration))
     host, port = server.start()

@@ -18,9 +18,10 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
     p.add_argument("--events", choices=("drops", "paths", "all"), default="paths",
                    help="drops: drops and the devices before them; paths: + xmit and TCP retransmits; "
                         "all: + GRO, FDB, TX timeouts (default paths)")
-    p.add_argument("--netns", metavar="NS", help="place device names among namespaces matching this glob")
+    p.add_argument("--netns", metavar="NS",
+                   help="place device names among namespaces matching this glob (default: every namespace)")
     p = sub.add_parser("report", parents=[common], help="run the analyses on a recording")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="a recording written by 'trace record'")
 
 
 def run(args, out) -> int:

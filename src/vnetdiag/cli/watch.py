@@ -8,17 +8,22 @@ import signal
 import threading
 import time
 
+from vnetdiag.cli.options import listen_address
 from vnetdiag.errors import UsageError
 
 
 def configure(parser, common) -> None:
     parser.add_argument("--interval", type=float, default=None, metavar="S",
                         help="seconds between snapshots (default: the config's interval_s, else 5)")
-    parser.add_argument("--config", metavar="FILE", help="TOML configuration (detectors, actions, exporter)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML configuration (detectors, actions, exporter) (default: built-in defaults)")
     parser.add_argument("--dry-run", action="store_true",
                         help="journal and show the recovery actions that would run, run none")
-    parser.add_argument("--journal", metavar="FILE", help="append alerts and actions to this JSON-lines file")
-    parser.add_argument("--listen", metavar="ADDR:PORT", help="also serve Prometheus /metrics here")
+    parser.add_argument("--journal", metavar="FILE",
+                        help="append alerts and actions to this JSON-lines file (default: the config's, else none)")
+    parser.add_argument("--listen", type=listen_address, metavar="ADDR:PORT",
+                        help="also serve Prometheus /metrics here (default: the config's [exporter] listen, "
+                             "else not served)")
     parser.add_argument("--netns", action="append", default=[], metavar="GLOB",
                         help="only namespaces whose name matches ('host' for the host); repeatable")
     parser.add_argument("--tracer", action="store_true",
