@@ -125,10 +125,22 @@ class XmitTimeoutEvent(TraceEvent):
     queue: int
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NapiPollEvent(TraceEvent):
+    """napi:napi_poll (LTTng: napi_poll): the driver of ``device`` was polled for received frames."""
+
+    device: str
+    napi: int
+    """Kernel address of the napi_struct polled."""
+    work: int | None = None
+    """Frames the poll processed; None when the event has no such field (older kernels)."""
+    budget: int | None = None
+
+
 SKB_KINDS: tuple[str, ...] = ("rx", "queue", "xmit", "gro", "consume", "drop", "deliver")
 """Kind codes of skb events in columnar batches: the code is the index here."""
 
 EVENT_TYPES: tuple[type[TraceEvent], ...] = (
     ReceiveEvent, QueueEvent, XmitEvent, GroEvent, ConsumeEvent, DeliverEvent, DropEvent,
-    RetransmitEvent, FdbEvent, XmitTimeoutEvent,
+    RetransmitEvent, FdbEvent, XmitTimeoutEvent, NapiPollEvent,
 )
