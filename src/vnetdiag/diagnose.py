@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from vnetdiag.analyze.deltas import delta as counter_delta
 from vnetdiag.analyze.verdicts import correlate, symptom_of
 from vnetdiag.collect.netfilter import read_drop_rules, rule_deltas
-from vnetdiag.errors import BadInputError, NotFoundError, VnetdiagError
+from vnetdiag.errors import BadInputError, VnetdiagError
 from vnetdiag.model.counters import CounterSnapshot
 from vnetdiag.model.diagnosis import Diagnosis, PathHop
 from vnetdiag.model.probe import ProbeResult
 from vnetdiag.model.tracing import TraceAnalysis
-from vnetdiag.system import netns as netns_mod
+from vnetdiag.model.namespaces import Namespace
+from vnetdiag.naming import Endpoint, endpoint
 from vnetdiag.system.privileges import require_root
 
 DIAGNOSE_PORT = 7421
@@ -36,24 +37,15 @@ _GRACE_S = 1.5
 _CAPTURE_PACKETS = 200_000  # per device: a bounded capture, ~128 bytes each
 
 
-def _tcp_moves(moved, netns_labels: set[str]) -> dict[str, int]:
+def _tcp_moves(moved, inodes: set[int]) -> dict[str, int]:
     """TCP retransmission counters that moved in the two endpoints' namespaces."""
     out: dict[str, int] = {}
     for n in moved.namespaces:
-        if (n.netns_name or str(n.netns_inode)) in netns_labels:
+        if n.netns_inode in inodes:
             for _section, m in n.snmp:
                 if m.name in ("RetransSegs", "TCPSynRetrans"):
                     out[m.name] = out.get(m.name, 0) + m.delta
     return out
-
-
-@dataclass(frozen=True, kw_only=True)
-class Endpoint:
-    label: str
-    """What the user typed (a lab node, a namespace name or an inode)."""
-    netns: str
-    """A namespace name under /run/netns, or an inode number as text."""
-    address: str | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,54 +62,31 @@ class DiagnoseRun:
     trace: TraceAnalysis | None
 
 
-def resolve_endpoint(spec: str) -> Endpoint:
-    """"vm1", "vnd-vm1", "4026532291", optionally "@ADDRESS": a lab node of a lab
-    that is up, a named namespace, or an inode."""
-    label, _, address = spec.partition("@")
-    from vnetdiag import lab as lab_mod
-
-    # The default lab first, so "vm1" means the lab a user is most likely looking at.
-    prefixes = sorted(lab_mod.list_labs(), key=lambda p: p != lab_mod.default_prefix())
-    for prefix in prefixes:
-        try:
-            lab = lab_mod.attach(prefix)
-            ns = lab.netns(label)
-        except VnetdiagError:
-            continue
-        return Endpoint(label=label, netns=ns, address=address or lab.ip(label))
-    netns_mod.resolve(label)  # raises NotFoundError with what exists
-    return Endpoint(label=label, netns=label, address=address or None)
-
-
 def _with_address(e: Endpoint, topo) -> Endpoint:
     """Fill in the namespace's first global address from the topology (IPv4 first)."""
     if e.address:
         return e
     from vnetdiag.topology.path import default_address
 
-    address = default_address(topo, netns_mod.inode_of(netns_mod.resolve(e.netns)))
+    address = default_address(topo, e.ns.inode)
     if address is None:
-        raise BadInputError(f"namespace {e.netns} has no global address to probe",
-                            hint=f"give one: {e.label}@ADDRESS")
+        raise BadInputError(f"namespace {e.label} has no global address to probe",
+                            hint=f"give one: {e.text}:ADDRESS")
     return dataclasses.replace(e, address=address)
 
 
 def _path(collector, snap: CounterSnapshot, a: Endpoint, b: Endpoint, notes: list[str]) -> tuple[PathHop, ...]:
     """Devices from A to B and back, from the topology of ``snap`` (taken after the
     probe, so the bridges' forwarding databases have learned the endpoints)."""
-    from vnetdiag.topology import discover
-    from vnetdiag.topology.path import resolve
-    from vnetdiag.topology.routes import kernel_lookup
+    from vnetdiag.paths import round_trip
 
     try:
-        topo = discover(snap, collector.pool)
-        lookup = kernel_lookup(collector.pool)
-        there = resolve(topo, lookup, a.netns, f"{b.netns}:{b.address}")
-        back = resolve(topo, lookup, f"{b.netns}", f"{a.netns}:{a.address or there.src_address}")
+        there, back = round_trip(collector, a, b, snap=snap)
     except VnetdiagError as exc:
         notes.append(f"path not resolved: {exc}")
         return ()
-    mtu = {i.ref: i.mtu for i in topo.interfaces}
+    mtu = {ic.interface.ref: ic.interface.mtu for ic in snap.interfaces}
+    labels = {n.inode: n.label for n in snap.namespaces}
     hops: list[PathHop] = []
     for result, direction in ((there, "forward"), (back, "reverse")):
         if not result.complete:
@@ -125,28 +94,27 @@ def _path(collector, snap: CounterSnapshot, a: Endpoint, b: Endpoint, notes: lis
             flood = f" (flood candidates: {', '.join(result.flood_candidates)})" if result.flood_candidates else ""
             notes.append(f"path {direction} {result.source} -> {result.destination}: {why}{flood}")
         for h in result.hops:
-            label = h.netns_name or str(h.netns_inode)
             # A device appears once per crossing even when the walk notes two roles (egress, encap).
-            if h.ref is None or (hops and (hops[-1].netns, hops[-1].device, hops[-1].direction)
-                                 == (label, h.name, direction)):
+            if h.ref is None or (hops and (hops[-1].netns_inode, hops[-1].device, hops[-1].direction)
+                                 == (h.netns_inode, h.name, direction)):
                 continue
-            hops.append(PathHop(netns=label, device=h.name, kind=h.kind,
+            hops.append(PathHop(netns=labels.get(h.netns_inode, h.netns_name), netns_inode=h.netns_inode,
+                                device=h.name, kind=h.kind,
                                 mtu=mtu.get(h.ref), direction=direction))
     return tuple(hops)
 
 
-def _capture_targets(a: Endpoint, b: Endpoint, topo, lookup, notes: list[str]) -> list[tuple[str, str]]:
+def _capture_targets(a: Endpoint, b: Endpoint, topo, lookup, notes: list[str]) -> list[tuple[Namespace, str]]:
     """Each end's device towards the other, from the kernel's route lookup."""
     names = {(i.ref.netns_inode, i.ref.ifindex): i.name for i in topo.interfaces}
     targets = []
     for here, there in ((a, b), (b, a)):
-        inode = netns_mod.inode_of(netns_mod.resolve(here.netns))
-        route = lookup(inode, there.address)
-        dev = names.get((inode, route.oif)) if route is not None and route.oif else None
-        if dev is None or here.netns.isdigit():
-            notes.append(f"no capture at {here.label}: no named namespace or no route to {there.address}")
+        route = lookup(here.ns.inode, there.address)
+        dev = names.get((here.ns.inode, route.oif)) if route is not None and route.oif else None
+        if dev is None:
+            notes.append(f"no capture at {here.label}: no route to {there.address}")
         else:
-            targets.append((here.netns, dev))
+            targets.append((here.ns, dev))
     return targets
 
 
@@ -161,8 +129,8 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
     from vnetdiag.probe.client import run_probe
     from vnetdiag.probe.server import Server
 
-    a, b = resolve_endpoint(source), resolve_endpoint(target)
-    if a.netns == b.netns:
+    a, b = endpoint(source), endpoint(target)
+    if a.ns.inode == b.ns.inode:
         raise BadInputError(f"{source} and {target} are the same namespace", hint="diagnose two namespaces")
     notes: list[str] = []
     with ExitStack() as stack:
@@ -176,7 +144,7 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
             a, b = _with_address(a, topo), _with_address(b, topo)
             if capture:
                 targets = _capture_targets(a, b, topo, kernel_lookup(collector.pool), notes)
-        server = Server(bind=b.address, port=port, netns=b.netns)
+        server = Server(bind=b.address, port=port, netns=b.ns.path)
         server.start()
         stack.callback(server.stop)
         server.serve_in_thread()
@@ -213,7 +181,7 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
             try:
                 outcome["probe"] = run_probe(
                     b.address, port=port, pattern=pattern, streams=streams, duration_s=duration_s,
-                    warmup_s=warmup_s, request_bytes=request_bytes, response_bytes=response_bytes, netns=a.netns,
+                    warmup_s=warmup_s, request_bytes=request_bytes, response_bytes=response_bytes, netns=a.ns.path,
                     stop=stop, connect_timeout_s=_CONNECT_TIMEOUT_S, on_phase=on_phase)
             except VnetdiagError as exc:
                 # B unreachable is a symptom too: the counters and the tracer
@@ -225,7 +193,7 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
         if targets:
             from vnetdiag.capture import capture_and_analyze
 
-            say(f"capturing on {', '.join(f'{ns}:{dev}' for ns, dev in targets)}")
+            say(f"capturing on {', '.join(f'{ns.label}:{dev}' for ns, dev in targets)}")
             captures = capture_and_analyze(targets, while_running=probe_window, max_packets=_CAPTURE_PACKETS)
         else:
             probe_window()
@@ -252,7 +220,7 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
         notes.append(f"counters not read at {problem.where}: {problem.what}")
     moved = counter_delta(before, after)
     symptom = symptom_of(probe, pattern=pattern, streams=streams,
-                         tcp_moves=_tcp_moves(moved, {a.netns, b.netns}))
+                         tcp_moves=_tcp_moves(moved, {a.ns.inode, b.ns.inode}))
     # The probe starts its streams 20 ms after "start", then warms up: the measured
     # window, in which slow transactions are timed, begins after that.
     window_start_ns = started_ns[0] + 20_000_000 + int(warmup_s * 1e9) if started_ns else None

@@ -133,7 +133,7 @@ def delta(a: CounterSnapshot, b: CounterSnapshot) -> SnapshotDelta:
             interfaces.append(InterfaceDelta(ref=ref, name=x.name, netns_name=x.netns_name, kind=x.kind,
                                              status="disappeared"))
     na = {s.netns_inode: s for s in a.netns_stats}
-    names = {n.inode: n.name for n in (*a.namespaces, *b.namespaces)}
+    names = {n.inode: n.label for n in (*a.namespaces, *b.namespaces)}
     namespaces = []
     for s in b.netns_stats:
         prev = na.get(s.netns_inode)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from vnetdiag.model.counters import CounterSnapshot, InterfaceCounters, QdiscCounters
 from vnetdiag.model.deltas import SnapshotDelta
 from vnetdiag.model.diagnosis import Evidence, PathHop, Symptom, Verdict
+from vnetdiag.model.namespaces import inode_label
 from vnetdiag.model.netfilter import RuleCounter
 from vnetdiag.model.tracing import TraceAnalysis
 
@@ -52,7 +53,8 @@ _MIN_QUIET_COUNT = 5
 
 @dataclass(kw_only=True)
 class _Candidate:
-    netns: str | None
+    netns: int | None
+    """Namespace inode: candidates of one place meet by identity, never by label."""
     device: str | None
     cause: str
     direction: str = ""
@@ -61,8 +63,8 @@ class _Candidate:
     trace_count: int = 0
     counter_count: int = 0
     config: bool = False
-    ambiguous: tuple[str, ...] = ()
-    """Namespaces the traced device name could be in, when the trace could not tell."""
+    ambiguous: tuple[int, ...] = ()
+    """Namespaces (inodes) the traced device name could be in, when the trace could not tell."""
     rule: bool = False
     """Counted by a firewall rule (which knows its namespace and device exactly)."""
     locations: set[str] = field(default_factory=set)
@@ -79,8 +81,14 @@ class _Candidate:
         return max(self.trace_count, self.counter_count)
 
 
-def _label(netns_name: str | None, inode: int) -> str:
-    return netns_name or str(inode)
+_NAMES: dict[int, str] = {}
+"""Labels of the namespaces of the snapshot being correlated, for evidence text."""
+
+
+def _name(inode: int | None) -> str:
+    if inode is None:
+        return "an unknown namespace"
+    return _NAMES.get(inode) or inode_label(inode)
 
 
 def _root_qdisc(qdiscs: Sequence[QdiscCounters]) -> QdiscCounters | None:
@@ -91,14 +99,14 @@ def _interface_candidates(delta: SnapshotDelta, before: CounterSnapshot, after: 
                           out: dict[tuple, _Candidate]) -> None:
     old = {i.interface.ref: i for i in before.interfaces}
     for ic in after.interfaces:
-        key = (_label(ic.interface.netns_name, ic.interface.ref.netns_inode), ic.interface.name)
+        key = (ic.interface.ref.netns_inode, ic.interface.name)
         prev = old.get(ic.interface.ref)
         if prev is not None:
             _stall(key, prev, ic, out)
     for d in delta.interfaces:
         if d.status not in ("present", "renamed"):
             continue
-        key = (_label(d.netns_name, d.ref.netns_inode), d.name)
+        key = (d.ref.netns_inode, d.name)
         moves = {m.name: m.delta for m in d.stats if m.name in _LOSS_COUNTERS and m.delta > 0}
         if moves:
             name, n = max(moves.items(), key=lambda kv: kv[1])
@@ -107,7 +115,7 @@ def _interface_candidates(delta: SnapshotDelta, before: CounterSnapshot, after: 
             c.direction = c.direction or name.split("_", 1)[0]
             c.reason = c.reason or name
             listed = ", ".join(f"{k} +{v}" for k, v in sorted(moves.items()))
-            c.evidence.append(Evidence(source="counter", text=f"{key[1]} in {key[0]}: {listed}", count=n))
+            c.evidence.append(Evidence(source="counter", text=f"{key[1]} in {_name(key[0])}: {listed}", count=n))
         over = [(q, m.delta) for q in d.qdiscs for m in q.moves
                 if m.name == "overlimits" and m.delta > 0 and q.parent == "root"]
         if over:
@@ -153,8 +161,8 @@ def _stall(key: tuple, prev: InterfaceCounters, now: InterfaceCounters, out: dic
 def _rule_candidates(rules: Sequence[tuple[RuleCounter, int]], out: dict[tuple, _Candidate]) -> None:
     for rule, n in rules:
         device = rule.in_device or rule.out_device
-        key = (rule.netns, device, "drop")
-        c = out.setdefault(key, _Candidate(netns=rule.netns, device=device, cause="drop"))
+        key = (rule.netns_inode, device, "drop")
+        c = out.setdefault(key, _Candidate(netns=rule.netns_inode, device=device, cause="drop"))
         c.counter_count += n
         c.rule = True
         c.direction = c.direction or ("rx" if rule.in_device else "tx" if rule.out_device else "")
@@ -175,9 +183,10 @@ def _netns_candidates(delta: SnapshotDelta, out: dict[tuple, _Candidate]) -> Non
         lost = sum(moves.get(k, 0) for k in _CONNTRACK_LOSS)
         if not lost:
             continue
-        label = _label(n.netns_name, n.netns_inode)
-        c = out.setdefault((label, None, "conntrack-full"),
-                           _Candidate(netns=label, device=None, cause="conntrack-full", reason="conntrack drop"))
+        label = _name(n.netns_inode)
+        c = out.setdefault((n.netns_inode, None, "conntrack-full"),
+                           _Candidate(netns=n.netns_inode, device=None, cause="conntrack-full",
+                                      reason="conntrack drop"))
         c.counter_count = lost
         table = f"; table {n.conntrack_count}/{n.conntrack_limit} entries" if n.conntrack_limit else ""
         listed = ", ".join(f"{k} +{v}" for k, v in sorted(moves.items()))
@@ -198,34 +207,35 @@ def _is_transport_consequence(reason: str) -> bool:
     return reason.startswith(_TRANSPORT_PREFIXES)
 
 
-def _trace_candidates(trace: TraceAnalysis, path_keys: set[tuple[str, str]], out: dict[tuple, _Candidate],
-                      notes: list[str]) -> None:
+def _trace_candidates(trace: TraceAnalysis, path_keys: set[tuple[int, str]], out: dict[tuple, _Candidate],
+                      notes: list[str], inodes: dict[str, int]) -> None:
     consequences: dict[str, int] = {}
     for d in trace.drops:
         if _is_transport_consequence(d.reason):
             consequences[d.reason] = consequences.get(d.reason, 0) + d.count
             continue
-        netns = d.netns
+        # The tracer names namespaces by label; join on the inode behind it.
+        netns = inodes.get(d.netns) if d.netns is not None else None
+        ambiguous = tuple(inodes[a] for a in d.ambiguous if a in inodes)
         inferred = False
-        if netns is None and d.ambiguous:
-            on = [ns for ns in d.ambiguous if (ns, d.device) in path_keys]
+        if netns is None and ambiguous:
+            on = [ns for ns in ambiguous if (ns, d.device) in path_keys]
             netns, inferred = (on[0], True) if len(on) == 1 else (None, False)
         # Merge into a counter candidate of the same place when there is one.
         key = next((k for k in out if k[0] == netns and k[1] == d.device and k[2] in ("drop", "tx-stall")),
                    (netns, d.device, "drop"))
         c = out.setdefault(key, _Candidate(netns=netns, device=d.device, cause="drop",
-                                           ambiguous=d.ambiguous if netns is None else ()))
+                                           ambiguous=ambiguous if netns is None else ()))
         c.trace_count += d.count
         c.locations.add(d.location)
         c.times_ns.extend(d.times_ns)
         if inferred:
             c.inferred = True
             c.evidence.append(Evidence(source="trace", text=(
-                f"the name {d.device} exists in {len(d.ambiguous)} namespaces; {netns} is assumed because it is "
+                f"the name {d.device} exists in {len(ambiguous)} namespaces; {_name(netns)} is assumed because it is "
                 f"the one on the path")))
         c.reason = d.reason if c.reason is None or c.reason.endswith(("dropped", "errors", "drops")) else c.reason
-        where = f"{d.device} in {netns or 'an unknown namespace'}" if d.device else \
-            f"namespace {netns or 'unknown'}"
+        where = f"{d.device} in {_name(netns)}" if d.device else f"namespace {_name(netns)}"
         c.evidence.append(Evidence(source="trace", count=d.count,
                                    text=f"{d.count} x skb:kfree_skb reason {d.reason} at {d.location} after {where}"))
     if consequences:
@@ -233,8 +243,8 @@ def _trace_candidates(trace: TraceAnalysis, path_keys: set[tuple[str, str]], out
         notes.append(f"transport-layer discards at the endpoints (consequences of loss, not causes): {listed}")
 
 
-def _lower_devices(snap: CounterSnapshot) -> dict[tuple[str, str], str]:
-    """(netns label, device) -> its lower device in the same namespace (macvtap on
+def _lower_devices(snap: CounterSnapshot) -> dict[tuple[int, str], str]:
+    """(netns inode, device) -> its lower device in the same namespace (macvtap on
     its NIC, vlan on its parent): a packet dropped by the upper device was last
     *received* on the lower one, which is where the tracer places it."""
     names = {i.interface.ref: i.interface.name for i in snap.interfaces}
@@ -244,11 +254,11 @@ def _lower_devices(snap: CounterSnapshot) -> dict[tuple[str, str], str]:
         if x.link is not None and x.link.netns_inode == x.ref.netns_inode and x.kind != "veth":
             lower = names.get(x.link)
             if lower:
-                out[(_label(x.netns_name, x.ref.netns_inode), x.name)] = lower
+                out[(x.ref.netns_inode, x.name)] = lower
     return out
 
 
-def _merge_stacked(out: dict[tuple, _Candidate], lower: dict[tuple[str, str], str]) -> None:
+def _merge_stacked(out: dict[tuple, _Candidate], lower: dict[tuple[int, str], str]) -> None:
     """Traced drops on a lower device merge into the counter of the device above it."""
     for (ns, upper), low in lower.items():
         ck, tk = (ns, upper, "drop"), (ns, low, "drop")
@@ -313,16 +323,16 @@ def _mtu_candidates(path: Sequence[PathHop], out: dict[tuple, _Candidate]) -> No
     for i, hop in enumerate(path):
         # A bridge takes the smallest MTU of its ports: the port is the cause, not the bridge.
         inherited = hop.kind == "bridge" and any(
-            h.netns == hop.netns and h.kind != "bridge" and h.mtu == hop.mtu for h in path)
+            h.netns_inode == hop.netns_inode and h.kind != "bridge" and h.mtu == hop.mtu for h in path)
         if hop.mtu and hop.mtu < need and not inherited:
-            c = out.setdefault((hop.netns, hop.device, "mtu-mismatch"), _Candidate(
-                netns=hop.netns, device=hop.device, cause="mtu-mismatch", direction="tx", config=True,
+            c = out.setdefault((hop.netns_inode, hop.device, "mtu-mismatch"), _Candidate(
+                netns=hop.netns_inode, device=hop.device, cause="mtu-mismatch", direction="tx", config=True,
                 reason=f"mtu {hop.mtu} < {need}"))
             c.evidence.append(Evidence(source="config", text=(
                 f"{hop.device} in {hop.netns} has MTU {hop.mtu}, the endpoints {need}: frames over "
                 f"{hop.mtu} bytes cannot cross it")))
             # Drops traced just before this hop in the same namespace are its victims.
-            before = {(h.netns, h.device) for h in path[:i] if h.netns == hop.netns}
+            before = {(h.netns_inode, h.device) for h in path[:i] if h.netns_inode == hop.netns_inode}
             for key in [k for k in out if (k[0], k[1]) in before and k[2] == "drop"]:
                 victim = out.pop(key)
                 c.trace_count += victim.trace_count
@@ -416,15 +426,18 @@ def correlate(*, symptom: Symptom, path: Sequence[PathHop], delta: SnapshotDelta
 
     ``tails``: (start_s, end_s) of the slow transactions, in seconds from
     ``window_start_ns`` (CLOCK_MONOTONIC), the clock of the traced drops."""
-    path_keys = {(h.netns, h.device) for h in path}
-    path_netns = {h.netns for h in path}
+    path_keys = {(h.netns_inode, h.device) for h in path}
+    path_netns = {h.netns_inode for h in path}
     found: dict[tuple, _Candidate] = {}
     notes: list[str] = []
+    _NAMES.clear()
+    _NAMES.update({n.inode: n.label for n in (*before.namespaces, *after.namespaces)})
+    _NAMES.update({h.netns_inode: h.netns for h in path})
     _interface_candidates(delta, before, after, found)
     _netns_candidates(delta, found)
     _rule_candidates(rules, found)
     if trace is not None:
-        _trace_candidates(trace, path_keys, found, notes)
+        _trace_candidates(trace, path_keys, found, notes, {lbl: ino for ino, lbl in _NAMES.items()})
         _merge_stacked(found, _lower_devices(after))
         _merge_equal_counts(found)
         _merge_hook_drops(found)
@@ -453,7 +466,7 @@ def correlate(*, symptom: Symptom, path: Sequence[PathHop], delta: SnapshotDelta
             # ended before the window, say) are worth a note, not a verdict.
             where = "on" if on_path else "off"
             notes.append(f"{where} the path, with no symptom to explain: {c.count} x {c.reason} at "
-                         f"{c.device or 'namespace'} in {c.netns}")
+                         f"{c.device or 'namespace'} in {_name(c.netns)}")
             continue
         times_s = sorted((t - window_start_ns) / 1e9 for t in c.times_ns) if window_start_ns is not None else []
         confidence, exact, extra = _score(c, on_path, symptom, tails, times_s)
@@ -461,18 +474,19 @@ def correlate(*, symptom: Symptom, path: Sequence[PathHop], delta: SnapshotDelta
             weak.append(c)
             continue
         size = max((h.mtu or 0) for h in path) if path else 1500
-        confirm = _CONFIRM[c.cause].format(device=c.device or "(each device)", netns=c.netns,
+        confirm = _CONFIRM[c.cause].format(device=c.device or "(each device)", netns=_name(c.netns),
                                            size=max(size - 28, 0))
         scored.append((on_path, confidence, c.count, c, exact, extra, confirm, times_s))
     if weak:
         weak.sort(key=lambda c: -c.count)
-        shown = ", ".join(f"{c.count} x {c.reason} at {c.device or 'namespace'} in {c.netns or 'unknown namespace'}"
+        shown = ", ".join(f"{c.count} x {c.reason} at {c.device or 'namespace'} in {_name(c.netns)}"
                           for c in weak[:3])
         notes.append(f"{len(weak)} more places dropped packets off the path, too weakly tied to the symptom "
                      f"to be verdicts (largest: {shown})")
     scored.sort(key=lambda s: (s[0], s[1], s[2]), reverse=True)
     verdicts = tuple(
-        Verdict(rank=i + 1, netns=c.netns, device=c.device, direction=c.direction or "", queue=c.queue,
+        Verdict(rank=i + 1, netns=_NAMES.get(c.netns) if c.netns is not None else None, netns_inode=c.netns,
+                device=c.device, direction=c.direction or "", queue=c.queue,
                 cause=c.cause, reason=c.reason, count=c.count, confidence=round(conf, 2), on_path=on_path,
                 exact_match=exact, evidence=tuple(c.evidence + extra), confirm=confirm,
                 drop_times_s=tuple(round(t, 6) for t in times_s[:_MAX_TIMELINE]))

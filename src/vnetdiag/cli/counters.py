@@ -7,7 +7,6 @@ import time
 
 from vnetdiag.errors import UsageError
 from vnetdiag.model.counters import CounterSnapshot, InterfaceCounters
-from vnetdiag.model.namespaces import Namespace
 
 
 def configure(parser, common) -> None:
@@ -24,14 +23,9 @@ def configure(parser, common) -> None:
 
 
 def namespace_filter(specs: list[str]):
-    if not specs:
-        return None
-    wanted = set(specs)
+    from vnetdiag.naming import namespace_filter as named
 
-    def only(ns: Namespace) -> bool:
-        return (ns.name in wanted or str(ns.inode) in wanted
-                or (ns.is_host and "host" in wanted))
-    return only
+    return named(specs)
 
 
 def device_filter(snap: CounterSnapshot, globs: list[str]) -> CounterSnapshot:
@@ -83,7 +77,7 @@ def report_problems(out, problems) -> None:
 
 
 def _print_snapshot(out, snap, rep, all_counters: bool) -> None:
-    from rich.table import Table
+    from vnetdiag.report.tables import Col, fitted
 
     rows = rep.snapshot_rows(snap, all_counters=all_counters)
     report_problems(out, snap.problems)
@@ -92,17 +86,14 @@ def _print_snapshot(out, snap, rep, all_counters: bool) -> None:
     if not rows:
         out.console.print(f"{title}: no {'non-zero' if all_counters else 'drop, error or backlog'} counters")
         return
-    table = Table(title=title, title_justify="left")
-    for col, just in (("namespace", "left"), ("device", "left"), ("counter", "left"), ("value", "right")):
-        table.add_column(col, justify=just)
-    last = None
+    cells, last = [], None
     for ns, dev, name, value in rows:
         shown = (ns, dev) if (ns, dev) != last else ("", "")
         last = (ns, dev)
-        table.add_row(shown[0], shown[1], name, str(value))
-    if not out.console.is_terminal:  # piped: keep each row on one line for grep, not 80 columns
-        out.console.width = 250
-    out.console.print(table)
+        cells.append((shown[0], shown[1], name, str(value)))
+    cols = (Col(header="namespace", key=True), Col(header="device", key=True), Col(header="counter", key=True),
+            Col(header="value", justify="right", key=True))
+    out.console.print(fitted(out.console, cols, cells, title=title, title_justify="left"))
 
 
 def _watch(out, col, first, args, rep) -> None:
@@ -135,30 +126,30 @@ def _watch(out, col, first, args, rep) -> None:
             out.stream.flush()
         return
     if not out.console.is_terminal:  # piped: one table per interval, nothing redrawn
-        out.console.width = 250
         while more():
             cur, d = step()
-            out.console.print(_delta_table(rep, d, args.all, interval, cur))
+            out.console.print(_delta_table(rep, d, args.all, interval, cur, out.console))
         return
     from rich.live import Live
 
     with Live(_delta_table(rep, None, args.all, interval), console=out.console, auto_refresh=False) as live:
         while more():
             cur, d = step()
-            live.update(_delta_table(rep, d, args.all, interval, cur), refresh=True)
+            live.update(_delta_table(rep, d, args.all, interval, cur, out.console), refresh=True)
 
 
-def _delta_table(rep, d, all_counters, interval, snap=None):
+def _delta_table(rep, d, all_counters, interval, snap=None, console=None):
     from rich.table import Table
+
+    from vnetdiag.report.tables import Col, fitted
 
     if d is None:
         return Table(title=f"waiting {interval:g} s for the first interval ...", title_justify="left")
     rows = rep.delta_rows(d, all_counters=all_counters)
-    table = Table(title=(f"moved in the last {d.interval_s:.2f} s ({len(rows)} counters; "
+    cols = (Col(header="namespace", key=True), Col(header="device", key=True), Col(header="counter", key=True),
+            Col(header="delta", justify="right", key=True), Col(header="per s", justify="right", key=True, drop=2),
+            Col(header="note", drop=1))
+    return fitted(console, cols, [(ns, dev, name, str(dv), f"{rate:.1f}", note)
+                                  for ns, dev, name, dv, rate, note in rows],
+                  title=(f"moved in the last {d.interval_s:.2f} s ({len(rows)} counters; "
                          f"snapshot {snap.duration_ms:.1f} ms) - Ctrl-C to stop"), title_justify="left")
-    for col, just in (("namespace", "left"), ("device", "left"), ("counter", "left"),
-                      ("delta", "right"), ("per s", "right"), ("note", "left")):
-        table.add_column(col, justify=just)
-    for ns, dev, name, dv, rate, note in rows:
-        table.add_row(ns, dev, name, str(dv), f"{rate:.1f}", note)
-    return table

@@ -2,58 +2,41 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 
 def configure(parser, common) -> None:
-    parser.add_argument("source", metavar="FROM", help="namespace (name, inode or 'host'), optionally :ADDRESS")
-    parser.add_argument("destination", metavar="TO", help="namespace, optionally :ADDRESS (default: its first address)")
+    parser.add_argument("source", metavar="FROM", help="a namespace in any form (name, inode, netns:INODE, pid:PID, "
+                        "/proc/PID/ns/net) or a lab node, optionally :ADDRESS")
+    parser.add_argument("destination", metavar="TO", help="the same forms, optionally :ADDRESS (default: its first address)")
     parser.add_argument("--one-way", action="store_true", help="only FROM -> TO")
 
 
 def run(args, out) -> int:
     from vnetdiag.collect import Collector
-    from vnetdiag.topology import discover
-    from vnetdiag.topology.path import resolve
-    from vnetdiag.topology.routes import kernel_lookup
-
     from vnetdiag.errors import NotFoundError, PrivilegeError
+    from vnetdiag.paths import round_trip
 
     with Collector(driver_stats=False) as col:
-        topo = discover(col.snapshot(), col.pool)
-        lookup = kernel_lookup(col.pool)
         try:
-            results = [resolve(topo, lookup, args.source, args.destination)]
+            results = round_trip(col, args.source, args.destination, one_way=args.one_way)
         except NotFoundError as exc:
-            refused = [p for p in topo.problems if "needs root" in p]
+            refused = [p for p in col.pool.errors.values() if "needs root" in p]
             if refused:  # the namespace may exist; we were not allowed in
                 raise PrivilegeError(f"{exc.message}; {len(refused)} namespaces could not be read without root",
                                      hint="run it with sudo") from None
             raise
-        if not args.one_way:
-            back_src = args.destination.split(":", 1)[0]
-            if results[0].src_address:
-                back_dst = f"{args.source.split(':', 1)[0]}:{results[0].src_address}"
-            else:
-                back_dst = args.source
-            results.append(resolve(topo, lookup, f"{back_src}:{results[0].dst_address}", back_dst))
     if out.json_mode:
-        out.document({"schema": "vnetdiag.path/1",
-                      "paths": [asdict(r) | {"hops": [asdict(h) | {"id": h.ref.id if h.ref else None}
-                                                      for h in r.hops]} for r in results]})
-        return 0 if all(r.complete for r in results) else 1
-    from rich.table import Table
+        from vnetdiag.topology.path import document
 
-    if not out.console.is_terminal:
-        out.console.width = 250
+        out.document(document(results))
+        return 0 if all(r.complete for r in results) else 1
+    from vnetdiag.report.tables import Col, fitted
+
+    cols = (Col(header="#", justify="right", key=True), Col(header="namespace", key=True),
+            Col(header="device", key=True), Col(header="kind", drop=2), Col(header="role", drop=1), Col(header="why"))
     for r in results:
-        table = Table(title=f"{r.source} -> {r.destination} ({r.src_address or '?'} -> {r.dst_address})",
-                      title_justify="left")
-        for c in ("#", "namespace", "device", "kind", "role", "why"):
-            table.add_column(c)
-        for k, h in enumerate(r.hops, 1):
-            table.add_row(str(k), h.netns_name or "", h.name, h.kind or "", h.role, h.how)
-        out.console.print(table)
+        rows = [(str(k), h.netns_name or "", h.name, h.kind or "", h.role, h.how) for k, h in enumerate(r.hops, 1)]
+        out.console.print(fitted(out.console, cols, rows, title_justify="left",
+                                 title=f"{r.source} -> {r.destination} ({r.src_address or '?'} -> {r.dst_address})"))
         if r.complete:
             out.console.print(f"reached {r.destination} in {len(r.hops)} hops")
         else:

@@ -9,9 +9,8 @@ import signal
 import sys
 
 from vnetdiag.cli.options import port_number, split_host_port
-from vnetdiag.errors import BadInputError, Interrupted, NotFoundError, VnetdiagError
+from vnetdiag.errors import BadInputError, Interrupted, VnetdiagError
 from vnetdiag.model.probe import PATTERNS
-from vnetdiag.system import netns
 
 
 def configure(parser: argparse.ArgumentParser, common) -> None:
@@ -47,34 +46,13 @@ def configure(parser: argparse.ArgumentParser, common) -> None:
                              "(default: not written)")
 
 
-def _labs():
-    from vnetdiag import lab as lab_mod
-
-    # The default lab first, so "vm1" means the lab a user is most likely looking at.
-    for prefix in sorted(lab_mod.list_labs(), key=lambda p: p != lab_mod.default_prefix()):
-        try:
-            yield lab_mod.attach(prefix)
-        except VnetdiagError:
-            continue
-
-
 def resolve_netns(spec: str | None) -> str | None:
-    """A namespace name or inode as given, or a lab node ("vm1") of a lab that is up."""
+    """A path that opens the namespace ``spec`` (any form, or a lab node "vm1")."""
     if spec is None:
         return None
-    try:
-        netns.resolve(spec)
-        return spec
-    except NotFoundError as exc:
-        nodes = []
-        for lab in _labs():
-            try:
-                return lab.netns(spec)
-            except VnetdiagError:
-                nodes += [f"{lab.prefix}:{n.name}" for n in lab.spec.nodes]
-        if nodes:
-            raise NotFoundError(exc.message, hint=f"{exc.hint}; or a lab node: {', '.join(nodes)}") from None
-        raise
+    from vnetdiag.naming import namespace
+
+    return namespace(spec).path
 
 
 def resolve_target(target: str) -> str:
@@ -84,7 +62,9 @@ def resolve_target(target: str) -> str:
         return target
     except ValueError:
         pass
-    for lab in _labs():
+    from vnetdiag.naming import labs
+
+    for lab in labs():
         try:
             lab.netns(target)
             return lab.ip(target)

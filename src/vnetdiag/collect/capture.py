@@ -1,7 +1,7 @@
 """Bounded tcpdump captures on devices inside network namespaces.
 
 Each tcpdump is started through a shell that waits for one line on stdin
-before it execs ``ip netns exec NS tcpdump ...``; the pid (kept across the
+before it execs tcpdump inside the namespace (``system.nsexec.argv_in``); the pid (kept across the
 execs) is recorded in the undo journal first, then the shell is released. So a
 capture process never exists without a journal entry that kills it, even if
 vnetdiag is SIGKILLed (the next run or ``vnetdiag cleanup`` replays it).
@@ -20,7 +20,9 @@ from pathlib import Path
 
 from vnetdiag.errors import KernelError, MissingFeatureError
 from vnetdiag.system import proc
-from vnetdiag.system.netns import resolve
+from vnetdiag.model.namespaces import Namespace
+from vnetdiag.system.netns import find_one
+from vnetdiag.system.nsexec import argv_in
 from vnetdiag.system.undo import Journal, KillProcess, RemovePath
 
 _READY_TIMEOUT_S = 5.0
@@ -42,20 +44,21 @@ def _ready(p: subprocess.Popen, deadline: float) -> str:
     return seen.decode(errors="replace")
 
 
-def capture(targets: Sequence[tuple[str, str]], *, duration_s: float = 5.0, max_packets: int = 200_000,
+def capture(targets: Sequence[tuple[Namespace | str, str]], *, duration_s: float = 5.0, max_packets: int = 200_000,
             snaplen: int = 128, directory: Path | None = None, nano: bool = False,
             while_running: Callable[[], None] | None = None, journal_dir: Path | None = None) -> dict[str, Path]:
     """Capture on every (netns, device) at once, for ``duration_s`` seconds or
     until ``while_running()`` returns (then stop), at most ``max_packets`` each.
 
-    Returns {"netns:device": path}. Without ``directory`` the files go to a new
+    A namespace is a ``Namespace`` or any name ``system.netns.find_one`` takes.
+    Returns {"label:device": path}. Without ``directory`` the files go to a new
     temporary directory the caller owns (and the journal removes it after a crash).
     """
     tcpdump = shutil.which("tcpdump")
     if not tcpdump:
         raise MissingFeatureError("tcpdump is not installed", hint="apt-get install tcpdump")
-    for ns, _dev in targets:
-        resolve(ns)  # NotFoundError naming what exists
+    # NotFoundError naming what exists, before anything starts.
+    targets = [(ns if isinstance(ns, Namespace) else find_one(ns), dev) for ns, dev in targets]
     temp = directory is None
     out_dir = Path(tempfile.mkdtemp(prefix="vnetdiag-capture-")) if temp else Path(directory)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -66,17 +69,16 @@ def capture(targets: Sequence[tuple[str, str]], *, duration_s: float = 5.0, max_
     procs: list[tuple[str, subprocess.Popen]] = []
     try:
         for ns, dev in targets:
-            label = f"{ns}:{dev}"
-            path = out_dir / f"{ns}-{dev}.pcap".replace("/", "_")
+            label = f"{ns.label}:{dev}"
+            path = out_dir / f"{ns.inode}-{dev}.pcap"
             if temp:
                 journal.record(RemovePath(path=str(path)))
             argv = [tcpdump, "-i", dev, "-w", str(path), "-s", str(snaplen), "-c", str(max_packets),
                     "-U", "-n", "-Z", "root", "--immediate-mode"]
             if nano:
                 argv += ["--time-stamp-precision=nano"]
-            netns_argv = ["ip", "netns", "exec", ns] if ns not in ("host", "") else []
             shell = "read _ && exec \"$@\""
-            p = subprocess.Popen(["sh", "-c", shell, "sh", *netns_argv, *argv], stdin=subprocess.PIPE,
+            p = subprocess.Popen(["sh", "-c", shell, "sh", *argv_in(ns, argv)], stdin=subprocess.PIPE,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             ticks = proc.start_ticks(p.pid)
             if ticks is not None:

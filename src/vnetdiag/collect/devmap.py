@@ -8,22 +8,19 @@ the path analyses use: DeviceRefs keyed by name.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable
 
 from vnetdiag.model.tracing import DeviceRef
+from vnetdiag.system.netns import matcher
 
 
 def _matcher(patterns: Iterable[str] | None):
-    pats = list(patterns or ())
-    if not pats:
-        return None
-    return lambda ns: any(fnmatch.fnmatchcase(ns.label, p) for p in pats)
+    return matcher(list(patterns or ()))
 
 
 def device_map(patterns: Iterable[str] | None = None) -> dict[str, tuple[DeviceRef, ...]]:
     """{device name: every DeviceRef of that name} in the namespaces whose label
-    (name, "host", or netns:<inode>) matches a glob in ``patterns`` (all if None)."""
+    or other form (``system.netns.matcher``) matches ``patterns`` (all if None)."""
     from vnetdiag.collect.snapshot import snapshot
 
     snap = snapshot(only=_matcher(patterns))
@@ -32,7 +29,7 @@ def device_map(patterns: Iterable[str] | None = None) -> dict[str, tuple[DeviceR
     out: dict[str, list[DeviceRef]] = {}
     for ic in snap.interfaces:
         iface = ic.interface
-        netns = labels.get(iface.ref.netns_inode, f"netns:{iface.ref.netns_inode}")
+        netns = labels[iface.ref.netns_inode]
         peer_ns = peer_name = None
         if iface.kind == "veth" and iface.link is not None:
             peer = by_ref.get(iface.link)

@@ -22,7 +22,7 @@ _RULE = re.compile(r"^\[(\d+):(\d+)\] -A (\S+) (.*)$")
 _DROPPING = ("DROP", "REJECT")
 
 
-def parse_save(text: str, netns: str) -> list[RuleCounter]:
+def parse_save(text: str, netns: str, netns_inode: int = 0) -> list[RuleCounter]:
     """Dropping rules with their counters from ``iptables-save -c`` output."""
     out: list[RuleCounter] = []
     table = ""
@@ -45,7 +45,7 @@ def parse_save(text: str, netns: str) -> list[RuleCounter]:
         target = opts.get("-j", "")
         if target not in _DROPPING:
             continue
-        out.append(RuleCounter(netns=netns, table=table, chain=chain, rule=rest, target=target, packets=packets,
+        out.append(RuleCounter(netns=netns, netns_inode=netns_inode, table=table, chain=chain, rule=rest, target=target, packets=packets,
                                bytes=nbytes, in_device=opts.get("--physdev-in") or opts.get("-i"),
                                out_device=opts.get("--physdev-out") or opts.get("-o")))
     return out
@@ -58,7 +58,7 @@ def read_drop_rules(namespaces: Iterable[Namespace]) -> tuple[list[RuleCounter],
     rules: list[RuleCounter] = []
     problems: list[str] = []
     for ns in namespaces:
-        label = ns.name or str(ns.inode)
+        label = ns.label
         try:
             r = subprocess.run(["nsenter", f"--net={ns.path}", "iptables-save", "-c"], capture_output=True,
                                text=True, timeout=10)
@@ -68,7 +68,7 @@ def read_drop_rules(namespaces: Iterable[Namespace]) -> tuple[list[RuleCounter],
         if r.returncode != 0:
             problems.append(f"firewall rules of {label}: {r.stderr.strip() or 'iptables-save failed'}")
             continue
-        rules += parse_save(r.stdout, label)
+        rules += parse_save(r.stdout, label, ns.inode)
     return rules, problems
 
 

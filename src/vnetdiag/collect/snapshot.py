@@ -173,7 +173,7 @@ class Collector:
                 info = h.cache[dkey] = _details(h, link.name)
             driver, bus, features = info
         iface = Interface(
-            ref=ref, name=link.name, netns_name=h.ns.name, kind=link.kind, slave_kind=link.slave_kind,
+            ref=ref, name=link.name, netns_name=h.ns.label, kind=link.kind, slave_kind=link.slave_kind,
             driver=driver, bus_info=bus, mac=link.mac, mtu=link.mtu, txqlen=link.txqlen,
             operstate=link.operstate, flags=link.flags, carrier=link.carrier,
             carrier_changes=link.carrier_changes, master_ifindex=link.master,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from vnetdiag.model.counters import CounterSnapshot
+from vnetdiag.model.namespaces import inode_label
 from vnetdiag.model.watch import Alert
 
 P = "vnetdiag_"
@@ -99,7 +100,7 @@ def snapshot_families(snap: CounterSnapshot, filters: Filters = Filters()) -> li
         i = ic.interface
         if not filters.device_ok(i.name):
             continue
-        ns = i.netns_name or names.get(i.ref.netns_inode) or str(i.ref.netns_inode)
+        ns = i.netns_name or names.get(i.ref.netns_inode)
         lv = [ns, i.name]
         master = ""
         if i.master_ifindex:
@@ -108,7 +109,7 @@ def snapshot_families(snap: CounterSnapshot, filters: Filters = Filters()) -> li
         peer_ns = peer_dev = ""
         if i.link is not None:
             p = by_ref.get(i.link)
-            peer_ns = names.get(i.link.netns_inode, str(i.link.netns_inode))
+            peer_ns = names.get(i.link.netns_inode) or inode_label(i.link.netns_inode)
             peer_dev = p.name if p else str(i.link.ifindex)
         info.add_metric([ns, i.name, str(i.ref.ifindex), i.kind or "", i.driver or "", master, peer_ns, peer_dev,
                          i.operstate, i.mac or ""], 1)
@@ -147,7 +148,7 @@ def snapshot_families(snap: CounterSnapshot, filters: Filters = Filters()) -> li
             gauge("qdisc_backlog", "Bytes in the queue now", qlabels).add_metric(ql, q.backlog_bytes)
     netstat = re.compile(filters.netstat_fields or DEFAULT_NETSTAT)
     for s in snap.netns_stats:
-        ns = names.get(s.netns_inode, str(s.netns_inode))
+        ns = names.get(s.netns_inode) or inode_label(s.netns_inode)
         for section, values in s.snmp.items():
             for key, value in values.items():
                 full = f"{section}_{key}"

@@ -16,8 +16,10 @@ class PathHop:
     """One device a packet from A to B (or back) crosses."""
 
     netns: str
-    """Namespace name (the inode when the namespace has no name)."""
+    """Namespace label, for people (model.namespaces.label)."""
     device: str
+    netns_inode: int = 0
+    """The namespace's identity: what verdicts join on."""
     kind: str | None = None
     mtu: int | None = None
     direction: Literal["forward", "reverse"] = "forward"
@@ -60,7 +62,7 @@ class Symptom:
 class Verdict:
     rank: int
     netns: str | None
-    """None for host-wide causes (softnet)."""
+    """Namespace label, for people; None for host-wide causes (softnet)."""
     device: str | None
     """None for namespace-wide causes (the conntrack table)."""
     direction: Literal["rx", "tx", ""]
@@ -78,6 +80,8 @@ class Verdict:
     evidence: tuple[Evidence, ...]
     confirm: str
     """What would confirm or refute this verdict."""
+    netns_inode: int | None = None
+    """The namespace's identity (None for host-wide causes or an unplaced drop)."""
     drop_times_s: tuple[float, ...] = ()
     """When the traced drops here happened, in seconds from the start of the
     measured window (at most 2,000): the timeline against the tails."""

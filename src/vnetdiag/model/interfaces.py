@@ -39,6 +39,7 @@ class Interface:
     ref: IfRef
     name: str
     netns_name: str | None
+    """Its namespace's label for people (model.namespaces.label); joins use ``ref``."""
     kind: str | None
     """IFLA_INFO_KIND as the kernel names it (veth, bridge, macvtap, tun, vxlan,
     ...); None for devices without rtnl link ops (physical NICs, loopback)."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RuleCounter:
     netns: str
-    """Namespace label (name, or inode when unnamed)."""
+    """Namespace label, for people (model.namespaces.label)."""
     table: str
     chain: str
     rule: str
@@ -21,7 +21,9 @@ class RuleCounter:
     """-i or --physdev-in: the device whose incoming packets the rule sees."""
     out_device: str | None = None
     """-o or --physdev-out."""
+    netns_inode: int = 0
+    """The namespace's identity (0 only in records parsed without one)."""
 
     @property
-    def key(self) -> tuple[str, str, str, str]:
-        return (self.netns, self.table, self.chain, self.rule)
+    def key(self) -> tuple[int, str, str, str, str]:
+        return (self.netns_inode, self.netns, self.table, self.chain, self.rule)

@@ -11,6 +11,7 @@ from dataclasses import asdict
 
 from vnetdiag.model.counters import CounterSnapshot, InterfaceCounters
 from vnetdiag.model.deltas import SnapshotDelta
+from vnetdiag.model.namespaces import inode_label
 
 SCHEMA = "vnetdiag.counters/1"
 DELTA_SCHEMA = "vnetdiag.counters-delta/1"
@@ -79,7 +80,7 @@ def snapshot_rows(s: CounterSnapshot, *, all_counters: bool = False) -> list[tup
     rows: list[tuple[str, str, str, int]] = []
     for i in s.interfaces:
         x = i.interface
-        ns = names.get(x.ref.netns_inode, str(x.ref.netns_inode))
+        ns = names.get(x.ref.netns_inode) or inode_label(x.ref.netns_inode)
         for k, v in i.stats.items():
             if keep(k, v):
                 rows.append((ns, x.name, k, v))
@@ -97,7 +98,7 @@ def snapshot_rows(s: CounterSnapshot, *, all_counters: bool = False) -> list[tup
                 if keep(k, v) or (k.startswith("backlog") and v):
                     rows.append((ns, x.name, f"{what} {k}", v))
     for st in s.netns_stats:
-        ns = names.get(st.netns_inode, str(st.netns_inode))
+        ns = names.get(st.netns_inode) or inode_label(st.netns_inode)
         for section, values in st.snmp.items():
             for k, v in values.items():
                 if keep(k, v):
@@ -125,7 +126,7 @@ def delta_rows(d: SnapshotDelta, *, all_counters: bool = False) -> list[tuple[st
     keep = (lambda n: True) if all_counters else is_problem_counter
     rows = []
     for i in d.interfaces:
-        ns = i.netns_name or str(i.ref.netns_inode)
+        ns = i.netns_name
         if i.status in ("appeared", "disappeared"):
             rows.append((ns, i.name, f"<{i.status}>", 0, 0.0, ""))
             continue
@@ -146,7 +147,7 @@ def delta_rows(d: SnapshotDelta, *, all_counters: bool = False) -> list[tuple[st
             if q.backlog_packets:
                 rows.append((ns, i.name, f"qdisc {q.kind} {q.handle} backlog_packets (now)", q.backlog_packets, 0.0, ""))
     for n in d.namespaces:
-        ns = n.netns_name or str(n.netns_inode)
+        ns = n.netns_name
         if n.status != "present":
             rows.append((ns, "", f"<namespace {n.status}>", 0, 0.0, ""))
             continue

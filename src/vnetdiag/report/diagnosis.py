@@ -22,17 +22,17 @@ def moved_counters(run, *, limit: int = 60) -> list[tuple[str, str, str, int]]:
     for i in d.interfaces:
         for m in i.stats:
             if any(k in m.name for k in ("drop", "error", "missed", "fifo")):
-                rows.append((i.netns_name or str(i.ref.netns_inode), i.name, m.name, m.delta))
+                rows.append((i.netns_name, i.name, m.name, m.delta))
         for q in i.qdiscs:
             for m in q.moves:
                 if m.name in ("drops", "overlimits", "requeues"):
-                    rows.append((i.netns_name or str(i.ref.netns_inode), i.name, f"qdisc {q.kind} {q.handle} {m.name}", m.delta))
+                    rows.append((i.netns_name, i.name, f"qdisc {q.kind} {q.handle} {m.name}", m.delta))
     for n in d.namespaces:
         for m in n.conntrack:
-            rows.append((n.netns_name or str(n.netns_inode), "", f"conntrack {m.name}", m.delta))
+            rows.append((n.netns_name, "", f"conntrack {m.name}", m.delta))
         for section, m in n.snmp:
             if m.name in ("RetransSegs", "TCPSynRetrans", "TCPLossProbes", "ListenDrops", "ListenOverflows"):
-                rows.append((n.netns_name or str(n.netns_inode), "", f"{section} {m.name}", m.delta))
+                rows.append((n.netns_name, "", f"{section} {m.name}", m.delta))
     return sorted(rows, key=lambda r: -r[3])[:limit]
 
 

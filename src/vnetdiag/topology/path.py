@@ -12,12 +12,11 @@ holds them (the VM or its backend).
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 
-from vnetdiag.errors import NotFoundError
+from vnetdiag.errors import NotFoundError, UsageError
 from vnetdiag.model.interfaces import Interface
-from vnetdiag.model.namespaces import IfRef
+from vnetdiag.model.namespaces import FORMS_HELP, IfRef, matches, parse_spec, split_endpoint
 from vnetdiag.model.topology import Hop, PathResult, Topology
 from vnetdiag.topology.routes import RouteLookup
 
@@ -243,12 +242,19 @@ class _Walk:
 
 
 def namespace_of(topo: Topology, spec: str) -> int:
-    """A namespace inode from a name, an inode or "host"."""
-    for n in topo.namespaces:
-        if spec in (n.name, str(n.inode)) or (spec == "host" and n.is_host):
-            return n.inode
+    """A namespace inode from any form that needs no system lookup (a name,
+    "host", an inode or netns:INODE); callers resolve pid:/path forms first
+    (``vnetdiag.naming``) and pass netns:INODE."""
+    try:
+        parsed = parse_spec(spec)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    got = [n for n in topo.namespaces if n.name == spec] or [n for n in topo.namespaces if matches(parsed, n)]
+    if len(got) == 1:
+        return got[0].inode
     known = ", ".join(n.label for n in topo.namespaces)
-    raise NotFoundError(f"no network namespace {spec!r}", hint=f"namespaces: {known}")
+    raise NotFoundError(f"no network namespace {spec!r}" if not got else f"{spec!r} names {len(got)} namespaces",
+                        hint=f"give {FORMS_HELP}; namespaces: {known}")
 
 
 def default_address(topo: Topology, ns: int) -> str | None:
@@ -259,15 +265,11 @@ def default_address(topo: Topology, ns: int) -> str | None:
 
 
 def parse_endpoint(spec: str) -> tuple[str, str | None]:
-    """"NS" or "NS:ADDRESS" (the address may be IPv6; the first colon splits)."""
-    ns, sep, addr = spec.partition(":")
-    if sep:
-        try:
-            ipaddress.ip_address(addr)
-        except ValueError:
-            raise NotFoundError(f"{addr!r} in {spec!r} is not an IP address",
-                                hint="write NAMESPACE or NAMESPACE:ADDRESS") from None
-    return ns, (addr or None)
+    """"NS" or "NS:ADDRESS" (model.namespaces.split_endpoint)."""
+    try:
+        return split_endpoint(spec)
+    except ValueError as exc:
+        raise NotFoundError(str(exc), hint="write NAMESPACE or NAMESPACE:ADDRESS") from None
 
 
 def resolve(topo: Topology, route: RouteLookup, src: str, dst: str) -> PathResult:
@@ -288,3 +290,12 @@ def resolve(topo: Topology, route: RouteLookup, src: str, dst: str) -> PathResul
     return PathResult(source=src, destination=dst, src_address=src_addr, dst_address=dst_addr,
                       hops=tuple(walk.hops), complete=walk.complete, stopped=walk.stopped,
                       flood_candidates=walk.flood)
+
+
+def document(results: list[PathResult]) -> dict:
+    """The ``vnetdiag.path/1`` document of one or two resolved paths."""
+    from dataclasses import asdict
+
+    return {"schema": "vnetdiag.path/1",
+            "paths": [asdict(r) | {"hops": [asdict(h) | {"id": h.ref.id if h.ref else None} for h in r.hops]}
+                      for r in results]}

@@ -7,7 +7,6 @@ snapshot and the alert state are published (under a lock) for the exporter.
 
 from __future__ import annotations
 
-import fnmatch
 import threading
 import time
 from collections.abc import Callable
@@ -25,12 +24,10 @@ from vnetdiag.watch.responder import Responder
 
 
 def namespace_filter(globs: tuple[str, ...]) -> Callable[[Namespace], bool] | None:
-    if not globs:
-        return None
+    """Namespaces to watch, in every accepted form (``system.netns.matcher``)."""
+    from vnetdiag.naming import namespace_filter as named
 
-    def only(ns: Namespace) -> bool:
-        return any((g == "host" and ns.is_host) or fnmatch.fnmatchcase(ns.name or "", g) for g in globs)
-    return only
+    return named(list(globs), must_exist=False)
 
 
 def local_port_range(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")) -> tuple[int, int] | None:

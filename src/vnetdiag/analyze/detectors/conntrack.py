@@ -22,6 +22,7 @@ import math
 
 from vnetdiag.analyze.detectors.base import Detector, Param
 from vnetdiag.analyze.detectors.moves import move
+from vnetdiag.model.namespaces import inode_label
 from vnetdiag.model.watch import Alert, Observation, Transition
 
 _REFUSALS = ("insert_failed", "drop", "early_drop")
@@ -95,7 +96,7 @@ class ConntrackPressure(Detector):
             if ct is None or ct.count is None or not ct.limit:
                 continue
             alive.add(s.netns_inode)
-            label = names.get(s.netns_inode, f"netns:{s.netns_inode}")
+            label = names.get(s.netns_inode) or inode_label(s.netns_inode)
             t = obs.current.taken_monotonic_s
             last = self.growth.get(s.netns_inode)
             rate = 0.0

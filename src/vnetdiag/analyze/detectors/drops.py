@@ -19,10 +19,17 @@ the start are judged against a zero baseline from their first delta.
 
 from __future__ import annotations
 
-from vnetdiag.analyze.detectors.base import Detector, Param, device_subject
 from vnetdiag.analyze.deltas import counter_delta
+from vnetdiag.analyze.detectors.base import Detector, Param, device_subject
 from vnetdiag.analyze.detectors.baseline import Baseline
-from vnetdiag.analyze.detectors.moves import by_ref, interval_s, move, qdisc_move, qdisc_pairs
+from vnetdiag.analyze.detectors.moves import (
+    by_ref,
+    interval_s,
+    move,
+    qdisc_move,
+    qdisc_pairs,
+)
+from vnetdiag.model.namespaces import inode_label
 from vnetdiag.model.watch import Alert, Observation, Transition
 
 
@@ -57,7 +64,7 @@ class DropAnomaly(Detector):
         now = obs.current.taken_unix_s
         present: set[str] = set()
         for i in obs.current.interfaces:
-            present.add(device_subject(i.interface.netns_name or str(i.interface.ref.netns_inode), i.interface.name))
+            present.add(device_subject(i.interface.netns_name, i.interface.name))
         names = {n.inode: n.label for n in obs.current.namespaces}
         present.update(names.values())
         present.update(f"cpu {c.cpu}" for c in obs.current.softnet)
@@ -95,7 +102,7 @@ class DropAnomaly(Detector):
             if old is None:
                 continue
             i = ic.interface
-            ns = i.netns_name or str(i.ref.netns_inode)
+            ns = i.netns_name
             subject = device_subject(ns, i.name)
             dev = dict(netns=ns, netns_inode=i.ref.netns_inode, device=i.name, ifindex=i.ref.ifindex)
             for name in wanted:
@@ -115,7 +122,7 @@ class DropAnomaly(Detector):
             old_ns = prev_ns.get(s.netns_inode)
             if old_ns is None:
                 continue
-            label = names.get(s.netns_inode) or f"netns:{s.netns_inode}"
+            label = names.get(s.netns_inode) or inode_label(s.netns_inode)
             for section, name in self._snmp:
                 m = move(old_ns.snmp.get(section, {}), s.snmp.get(section, {}), name)
                 if m:

@@ -40,7 +40,7 @@ class LinkChanges(Detector):
             old = before.pop(new.ref, None)
             if old is None:
                 continue
-            ns = new.netns_name or str(new.ref.netns_inode)
+            ns = new.netns_name
             subject = device_subject(ns, new.name)
             dev = dict(subject=subject, netns=ns, netns_inode=new.ref.netns_inode, device=new.name,
                        ifindex=new.ref.ifindex)
@@ -64,7 +64,7 @@ class LinkChanges(Detector):
         for ref, old in before.items():
             if ref.netns_inode in gone_ns:
                 continue
-            ns = old.netns_name or str(ref.netns_inode)
+            ns = old.netns_name
             subject = device_subject(ns, old.name)
             event(kind="device-gone", subject=subject, netns=ns, netns_inode=ref.netns_inode, device=old.name,
                   ifindex=ref.ifindex, summary=f"device {subject} ({old.kind or 'device'}) disappeared",

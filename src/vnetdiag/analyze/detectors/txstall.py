@@ -36,7 +36,7 @@ class TxStall(Detector):
 
     def step(self, obs: Observation) -> list[Transition]:
         now = obs.current.taken_unix_s
-        present = {device_subject(i.interface.netns_name or str(i.interface.ref.netns_inode), i.interface.name)
+        present = {device_subject(i.interface.netns_name, i.interface.name)
                    for i in obs.current.interfaces}
         hits: list[Alert] = []
         if obs.previous is not None:
@@ -61,7 +61,7 @@ class TxStall(Detector):
 
     def _check(self, old: InterfaceCounters, ic: InterfaceCounters, present: set[str]) -> list[Alert]:
         iface = ic.interface
-        ns = iface.netns_name or str(iface.ref.netns_inode)
+        ns = iface.netns_name
         tx = move(old.stats, ic.stats, "tx_packets")
         pairs = list(qdisc_pairs(old, ic))
         roots = [q for _, q in pairs if q.parent == "root"]
