@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from vnetdiag.model.counters import CounterSnapshot
-from vnetdiag.model.namespaces import inode_label
+from vnetdiag.model.namespaces import holder_label, inode_label
 from vnetdiag.model.watch import Alert
 
 P = "vnetdiag_"
@@ -76,7 +76,11 @@ def snapshot_families(snap: CounterSnapshot, filters: Filters = Filters()) -> li
     names = {n.inode: n.label for n in snap.namespaces}
     by_ref = {i.interface.ref: i.interface for i in snap.interfaces}
     fam: dict[str, Metric] = {}
+    # Series carry the namespace's label (unique among the namespaces of one
+    # scrape); netns_info maps it to the identity (netns_inode) and to a holder
+    # label that survives container restarts, for dashboards to join on.
     ilabels = ["netns", "device"]
+    nslabels = ["netns"]
 
     def counter(name: str, doc: str, labels: list[str]) -> CounterMetricFamily:
         m = fam.get(name)
@@ -90,9 +94,11 @@ def snapshot_families(snap: CounterSnapshot, filters: Filters = Filters()) -> li
             m = fam[name] = GaugeMetricFamily(P + name, doc, labels=labels)
         return m
 
-    ns_info = gauge("netns_info", "A network namespace (value 1): its name and inode", ["netns", "inode", "host"])
+    ns_info = gauge("netns_info", "A network namespace (value 1): its label, inode, and the command of a process "
+                    "holding an unnamed one (stable across container restarts)",
+                    ["netns", "netns_inode", "inode", "host", "holder"])
     for n in snap.namespaces:
-        ns_info.add_metric([n.label, str(n.inode), "1" if n.is_host else "0"], 1)
+        ns_info.add_metric([n.label, str(n.inode), str(n.inode), "1" if n.is_host else "0", holder_label(n)], 1)
     info = gauge("network_info", "An interface (value 1) and how it is built: kind, driver, master, peer",
                  ["netns", "device", "ifindex", "kind", "driver", "master", "peer_netns", "peer_device",
                   "operstate", "address"])
@@ -149,19 +155,20 @@ def snapshot_families(snap: CounterSnapshot, filters: Filters = Filters()) -> li
     netstat = re.compile(filters.netstat_fields or DEFAULT_NETSTAT)
     for s in snap.netns_stats:
         ns = names.get(s.netns_inode) or inode_label(s.netns_inode)
+        nsv = [ns]
         for section, values in s.snmp.items():
             for key, value in values.items():
                 full = f"{section}_{key}"
                 if netstat.match(full):
                     gauge(f"netstat_{_NAME_OK.sub('_', full)}", f"/proc/net/snmp|netstat {section} {key}",
-                          ["netns"]).add_metric([ns], value)
+                          nslabels).add_metric(nsv, value)
         ct = s.conntrack
         if ct is not None:
             if ct.count is not None:
-                gauge("nf_conntrack_entries", "Connections in the conntrack table", ["netns"]).add_metric([ns], ct.count)
+                gauge("nf_conntrack_entries", "Connections in the conntrack table", nslabels).add_metric(nsv, ct.count)
             if ct.limit is not None:
                 gauge("nf_conntrack_entries_limit", "Size of the conntrack table (nf_conntrack_max)",
-                      ["netns"]).add_metric([ns], ct.limit)
+                      nslabels).add_metric(nsv, ct.limit)
             sums: dict[str, int] = {}
             for row in ct.per_cpu:
                 for k, v in row.items():
@@ -169,7 +176,7 @@ def snapshot_families(snap: CounterSnapshot, filters: Filters = Filters()) -> li
                         sums[k] = sums.get(k, 0) + v
             for k, v in sums.items():
                 gauge(f"nf_conntrack_stat_{_NAME_OK.sub('_', k)}", f"/proc/net/stat/nf_conntrack {k}, summed over CPUs",
-                      ["netns"]).add_metric([ns], v)
+                      nslabels).add_metric(nsv, v)
     for c in snap.softnet:
         for attr, tail in _SOFTNET:
             counter(f"softnet_{tail}", f"/proc/net/softnet_stat {attr}", ["cpu"]).add_metric([str(c.cpu)],

@@ -6,6 +6,7 @@ from dataclasses import asdict
 
 from vnetdiag.model.counters import CounterSnapshot
 from vnetdiag.model.interfaces import Interface
+from vnetdiag.report.tables import Col, fitted
 
 SCHEMA = "vnetdiag.inventory/1"
 # Offloads worth a column, by the kernel's feature names (ethtool -k).
@@ -30,6 +31,36 @@ def document(s: CounterSnapshot) -> dict:
         "interfaces": [interface_dict(i.interface) for i in s.interfaces],
         "problems": [asdict(p) for p in s.problems],
     }
+
+
+# (row key, header, column): the order of the table; ``drop`` says what goes
+# first when the terminal is narrow (the least useful for finding a path).
+COLUMNS = (
+    ("namespace", Col(header="namespace", key=True)),
+    ("ifindex", Col(header="ifindex", justify="right", drop=4)),
+    ("name", Col(header="name", key=True)),
+    ("kind", Col(header="kind", drop=2)),
+    ("driver", Col(header="driver", drop=8)),
+    ("mac", Col(header="mac", key=True, drop=1)),
+    ("mtu", Col(header="mtu", justify="right", drop=3)),
+    ("qlen", Col(header="qlen", justify="right", drop=9)),
+    ("state", Col(header="state", drop=5)),
+    ("master", Col(header="master", key=True)),
+    ("link", Col(header="link", key=True)),
+    ("queues", Col(header="rxq/txq", drop=10)),
+    ("offloads", Col(header="offloads", drop=11)),
+    ("details", Col(header="details", drop=7)),
+)
+
+
+def table(rows: list[dict[str, str]], *, title: str):
+    """The inventory table, fitted to the width it is printed at (namespace shown once per group)."""
+    cells, last = [], None
+    for r in rows:
+        shown = "" if r["namespace"] == last else r["namespace"]
+        last = r["namespace"]
+        cells.append([shown if k == "namespace" else r[k] for k, _c in COLUMNS])
+    return fitted([c for _k, c in COLUMNS], cells, title=title, title_justify="left")
 
 
 def rows(s: CounterSnapshot) -> list[dict[str, str]]:
