@@ -20,8 +20,13 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
                         "all: + GRO, FDB, TX timeouts (default paths)")
     p.add_argument("--netns", metavar="NS",
                    help="place device names among namespaces matching this glob (default: every namespace)")
-    p = sub.add_parser("report", parents=[common], help="run the analyses on a recording")
+    p = sub.add_parser("export", parents=[common], help="write a recording as a CTF trace (LTTng event names)")
     p.add_argument("file", metavar="FILE", help="a recording written by 'trace record'")
+    p.add_argument("--ctf", required=True, metavar="DIR", help="directory to write the CTF trace to (new or empty)")
+    p = sub.add_parser("report", parents=[common],
+                       help="run the analyses on a recording or an LTTng (CTF) kernel trace directory")
+    p.add_argument("file", metavar="FILE|DIR",
+                   help="a recording written by 'trace record', or a CTF trace directory (LTTng kernel trace)")
 
 
 def run(args, out) -> int:
@@ -29,6 +34,10 @@ def run(args, out) -> int:
 
     if args.trace_command == "record":
         return _record(args, out, view)
+    if args.trace_command == "export":
+        return _export(args, out)
+    if Path(args.file).is_dir():
+        return _report_ctf(args, out, view)
     from vnetdiag.collect import tracefile
     from vnetdiag.collect.tracewindow import analyze_recording
 
@@ -43,6 +52,45 @@ def run(args, out) -> int:
                           f"{meta['pages']} pages")
         for table in view.report_tables(result):
             out.console.print(table)
+    return 0
+
+
+def _report_ctf(args, out, view) -> int:
+    """An LTTng (CTF) trace directory: the same analyses, plus what LTTng's events lack."""
+    from vnetdiag.collect import ctf
+
+    trace = ctf.CtfTrace(Path(args.file))
+    result = ctf.analyze_ctf(trace)
+    meta = {"file": args.file, "format": "ctf", "tracer": trace.tracer(),
+            "kernel": trace.env.get("kernel_release"), "hostname": trace.env.get("hostname"),
+            "clock_offset_ns": trace.clock_offset_ns,
+            "events": {f"{name}@{dev}" if dev else name: n for (name, dev), n in sorted(trace.counts.items())},
+            "notes": trace.notes()}
+    if out.json_mode:
+        out.document(view.report_document(result, meta))
+    else:
+        out.console.print(f"CTF trace {trace.path}: {meta['tracer']}, kernel {meta['kernel']}, "
+                          f"{trace.events_read} network events")
+        for table in view.report_tables(result):
+            out.console.print(table)
+        for note in meta["notes"]:
+            out.console.print(f"note: {note}")
+    return 0
+
+
+def _export(args, out) -> int:
+    from vnetdiag.collect import tracefile
+    from vnetdiag.report import ctf_writer
+
+    rec = tracefile.read(Path(args.file))
+    summary = ctf_writer.export_recording(rec, Path(args.ctf))
+    doc = {"schema": "vnetdiag.trace-export/1", "file": args.file, "ctf": str(summary.path),
+           "events": summary.events, "devices": summary.devices, "streams": summary.streams}
+    if out.json_mode:
+        out.document(doc)
+    else:
+        out.console.print(f"wrote CTF trace {summary.path}: {sum(summary.events.values())} events in "
+                          f"{summary.streams} streams, {summary.devices} devices")
     return 0
 
 

@@ -70,7 +70,7 @@ def _hex(v: int) -> str:
 
 
 def _get(p, name: str, default=None):
-    return p[name] if name in p else default
+    return p.get(name, default)
 
 
 # Builders: (ts_ns, cpu, payload) -> record. Field names are LTTng's (CTF 1.8
@@ -185,6 +185,8 @@ class CtfTrace:
         self.clock_offset_ns = 0
         """Nanoseconds from the Unix epoch to the trace clock's zero (LTTng: boot)."""
         self.events_read = 0
+        self.skipped: Counter[str] = Counter()
+        """Events of a mapped name that could not become a record (LTTng's GRO entry without a device)."""
         self._has_field: dict[tuple[str, str], bool] = {}
         self._exported_devices: dict[str, list[DeviceRef]] = {}
         self._it = self._open()
@@ -196,7 +198,7 @@ class CtfTrace:
         try:
             spec = bt2.ComponentSpec.from_named_plugin_and_component_class("ctf", "fs", {"inputs": [str(self.path)]})
             return bt2.TraceCollectionMessageIterator(spec)
-        except Exception as exc:  # bt2 raises its own error types with a multi-line cause chain
+        except (bt2._Error, ValueError) as exc:  # bt2's errors carry a chain of causes
             raise self._bad(exc) from None
 
     def _bad(self, exc: Exception) -> BadInputError:
@@ -211,7 +213,7 @@ class CtfTrace:
             return next(self._it)
         except StopIteration:
             return None
-        except Exception as exc:
+        except self.bt2._Error as exc:
             raise self._bad(exc) from None
 
     def _messages(self) -> Iterator:
@@ -249,6 +251,7 @@ class CtfTrace:
                     raise BadInputError(f"{self.path}: event {name} lacks the field {exc}",
                                         hint="this LTTng version names its fields differently; report it") from None
                 if rec is None:
+                    self.skipped[name] += 1
                     continue
                 self.counts[(name, getattr(rec, "device", ""))] += 1
                 self.events_read += 1
@@ -324,18 +327,29 @@ class CtfTrace:
     @property
     def duration_s(self) -> float:
         """From the first to the last event of any kind (packets may open long before the first event)."""
+        if "vnetdiag_duration_ns" in self.env:  # vnetdiag's export: the recording's own window
+            return int(self.env["vnetdiag_duration_ns"]) / 1e9
         if self.first_ns is None or self.last_ns is None:
             return 0.0
         return (self.last_ns - self.first_ns) / 1e9
 
     def completeness(self) -> Completeness:
         lost = dict(self.lost_by_cpu)
+        if self.exported:
+            listed = str(self.env.get("vnetdiag_missing_events", ""))
+            return Completeness(events_read=self.events_read, events_lost=sum(lost.values()), lost_by_cpu=lost,
+                                missing_events=tuple(n for n in listed.split(",") if n))
         missing = tuple(n for n in ("net_if_receive_skb", "net_dev_queue", "net_dev_xmit", "napi_poll", "skb_kfree",
                                     "skb_consume", "skb_copy_datagram_iovec", "lttng_statedump_network_interface",
                                     *FDB_NAMES)
                         if not self._defined(n))
         return Completeness(events_read=self.events_read, events_lost=sum(lost.values()), lost_by_cpu=lost,
                             missing_events=missing)
+
+    @property
+    def exported(self) -> bool:
+        """Written by vnetdiag's CTF export (report/ctf_writer.py), not by LTTng."""
+        return self.env.get("tracer_name") == "vnetdiag"
 
     def _defined(self, name: str) -> bool:
         if name in RECEIVE_NAMES:
@@ -346,6 +360,8 @@ class CtfTrace:
         e = self.env
         if "tracer_name" not in e:
             return "unknown tracer"
+        if "tracer_major" not in e:
+            return str(e["tracer_name"])
         return f"{e['tracer_name']} {e.get('tracer_major', '?')}.{e.get('tracer_minor', '?')}" + (
             f".{e['tracer_patchlevel']}" if "tracer_patchlevel" in e else "")
 
@@ -366,9 +382,10 @@ class CtfTrace:
                        f"with kfree_skb() without dropping them")
         if not self._exported_devices:
             out.append("the trace has no kernel symbol table: drop and free locations are addresses")
-        if "net_dev_xmit" not in self.event_classes:
+        if "net_dev_xmit" not in self.event_classes and not self.exported:
             out.append("no net_dev_xmit events: transmit rates are not known")
-        out.append("GRO merge shares are not computed: LTTng's net_napi_gro_receive_entry names no device")
+        if self.skipped["net_napi_gro_receive_entry"]:
+            out.append("GRO merge shares are not computed: LTTng's net_napi_gro_receive_entry names no device")
         if self.lost_by_cpu:
             out.append("events lost: LTTng discarded events in the channel buffers (any kind of event, "
                        "not only network ones)")
