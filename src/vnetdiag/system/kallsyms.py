@@ -72,6 +72,13 @@ class Kallsyms:
         sym = self.lookup(addr)
         return str(sym) if sym else f"{addr:#x}"
 
+    def address_of(self, name: str) -> int | None:
+        """Start address of the text symbol ``name`` (first match), or None."""
+        try:
+            return self._addrs[self._names.index(name)]
+        except ValueError:
+            return None
+
     def function(self, addr: int) -> str:
         """Just the function name (what drops are grouped by), or the hex address."""
         sym = self.lookup(addr)

@@ -1,0 +1,168 @@
+"""The bpftrace program of the eBPF drop backend, generated for this kernel.
+
+Per kfree_skb it always does the cheap part: namespace inode and ifindex of
+skb->dev (or of the socket when there is no device) and one per-CPU count per
+(netns, ifindex, reason, location). It then reads the packet's headers from
+``skb->head + skb->network_header`` (IPv4 options and up to three IPv6
+extension headers skipped by their lengths) and, for UDP to a VXLAN port,
+the inner Ethernet + IP + L4 headers. A packet matching the filter (on its
+outer or its inner headers) is streamed as one ``printf`` line, up to
+``max_records``; of the others, the first ``sample`` are streamed too.
+
+What the script needs from this kernel comes from this kernel: the address of
+``tap_handle_frame`` (kallsyms) to know a macvtap/tap device by its rx
+handler, the FULL_RING value (tracefs format file), the offset of
+``tap_queue.ring`` (BTF; bpftrace 0.17 does not see that member).
+
+Output line (all numbers decimal; see ``collect/ebpf_drops.parse_record``):
+
+    D ts cpu netns ifindex iif reason location ethertype matched
+      <outer: hdr sa sb da db seq> <inner: hdr sa sb da db seq> <ring: pc tsz qb> name
+
+``hdr`` packs version | proto << 8 | tcp flags << 16 | sport << 32 | dport << 48;
+``sa sb`` are the source address as two 64-bit little-endian loads (IPv4: sa
+only), ``da db`` the destination; ``pc`` = producer | consumer_head << 32,
+``tsz`` = consumer_tail | size << 32, ``qb`` = queue | busy << 16 | valid << 17.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_TAIL_HDRS = (0, 43, 60)  # hop-by-hop, routing, destination options: length in 8-byte units after the first 8
+_FRAG = 44
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScriptParams:
+    predicate_outer: str | None
+    predicate_inner: str | None
+    vxlan_ports: tuple[int, ...] = (4789,)
+    max_records: int = 100_000
+    sample: int = 200
+    full_ring_reason: int | None = None
+    tap_handler_addr: int | None = None
+    tap_ring_offset: int | None = None
+    tap_taps_offset: int | None = None
+    count_interval_s: int = 1
+
+
+def _flow(p: str, nh: str) -> str:
+    """Statements that parse the IP header at address ``nh`` into $<p>h/sa/sb/da/db/seq.
+
+    Few loads on purpose: each is a bpf_probe_read with its own stack slot,
+    and the program must fit BPF's 512-byte stack. One 8-byte load gives
+    version, IHL and the IPv6 next header; one at L4 gives both ports and
+    the TCP sequence number."""
+    ext = "".join(
+        f"      if ($p == {t}) {{ $x = (uint64)*(uint16 *)$l4; $p = $x & 0xff; $l4 = $l4 + (($x >> 8) + 1) * 8; }}\n"
+        for t in _TAIL_HDRS)
+    body = """\
+    $nh = %(nh)s;
+    $w = *(uint64 *)$nh;
+    $v = ($w >> 4) & 0xf; $p = (uint64)0; $l4 = (uint64)0; $sp = (uint64)0; $dp = (uint64)0; $fl = (uint64)0;
+    if ($v == 4) {
+      $l4 = $nh + ($w & 0xf) * 4;
+      $w = *(uint64 *)($nh + 8);
+      $p = ($w >> 8) & 0xff;
+      $%(p)ssa = $w >> 32;
+      $%(p)sda = (uint64)*(uint32 *)($nh + 16);
+    }
+    if ($v == 6) {
+      $p = ($w >> 48) & 0xff;
+      $%(p)ssa = *(uint64 *)($nh + 8);
+      $%(p)ssb = *(uint64 *)($nh + 16);
+      $%(p)sda = *(uint64 *)($nh + 24);
+      $%(p)sdb = *(uint64 *)($nh + 32);
+      $l4 = $nh + 40;
+""" + ext + ext + ext + f"""\
+      if ($p == {_FRAG}) {{ $p = (uint64)*(uint8 *)$l4; $l4 = $l4 + 8; }}
+    }}
+    if ($v == 4 || $v == 6) {{
+      if ($p == 6 || $p == 17 || $p == 132) {{
+        $w = *(uint64 *)$l4;
+        $sp = (($w & 0xff) << 8) | (($w >> 8) & 0xff);
+        $dp = ((($w >> 16) & 0xff) << 8) | (($w >> 24) & 0xff);
+        $%(p)sseq = $w >> 32;
+      }}
+      if ($p == 6) {{ $fl = (uint64)*(uint8 *)($l4 + 13); }}
+      $%(p)sh = $v | ($p << 8) | ($fl << 16) | ($sp << 32) | ($dp << 48);
+    }}
+"""
+    return body % {"p": p, "nh": nh}
+
+
+def _zero(p: str) -> str:
+    return "  " + " ".join(f"${p}{n} = (uint64)0;" for n in ("h", "sa", "sb", "da", "db", "seq")) + "\n"
+
+
+def generate(params: ScriptParams) -> str:
+    vx = " || ".join(f"$dp == {port}" for port in params.vxlan_ports) or "0"
+    match = " || ".join(f"({p})" for p in (params.predicate_outer, params.predicate_inner) if p) or "0"
+    ring = ""
+    if None not in (params.full_ring_reason, params.tap_handler_addr, params.tap_ring_offset, params.tap_taps_offset):
+        ring = f"""\
+  if (args->reason == {params.full_ring_reason} && $dev != 0 && (uint64)$dev->rx_handler == (uint64){params.tap_handler_addr:#x}) {{
+    $tap = (struct tap_dev *)$dev->rx_handler_data;
+    $nq = (uint64)$tap->numvtaps;
+    $qi = (uint64)0;
+    if ($nq > 1) {{
+      if ($skb->hash != 0) {{ $qi = (uint64)$skb->hash % $nq; }}
+      else {{ if ($skb->queue_mapping != 0) {{ $qi = ((uint64)$skb->queue_mapping - 1) % $nq; }} }}
+    }}
+    $q = (struct tap_queue *)*(uint64 *)((uint64)$tap + {params.tap_taps_offset} + 8 * $qi);
+    if ($q != 0) {{
+      $r = (struct ptr_ring *)((uint64)$q + {params.tap_ring_offset});
+      $busy = (uint64)(*(uint64 *)((uint64)$r->queue + 8 * (uint64)$r->producer) != 0);
+      $pc = (uint64)(uint32)$r->producer | ((uint64)(uint32)$r->consumer_head << 32);
+      $tsz = (uint64)(uint32)$r->consumer_tail | ((uint64)(uint32)$r->size << 32);
+      $qb = (uint64)$q->queue_index | ($busy << 16) | ((uint64)1 << 17);
+    }}
+  }}
+"""
+    return f"""\
+// generated by vnetdiag (collect/ebpf_script.py)
+BEGIN {{ printf("T %llu\\n", nsecs); }}
+
+tracepoint:skb:kfree_skb
+{{
+  $skb = (struct sk_buff *)args->skbaddr;
+  $dev = $skb->dev;
+  $ns = (uint64)0; $ifi = (uint64)0;
+  if ($dev != 0) {{ $ns = (uint64)$dev->nd_net.net->ns.inum; $ifi = (uint64)$dev->ifindex; }}
+  else {{ if ($skb->sk != 0) {{ $ns = (uint64)$skb->sk->__sk_common.skc_net.net->ns.inum; }} }}
+  if ($ns == 0 && args->rx_sk != 0) {{ $ns = (uint64)((struct sock *)args->rx_sk)->__sk_common.skc_net.net->ns.inum; }}
+  @drops[$ns, $ifi, args->reason, args->location] = count();
+
+{_zero("o")}{_zero("i")}\
+  $x = (uint64)0;
+  $nhoff = (uint64)$skb->network_header;
+  $eth = (uint64)args->protocol;
+  if ($nhoff != 0xffff && ($eth == 0 || $eth == 0x800 || $eth == 0x86dd)) {{
+{_flow("o", "(uint64)$skb->head + $nhoff")}\
+    if ($oh != 0 && $p == 17 && ({vx})) {{
+      if ((*(uint8 *)($l4 + 8)) & 0x08) {{
+        $x = (uint64)*(uint16 *)($l4 + 28);
+        if ($x == 0x0008 || $x == 0xdd86) {{
+  {_flow("i", "$l4 + 30")}\
+        }}
+      }}
+    }}
+  }}
+  $m = (uint64)({match});
+  $emit = (uint64)0;
+  if ($m) {{ if (@nrec < {params.max_records}) {{ @nrec = @nrec + 1; $emit = 1; }} }}
+  else {{ if (@nsample < {params.sample}) {{ @nsample = @nsample + 1; $emit = 1; }} }}
+  if ($emit) {{
+    $pc = (uint64)0; $tsz = (uint64)0; $qb = (uint64)0;
+{ring}\
+    printf("D %llu %u %llu %llu %d %u{" %llu" * 18} %s\\n",
+      nsecs, cpu, $ns, $ifi, $skb->skb_iif, args->reason, (uint64)args->location, $eth, $m,
+      $oh, $osa, $osb, $oda, $odb, $oseq, $ih, $isa, $isb, $ida, $idb, $iseq, $pc, $tsz, $qb, $dev->name);
+  }}
+}}
+
+interval:s:{params.count_interval_s} {{ print(@drops); }}
+
+END {{ print(@drops); print(@nrec); print(@nsample); clear(@drops); clear(@nrec); clear(@nsample); }}
+"""
