@@ -93,7 +93,7 @@ def _print_snapshot(out, snap, rep, all_counters: bool) -> None:
         cells.append((shown[0], shown[1], name, str(value)))
     cols = (Col(header="namespace", key=True), Col(header="device", key=True), Col(header="counter", key=True),
             Col(header="value", justify="right", key=True))
-    out.console.print(fitted(out.console, cols, cells, title=title, title_justify="left"))
+    out.console.print(fitted(cols, cells, title=title, title_justify="left"))
 
 
 def _watch(out, col, first, args, rep) -> None:
@@ -128,17 +128,17 @@ def _watch(out, col, first, args, rep) -> None:
     if not out.console.is_terminal:  # piped: one table per interval, nothing redrawn
         while more():
             cur, d = step()
-            out.console.print(_delta_table(rep, d, args.all, interval, cur, out.console))
+            out.console.print(_delta_table(rep, d, args.all, interval, cur))
         return
     from rich.live import Live
 
     with Live(_delta_table(rep, None, args.all, interval), console=out.console, auto_refresh=False) as live:
         while more():
             cur, d = step()
-            live.update(_delta_table(rep, d, args.all, interval, cur, out.console), refresh=True)
+            live.update(_delta_table(rep, d, args.all, interval, cur), refresh=True)
 
 
-def _delta_table(rep, d, all_counters, interval, snap=None, console=None):
+def _delta_table(rep, d, all_counters, interval, snap=None):
     from rich.table import Table
 
     from vnetdiag.report.tables import Col, fitted
@@ -149,7 +149,7 @@ def _delta_table(rep, d, all_counters, interval, snap=None, console=None):
     cols = (Col(header="namespace", key=True), Col(header="device", key=True), Col(header="counter", key=True),
             Col(header="delta", justify="right", key=True), Col(header="per s", justify="right", key=True, drop=2),
             Col(header="note", drop=1))
-    return fitted(console, cols, [(ns, dev, name, str(dv), f"{rate:.1f}", note)
+    return fitted(cols, [(ns, dev, name, str(dv), f"{rate:.1f}", note)
                                   for ns, dev, name, dv, rate, note in rows],
                   title=(f"moved in the last {d.interval_s:.2f} s ({len(rows)} counters; "
                          f"snapshot {snap.duration_ms:.1f} ms) - Ctrl-C to stop"), title_justify="left")

@@ -25,23 +25,6 @@ def run(args, out) -> int:
     from vnetdiag.cli.counters import report_problems
 
     report_problems(out, snap.problems)
-    from rich.table import Table
-
-    rows = rep.rows(snap)
-    table = Table(title=f"{len(rows)} interfaces in {len(snap.namespaces)} namespaces", title_justify="left")
-    cols = ("namespace", "ifindex", "name", "kind", "driver", "mac", "mtu", "qlen", "state", "master",
-            "link", "queues", "offloads", "details")
-    for c in cols:
-        table.add_column(c if c != "queues" else "rxq/txq", justify="right" if c in ("ifindex", "mtu", "qlen") else "left")
-    last = None
-    for r in rows:
-        r = dict(r)
-        if r["namespace"] == last:
-            r["namespace"] = ""
-        else:
-            last = r["namespace"]
-        table.add_row(*(r[c] for c in cols))
-    if not out.console.is_terminal:  # piped: keep each row on one line for grep, not 80 columns
-        out.console.width = 250
-    out.console.print(table)
+    out.console.print(rep.table(rep.rows(snap),
+                                title=f"{len(snap.interfaces)} interfaces in {len(snap.namespaces)} namespaces"))
     return 0

@@ -35,7 +35,7 @@ def run(args, out) -> int:
             Col(header="device", key=True), Col(header="kind", drop=2), Col(header="role", drop=1), Col(header="why"))
     for r in results:
         rows = [(str(k), h.netns_name or "", h.name, h.kind or "", h.role, h.how) for k, h in enumerate(r.hops, 1)]
-        out.console.print(fitted(out.console, cols, rows, title_justify="left",
+        out.console.print(fitted(cols, rows, title_justify="left",
                                  title=f"{r.source} -> {r.destination} ({r.src_address or '?'} -> {r.dst_address})"))
         if r.complete:
             out.console.print(f"reached {r.destination} in {len(r.hops)} hops")

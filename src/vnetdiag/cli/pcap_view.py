@@ -8,6 +8,8 @@ from collections import Counter
 
 from vnetdiag.errors import UsageError
 from vnetdiag.model.pcap import Conversation, PcapReport
+from vnetdiag.report.summary import counted
+from vnetdiag.report.tables import Col, fitted
 
 _WORDS = ("tcp", "udp", "other", "retrans")
 
@@ -89,8 +91,31 @@ def _bytes(n: int) -> str:
     return str(n)
 
 
+# The tables' columns: key columns (addresses, flows) are never cut; ``drop``
+# orders what a narrow terminal leaves out first.
+CONVERSATION_COLUMNS = (
+    Col(header="proto", drop=1), Col(header="A", key=True), Col(header="B", key=True),
+    Col(header="pkts A→B", justify="right", key=True, drop=4), Col(header="bytes A→B", justify="right", key=True),
+    Col(header="pkts B→A", justify="right", key=True, drop=5), Col(header="bytes B→A", justify="right", key=True),
+    Col(header="start s", justify="right", drop=6), Col(header="dur s", justify="right", drop=3),
+    Col(header="retrans", justify="right", key=True, drop=2))
+FLOW_COLUMNS = (
+    Col(header="stream", justify="right", key=True), Col(header="A", key=True), Col(header="B", key=True),
+    Col(header="pkts", justify="right", drop=3), Col(header="retrans", justify="right", key=True),
+    Col(header="fast", justify="right", drop=8), Col(header="spur", justify="right", drop=9),
+    Col(header="dupack", justify="right", drop=7), Col(header="0win", justify="right", drop=6),
+    Col(header="rst", justify="right", drop=1), Col(header="hs rtt µs", justify="right", drop=5),
+    Col(header="rr p50 µs", justify="right", drop=4), Col(header="rr p99 µs", justify="right", drop=2),
+    Col(header="signatures"))
+RETRANS_COLUMNS = (
+    Col(header="frame", justify="right", drop=4), Col(header="time s", justify="right", key=True),
+    Col(header="flow", key=True), Col(header="seq", justify="right", drop=6),
+    Col(header="len", justify="right", drop=5), Col(header="kind", drop=2), Col(header="attempt", justify="right", drop=7),
+    Col(header="delay ms", justify="right", drop=1), Col(header="gap ms", justify="right", drop=3),
+    Col(header="signature", key=True))
+
+
 def render(report: PcapReport, console, *, top: int, flows: bool, retrans: bool) -> None:
-    from rich.table import Table
 
     cap = report.capture
     console.print(f"[bold]{cap.path}[/bold]: {cap.format}{' (gzip)' if cap.compressed else ''}, "
@@ -99,40 +124,33 @@ def render(report: PcapReport, console, *, top: int, flows: bool, retrans: bool)
                   + (f", {cap.undecoded} not IP" if cap.undecoded else ""))
     convs = sorted(report.conversations, key=lambda c: -(c.bytes_ab + c.bytes_ba))
     shown = convs if top == 0 else convs[:top]
-    t = Table(title=f"Conversations ({len(shown)} of {len(convs)}, largest first)", title_justify="left")
-    for col in ("proto", "A", "B", "pkts A→B", "bytes A→B", "pkts B→A", "bytes B→A", "start s", "dur s", "retrans"):
-        t.add_column(col, justify="right" if col not in ("proto", "A", "B") else "left")
+    rows = []
     for c in shown:
         proto = c.proto + (" (vxlan)" if c.tunnel else "") + (" tunnel" if c.vxlan_outer else "")
-        t.add_row(proto, c.a, c.b, str(c.packets_ab), _bytes(c.bytes_ab), str(c.packets_ba), _bytes(c.bytes_ba),
-                  f"{c.start_s:.3f}", f"{c.duration_s:.3f}", str(c.retransmissions or ""))
-    console.print(t)
+        rows.append((proto, c.a, c.b, str(c.packets_ab), _bytes(c.bytes_ab), str(c.packets_ba), _bytes(c.bytes_ba),
+                     f"{c.start_s:.3f}", f"{c.duration_s:.3f}", str(c.retransmissions or "")))
+    console.print(fitted(CONVERSATION_COLUMNS, rows, title_justify="left",
+                         title=f"Conversations ({len(shown)} of {len(convs)}, largest first)"))
     if report.signatures:
-        parts = ", ".join(f"{k} {v}" for k, v in report.signatures.items())
-        console.print(f"Retransmissions: {len(report.retransmissions)} ({parts})")
+        console.print(f"Retransmissions: {len(report.retransmissions)} ({counted(report.signatures)})")
     else:
         console.print("Retransmissions: none")
     suffered = [f for f in report.flows if f.retransmissions or f.resets or f.zero_windows]
     if flows or suffered:
         rows = report.flows if flows else suffered
-        t = Table(title="TCP flows" if flows else "TCP flows that suffered", title_justify="left")
-        for col in ("stream", "A", "B", "pkts", "retrans", "fast", "spur", "dupack", "0win", "rst",
-                    "hs rtt µs", "rr p50 µs", "rr p99 µs", "signatures"):
-            t.add_column(col, justify="left" if col in ("A", "B", "signatures") else "right")
+        cells = []
         for f in rows[: top or None]:
             rr = f.request_response
-            t.add_row(str(f.stream), f.a, f.b, str(f.packets), str(f.retransmissions), str(f.fast_retransmissions),
-                      str(f.spurious_retransmissions), str(f.dup_acks), str(f.zero_windows), str(f.resets),
-                      f"{f.handshake_rtt_us:.0f}" if f.handshake_rtt_us is not None else "",
-                      f"{rr.p50_us:.0f}" if rr else "", f"{rr.p99_us:.0f}" if rr else "",
-                      ", ".join(f"{k} {v}" for k, v in f.signatures.items()))
-        console.print(t)
+            cells.append((str(f.stream), f.a, f.b, str(f.packets), str(f.retransmissions),
+                          str(f.fast_retransmissions), str(f.spurious_retransmissions), str(f.dup_acks),
+                          str(f.zero_windows), str(f.resets),
+                          f"{f.handshake_rtt_us:.0f}" if f.handshake_rtt_us is not None else "",
+                          f"{rr.p50_us:.0f}" if rr else "", f"{rr.p99_us:.0f}" if rr else "",
+                          counted(f.signatures, max_parts=3, empty="")))
+        console.print(fitted(FLOW_COLUMNS, cells, title_justify="left",
+                             title="TCP flows" if flows else "TCP flows that suffered"))
     if retrans and report.retransmissions:
-        t = Table(title="Retransmitted segments", title_justify="left")
-        for col in ("frame", "time s", "flow", "seq", "len", "kind", "attempt", "delay ms", "gap ms", "signature"):
-            t.add_column(col, justify="left" if col in ("flow", "kind", "signature") else "right")
-        for r in report.retransmissions:
-            t.add_row(str(r.frame), f"{r.time_s:.6f}", r.flow, str(r.seq), str(r.length_bytes), r.kind,
-                      str(r.attempt), "" if r.delay_ms is None else f"{r.delay_ms:.1f}",
-                      "" if r.gap_ms is None else f"{r.gap_ms:.1f}", r.signature)
-        console.print(t)
+        cells = [(str(r.frame), f"{r.time_s:.6f}", r.flow, str(r.seq), str(r.length_bytes), r.kind,
+                  str(r.attempt), "" if r.delay_ms is None else f"{r.delay_ms:.1f}",
+                  "" if r.gap_ms is None else f"{r.gap_ms:.1f}", r.signature) for r in report.retransmissions]
+        console.print(fitted(RETRANS_COLUMNS, cells, title="Retransmitted segments", title_justify="left"))
