@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from vnetdiag.errors import UsageError
+from vnetdiag.errors import Interrupted, UsageError
 
 
 def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
@@ -18,13 +18,18 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
     parser.add_argument("--interval", type=float, default=1.0, metavar="S", help="refresh of the live table")
     parser.add_argument("--light", action="store_true",
                         help="trace only the drops themselves: reason and location, no device or namespace "
-                             "(much cheaper under heavy traffic)")
+                             "(much cheaper under heavy traffic; tracefs backend)")
+    parser.add_argument("--backend", choices=("auto", "ebpf", "tracefs"), default="auto",
+                        help="ebpf: bpftrace reads each dropped skb (exact namespace, device, flow); tracefs: the "
+                             "ftrace reader; auto (default): ebpf when it can run here, else tracefs with a note")
+    parser.add_argument("--filter", metavar="EXPR", help="per-packet records for drops matching pcap-filter words "
+                        "(host/src/dst ADDR, port/sport/dport N, tcp/udp/icmp/ip/ip6, not/and/or; ebpf backend)")
 
 
 def run(args, out) -> int:
     from vnetdiag.analyze.drops import filter_drops
     from vnetdiag.cli import tracing_view as view
-    from vnetdiag.collect.tracewindow import TraceWindow
+    from vnetdiag.collect.droptrace import DropTrace
 
     duration = args.duration if args.duration is not None else (10.0 if out.json_mode else None)
     if duration is not None and duration <= 0:
@@ -34,11 +39,25 @@ def run(args, out) -> int:
     if args.light and (args.netns or args.device):
         raise UsageError("--light drops carry no device or namespace, so --netns and --device cannot select them",
                          hint="drop --light, or filter with --reason")
+    if args.light and args.backend == "ebpf":
+        raise UsageError("--light is the tracefs backend's reasons-only mode", hint="drop --light or --backend ebpf")
     namespaces = [args.netns] if args.netns else None
-    window = TraceWindow(events="reasons" if args.light else "drops", namespaces=namespaces)
+    window = DropTrace(backend="tracefs" if args.light else args.backend, filter=args.filter,
+                       namespaces=namespaces, light=args.light)
 
     def pick(result):
-        return filter_drops(result.drops, netns=args.netns, device=args.device, reason=args.reason)
+        if result.backend == "ebpf":
+            from vnetdiag.analyze.drop_flows import filter_tallies
+
+            return filter_tallies(result.tallies, netns=args.netns, device=args.device, reason=args.reason)
+        return filter_drops(result.analysis.drops, netns=args.netns, device=args.device, reason=args.reason)
+
+    def tables(result):
+        if result.backend == "ebpf":
+            from vnetdiag.cli import drops_ebpf_view
+
+            return drops_ebpf_view.tables(result, pick(result))
+        return [view.drops_table(result.analysis, pick(result))]
 
     try:
         window.start()
@@ -51,18 +70,29 @@ def run(args, out) -> int:
             out.info("tracing kernel drops" + (f" for {duration:g} s" if duration else " until Ctrl-C") + " ...")
             with Live(console=out.console, auto_refresh=False, transient=True) as live:
                 def refresh():
-                    snap = window.snapshot()
-                    live.update(view.drops_table(snap, pick(snap)), refresh=True)
+                    from rich.console import Group
+
+                    live.update(Group(*tables(window.snapshot())), refresh=True)
                 _wait(deadline, args.interval, refresh)
     except KeyboardInterrupt:
         pass  # Ctrl-C ends the window; the result below is still printed
     finally:
-        result = window.stop()
-    drops = pick(result)
-    if out.json_mode:
-        out.document(view.drops_document(result, drops))
+        result = window.stop() if window.backend else None
+    if result is None:
+        raise Interrupted("interrupted before tracing started")
+    if result.backend == "ebpf":
+        from vnetdiag.cli import drops_ebpf_view
+
+        doc = drops_ebpf_view.document(result, pick(result))
     else:
-        out.console.print(view.drops_table(result, drops))
+        doc = {**view.drops_document(result.analysis, pick(result)), "backend": "tracefs", "note": result.note}
+    if out.json_mode:
+        out.document(doc)
+    else:
+        if result.note:
+            out.info(f"note: {result.note}")
+        for table in tables(result):
+            out.console.print(table)
     return 0
 
 

@@ -121,6 +121,34 @@ def sweep_tracing_instances(report: CleanupReport) -> None:
             report.failures.append(f"ftrace instance {inst.name}: {exc.strerror}")
 
 
+def sweep_bpftrace(report: CleanupReport) -> None:
+    """bpftrace helpers (eBPF drop backend) whose owner is dead: found by the
+    script path on their command line (system/bpftrace.py names it after the
+    owner's pid), for the instant between spawn and journal record. Their BPF
+    programs and maps go with the process. Then the owners' script files."""
+    from vnetdiag.system import bpftrace
+
+    for pid_dir in Path("/proc").iterdir():
+        if not pid_dir.name.isdigit():
+            continue
+        try:
+            owner = bpftrace.script_owner((pid_dir / "cmdline").read_bytes())
+        except OSError:
+            continue
+        if owner is None or proc.start_ticks(owner) is not None:
+            continue
+        pid = int(pid_dir.name)
+        ticks = proc.start_ticks(pid)
+        if ticks is not None:
+            proc.terminate(proc.ProcessId(pid=pid, start_ticks=ticks))
+            report.removed.append(f"bpftrace pid {pid}")
+    d = bpftrace.scripts_dir()
+    for script in d.glob(f"{bpftrace.SCRIPT_PREFIX}*.bt") if d.is_dir() else ():
+        m = bpftrace.SCRIPT_RE.search(script.name)
+        if m and proc.start_ticks(int(m.group(1))) is None:
+            script.unlink(missing_ok=True)
+
+
 def sweep_shared_settings(report: CleanupReport) -> None:
     """Global settings (nf_conntrack_max) whose every holder's journal is gone:
     put back the value the machine had before vnetdiag changed it."""
@@ -148,6 +176,7 @@ SWEEPS: tuple[Callable[[CleanupReport], None], ...] = (
     sweep_backends,
     sweep_lab_namespaces,
     sweep_tracing_instances,
+    sweep_bpftrace,
     sweep_shared_settings,
 )
 
