@@ -221,12 +221,12 @@ class _Plan:
                 "kernel_release": str(self.rec.meta.get("kernel") or ""),
                 "vnetdiag_schema": str(self.rec.meta.get("schema")),
                 "vnetdiag_events_lost": int(self.rec.completeness.events_lost),
-                "vnetdiag_duration_ns": round(self.rec.duration_s * 1e9),
+                "vnetdiag_duration_s": repr(self.rec.duration_s),  # text: a CTF environment has no floats
                 "vnetdiag_missing_events": ",".join(self.rec.completeness.missing_events)}
 
     def messages(self, it):
         c = self.classes
-        trace = c.tc(environment=self.environment())
+        trace = c.tc(name="vnetdiag", environment=self.environment())
         streams = {cpu: trace.create_stream(c.sc, id=cpu, name=f"channel0_{cpu}") for cpu in self.cpus}
         t0 = self.events[0].ts_ns if self.events else int(self.rec.meta.get("started_ns", 0))
         open_packet: dict[int, tuple[object, int]] = {}  # cpu -> (packet, events in it)
