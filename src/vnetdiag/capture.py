@@ -16,14 +16,24 @@ from vnetdiag.collect.pcap_decode import SUPPORTED_LINKTYPES, decode
 from vnetdiag.model.pcap import CaptureInfo, PcapReport
 
 
+Phase = Callable[[str, int], None]
+"""``phase(name, count)``: what a long analysis is doing, with the count it works
+on: "read" (packets read so far, after every batch), "streams" and "tcp" (TCP
+packets being grouped into streams, then analysed), "records" (TCP streams
+being turned into flow records), "done" (packets in the file)."""
+
+
 def analyze_file(path: str | Path | bytes, *, progress: Callable[[int, int], None] | None = None,
-                 chunk_bytes: int = 8 << 20) -> PcapReport:
+                 phase: Phase | None = None, chunk_bytes: int = 8 << 20) -> PcapReport:
     """Read a pcap/pcapng(.gz) file and analyse it. Raises BadInputError for a
-    file that is not a capture; damage inside a capture becomes warnings."""
+    file that is not a capture; damage inside a capture becomes warnings.
+    ``progress(done_bytes, total_bytes)`` follows the reading; ``phase`` every step."""
     reader = PcapReader(path if isinstance(path, (bytes, bytearray)) else Path(path), chunk_bytes=chunk_bytes, progress=progress)
     acc = FlowAccumulator()
     for batch in reader:
         acc.add(decode(batch))
+        if phase is not None:
+            phase("read", reader.packets)
     warnings = list(reader.warnings)
     for lt, count in sorted(acc.unknown_linktypes.items()):
         warnings.append(f"{count} packet(s) with unsupported link type {lt} counted but not analysed "
@@ -36,7 +46,10 @@ def analyze_file(path: str | Path | bytes, *, progress: Callable[[int, int], Non
         first_epoch_s=first / 1e9 if first is not None else None,
         duration_s=((acc.last_ns or 0) - (first or 0)) / 1e9, skipped=reader.skipped,
         undecoded=acc.undecoded, warnings=tuple(warnings))
-    return acc.finish(info)
+    report = acc.finish(info, phase=phase)
+    if phase is not None:
+        phase("done", reader.packets)
+    return report
 
 
 def capture_and_analyze(targets: Sequence[tuple[str, str]], *, duration_s: float = 5.0,

@@ -200,14 +200,15 @@ class FlowAccumulator:
                 c.last_frame, c.last_ns = fr, int(ts[last[u]])
 
     # ------------------------------------------------------------------
-    def finish(self, capture: CaptureInfo) -> PcapReport:
+    def finish(self, capture: CaptureInfo, phase=None) -> PcapReport:
+        """The report; ``phase(name, count)`` is told each step (see capture.Phase)."""
         t0 = self.first_ns or 0
         convs: list[Conversation] = []
         for c in self.conv_list:
             if c.proto == 6 or (c.pk[0] + c.pk[1]) == 0:
                 continue
             convs.append(self._record(c, c.pk, c.by, c.first_ns, c.last_ns, t0, None, 0))
-        flows, retrans, tcp_convs = self._tcp(t0)
+        flows, retrans, tcp_convs = self._tcp(t0, phase or (lambda _name, _count: None))
         convs.extend(tcp_convs)
         convs.sort(key=lambda c: (c.start_s, c.proto))
         signatures = Counter(r.signature for r in retrans)
@@ -226,12 +227,13 @@ class FlowAccumulator:
                             bytes_ba=int(bba), start_s=(first_ns - t0) / 1e9, duration_s=(last_ns - first_ns) / 1e9,
                             retransmissions=nretrans, stream=stream, tunnel=c.tunnel, vxlan_outer=c.vxlan_outer)
 
-    def _tcp(self, t0: int):
+    def _tcp(self, t0: int, phase):
         if not self.tcp_parts:
             return [], [], []
         cols = {k: np.concatenate([p[k] for p in self.tcp_parts]) for k in self.tcp_parts[0]}
         self.tcp_parts = []
         gid = cols["gid"]
+        phase("streams", len(gid))
         # numpy's stable sort is a radix sort for 16-bit keys: use it when it fits.
         key = gid.astype(np.uint16) if len(self.conv_list) < 2**16 else gid
         order = np.argsort(key, kind="stable")
@@ -259,8 +261,10 @@ class FlowAccumulator:
         d = (cols["swap"] != stream_swap_a).astype(np.int8)
         pk = TcpPackets(stream=stream, d=d, frame=cols["frame"], ts_ns=cols["ts"], seq=cols["seq"],
                         ack=cols["ack"], flags=cols["flags"], win=cols["win"], seglen=cols["seglen"])
+        phase("tcp", len(stream))
         marks = analyze(pk)
         from vnetdiag.analyze.flow_report import build_tcp_records
+        phase("records", len(starts))
         return build_tcp_records(pk, marks, cols, self.conv_list, t0, self._record)
 
 

@@ -121,21 +121,22 @@ def _status(lab, out) -> int:
     if out.json_mode:
         out.document(doc)
         return 0
-    from rich.table import Table
+    from vnetdiag.report.tables import Col, fitted
 
-    table = Table(title=f"lab {doc['prefix']} ({doc['source']})", show_lines=False)
-    for col in ("node", "role", "namespace", "device", "address", "master", "mtu"):
-        table.add_column(col)
+    rows = []
     for node in doc["nodes"]:
         first = True
         role = node["role"] + (" +firewall" if node["firewall"] else "")
         ns = node["netns"] + ("" if node["present"] else " [red](missing)[/red]")
         for dev in node["devices"] or [{}]:
-            table.add_row(node["name"] if first else "", role if first else "", ns if first else "",
-                          dev.get("name", ""), dev.get("address") or "", dev.get("master") or "",
-                          str(dev.get("mtu") or ""))
+            rows.append((node["name"] if first else "", role if first else "", ns if first else "",
+                         dev.get("name", ""), dev.get("address") or "", dev.get("master") or "",
+                         str(dev.get("mtu") or "")))
             first = False
-    out.console.print(table)
+    cols = (Col(header="node", key=True), Col(header="role", drop=2), Col(header="namespace", key=True),
+            Col(header="device", key=True), Col(header="address", key=True), Col(header="master", key=True),
+            Col(header="mtu", justify="right", drop=1))
+    out.console.print(fitted(cols, rows, title=f"lab {doc['prefix']} ({doc['source']})"))
     for x in doc["vxlans"]:
         out.console.print(f"vxlan {x['node']}:{x['name']} vni {x['vni']} over {x['underlay']} "
                           f"{x['local']} -> {', '.join(x['remotes'])} port {x['dstport']}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 from vnetdiag.errors import UsageError
 
@@ -24,6 +25,63 @@ def configure(parser: argparse.ArgumentParser, common) -> None:
     parser.add_argument("--filter", metavar="EXPR", default=None,
                         help="keep conversations matching all terms: tcp, udp, other, retrans, "
                              "host ADDR, port N, stream N (e.g. 'tcp port 5201')")
+
+
+PHASES = {"read": "reading", "streams": "grouping {n:,} TCP packets into streams",
+          "tcp": "analysing {n:,} TCP packets", "records": "building records of {n:,} TCP streams"}
+
+
+class PhaseProgress:
+    """What ``pcap`` is doing on a large file, from the first byte to the report.
+
+    On a terminal: one live line (bar while reading, then the phase with its
+    count and the elapsed time; rich redraws it from its own thread, so it moves
+    while numpy works). Elsewhere (a log): one line per phase."""
+
+    def __init__(self, size_bytes: int, stream) -> None:
+        self.size_bytes = size_bytes
+        self.stream = stream
+        self.started_s = time.monotonic()
+        self.last = ""
+        self.bar = None
+        if getattr(stream, "isatty", lambda: False)():
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                TextColumn("{task.fields[packets]}"), TimeElapsedColumn(),
+                                console=Console(file=stream), transient=True)
+            self.task = self.bar.add_task("reading", total=size_bytes, packets="")
+            self.bar.start()
+
+    def read(self, done_bytes: int, total_bytes: int) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done_bytes, total=total_bytes)
+
+    def phase(self, name: str, count: int) -> None:
+        if name == "done":
+            self.line(f"analysed {count:,} packets in {time.monotonic() - self.started_s:.1f} s")
+            return
+        text = PHASES.get(name, name).format(n=count)
+        if self.bar is not None:
+            if name == "read":
+                done_mb = self.bar.tasks[0].completed / 1e6
+                self.bar.update(self.task, packets=f"{count:,} packets, {done_mb:,.0f} of "
+                                                   f"{self.size_bytes / 1e6:,.0f} MB")
+            else:  # no byte count any more: a pulsing bar, the phase and its count
+                self.bar.update(self.task, description=text, total=None, packets="")
+        elif name != "read" or not self.last:
+            self.line(f"{text} ({self.size_bytes / 1e6:,.0f} MB)" if name == "read" else text)
+
+    def line(self, text: str) -> None:
+        self.last = text
+        if self.bar is None:
+            self.stream.write(f"vnetdiag pcap: {text}\n")
+            self.stream.flush()
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def _keep_freed_memory() -> None:
@@ -49,25 +107,14 @@ def run(args, out) -> int:
         raise UsageError(f"--top must be 0 or more, not {args.top}", hint="vnetdiag pcap FILE --top 20")
     terms = parse_filter(args.filter) if args.filter else None
     _keep_freed_memory()
-    progress = None
     size = os.path.getsize(args.file) if os.path.isfile(args.file) else 0
-    bar = None
-    if size >= _PROGRESS_BYTES and sys.stderr.isatty():
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TransferSpeedColumn
-
-        bar = Progress(TextColumn("reading"), BarColumn(), TransferSpeedColumn(),
-                       console=Console(file=sys.stderr), transient=True)
-        task = bar.add_task("read", total=size)
-        bar.start()
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done)
+    shown = PhaseProgress(size, sys.stderr) if size >= _PROGRESS_BYTES else None
     try:
-        report = analyze_file(args.file, progress=progress)
+        report = analyze_file(args.file, progress=shown.read if shown else None,
+                              phase=shown.phase if shown else None)
     finally:
-        if bar is not None:
-            bar.stop()
+        if shown is not None:
+            shown.stop()
     if terms:
         report = apply_filter(report, terms)
     for w in report.capture.warnings:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from vnetdiag.model.tracing import Completeness, DropCount, TraceAnalysis
+from vnetdiag.report.tables import Col, fitted
 
 DROPS_SCHEMA = "vnetdiag.drops/1"
 REPORT_SCHEMA = "vnetdiag.trace-report/1"
@@ -50,56 +51,47 @@ def _ns(netns: str | None, amb: tuple[str, ...]) -> str:
     return "?" + (f" ({'|'.join(amb)})" if amb else "")
 
 
-def drops_table(result: TraceAnalysis, drops: tuple[DropCount, ...]):
-    from rich.table import Table
+DROP_COLUMNS = (Col(header="netns", key=True), Col(header="device", key=True), Col(header="reason", key=True),
+                Col(header="location", key=True, drop=2), Col(header="count", justify="right", key=True),
+                Col(header="per s", justify="right", key=True, drop=1))
 
-    t = Table(title="kernel drops", caption=completeness_line(result.completeness, result.duration_s))
-    for col in ("netns", "device", "reason", "location", "count", "per s"):
-        t.add_column(col, justify="right" if col in ("count", "per s") else "left")
-    for d in drops:
-        t.add_row(_ns(d.netns, d.ambiguous), d.device or "-", d.reason, d.location, str(d.count),
-                  f"{d.rate_per_s:.1f}")
-    if not drops:
-        t.add_row("-", "-", "no drops", "-", "0", "0")
-    return t
+
+def drops_table(result: TraceAnalysis, drops: tuple[DropCount, ...]):
+    rows = [(_ns(d.netns, d.ambiguous), d.device or "-", d.reason, d.location, str(d.count), f"{d.rate_per_s:.1f}")
+            for d in drops] or [("-", "-", "no drops", "-", "0", "0")]
+    return fitted(DROP_COLUMNS, rows, title="kernel drops",
+                  caption=completeness_line(result.completeness, result.duration_s))
 
 
 def report_tables(result: TraceAnalysis) -> list:
-    from rich.table import Table
-
     out: list = [drops_table(result, result.drops)]
     if result.paths:
-        t = Table(title="most common packet paths (per-hop latency p50/p99 us)")
-        t.add_column("count", justify="right")
-        t.add_column("end")
-        t.add_column("path")
+        rows = []
         for p in result.paths:
             parts = [f"{p.devices[0]}@{_ns(p.netns[0], ())}"]
             for h, dev, ns in zip(p.hops, p.devices[1:], p.netns[1:]):
                 parts.append(f"-[{h.p50_us:.0f}/{h.p99_us:.0f}]-> {dev}@{_ns(ns, ())}")
-            t.add_row(str(p.count), p.end, " ".join(parts))
-        out.append(t)
+            rows.append((str(p.count), p.end, " ".join(parts)))
+        out.append(fitted((Col(header="count", justify="right", key=True), Col(header="end", key=True),
+                           Col(header="path")), rows, title="most common packet paths (per-hop latency p50/p99 us)"))
     if result.devices:
-        t = Table(title="per-device rates from the trace")
-        for col in ("device", "netns", "rx pkt/s", "rx MB/s", "tx pkt/s", "tx MB/s", "GRO frames", "GRO merged"):
-            t.add_column(col, justify="left" if col in ("device", "netns") else "right")
-        for d in result.devices:
-            t.add_row(d.device, _ns(d.netns, ()), f"{d.rx_packets_per_s:.0f}", f"{d.rx_bytes_per_s / 1e6:.2f}",
-                      f"{d.tx_packets_per_s:.0f}", f"{d.tx_bytes_per_s / 1e6:.2f}", str(d.gro_frames),
-                      "-" if d.gro_share is None else f"{d.gro_share:.0%}")
-        out.append(t)
+        cols = (Col(header="device", key=True), Col(header="netns", key=True),
+                Col(header="rx pkt/s", justify="right", key=True), Col(header="rx MB/s", justify="right", drop=3),
+                Col(header="tx pkt/s", justify="right", key=True), Col(header="tx MB/s", justify="right", drop=4),
+                Col(header="GRO frames", justify="right", drop=2), Col(header="GRO merged", justify="right", drop=1))
+        rows = [(d.device, _ns(d.netns, ()), f"{d.rx_packets_per_s:.0f}", f"{d.rx_bytes_per_s / 1e6:.2f}",
+                 f"{d.tx_packets_per_s:.0f}", f"{d.tx_bytes_per_s / 1e6:.2f}", str(d.gro_frames),
+                 "-" if d.gro_share is None else f"{d.gro_share:.0%}") for d in result.devices]
+        out.append(fitted(cols, rows, title="per-device rates from the trace"))
     if result.retransmits:
-        t = Table(title="TCP retransmits per connection")
-        for col in ("source", "destination", "retransmits", "SYN-ACK"):
-            t.add_column(col)
-        for r in result.retransmits:
-            t.add_row(f"{r.saddr}:{r.sport}", f"{r.daddr}:{r.dport}", str(r.count), str(r.synack_count))
-        out.append(t)
+        cols = (Col(header="source", key=True), Col(header="destination", key=True),
+                Col(header="retransmits", justify="right", key=True), Col(header="SYN-ACK", justify="right", key=True))
+        rows = [(f"{r.saddr}:{r.sport}", f"{r.daddr}:{r.dport}", str(r.count), str(r.synack_count))
+                for r in result.retransmits]
+        out.append(fitted(cols, rows, title="TCP retransmits per connection"))
     if result.fdb_moves:
-        t = Table(title="bridge FDB moves")
-        for col in ("bridge", "mac", "vid", "from", "to"):
-            t.add_column(col)
-        for m in result.fdb_moves:
-            t.add_row(m.bridge, m.mac, str(m.vid), m.from_device, m.to_device)
-        out.append(t)
+        cols = (Col(header="bridge", key=True), Col(header="mac", key=True), Col(header="vid", justify="right", drop=1),
+                Col(header="from", key=True), Col(header="to", key=True))
+        rows = [(m.bridge, m.mac, str(m.vid), m.from_device, m.to_device) for m in result.fdb_moves]
+        out.append(fitted(cols, rows, title="bridge FDB moves"))
     return out

@@ -85,7 +85,7 @@ def _drop_times(run) -> list[tuple[str, list[float]]]:
 
 def terminal(run, console) -> None:
     """The summary: symptom, verdicts with evidence, the path with the culprit marked."""
-    from rich.table import Table
+    from vnetdiag.report.tables import Col, fitted
 
     d, probe = run.diagnosis, run.probe or _NoProbe(run.diagnosis)
     s = d.symptom
@@ -108,9 +108,7 @@ def terminal(run, console) -> None:
                       f"segments, no drop counter moved on the path"
                       + (", the tracer saw no drop there" if d.trace_complete else ""))
     else:
-        table = Table(show_lines=True)
-        for col in ("#", "where", "cause", "count", "conf.", "evidence"):
-            table.add_column(col, justify="right" if col in ("#", "count", "conf.") else "left")
+        rows = []
         for v in d.verdicts[:5]:
             where = f"{v.device or '(namespace)'}\n{v.netns or 'unknown namespace'}{' ' + v.direction if v.direction else ''}"
             if v.queue:
@@ -118,8 +116,12 @@ def terminal(run, console) -> None:
             if not v.on_path:
                 where += "\n(off the path)"
             evidence = "\n".join(f"[{e.source}] {e.text}" for e in v.evidence) + f"\nconfirm: {v.confirm}"
-            table.add_row(str(v.rank), where, f"{v.cause}\n{v.reason or ''}", str(v.count), f"{v.confidence:.2f}",
-                          evidence, style="bold" if v.rank == 1 else "")
-        console.print(table)
+            rows.append((str(v.rank), where, f"{v.cause}\n{v.reason or ''}", str(v.count), f"{v.confidence:.2f}",
+                         evidence))
+        cols = (Col(header="#", justify="right", key=True), Col(header="where", key=True), Col(header="cause", key=True),
+                Col(header="count", justify="right", key=True), Col(header="conf.", justify="right", drop=1),
+                Col(header="evidence"))
+        console.print(fitted(cols, rows, show_lines=True,
+                             styles=["bold" if v.rank == 1 else None for v in d.verdicts[:5]]))
     for note in d.notes:
         console.print(f"note: {note}")

@@ -74,7 +74,8 @@ def _shrink(natural: list[int], least: list[int], room: int) -> list[int]:
     return widths
 
 
-def build(console, width: int, cols: Sequence[Col], rows: Sequence[Sequence[Any]], table_kwargs: dict):
+def build(console, width: int, cols: Sequence[Col], rows: Sequence[Sequence[Any]], table_kwargs: dict,
+          styles: Sequence[str | None] = ()):
     """The rich Table of ``rows`` for ``width`` columns: free-text columns wrap
     between words, then the most droppable columns are left out (named in the
     caption; ``--wide`` shows them); key columns are always whole."""
@@ -99,8 +100,8 @@ def build(console, width: int, cols: Sequence[Col], rows: Sequence[Sequence[Any]
         c = cols[i]
         # Fixed widths: rich's own fallback would cut every column with "…".
         table.add_column(c.header, justify=c.justify, width=w, no_wrap=c.key, overflow="fold")
-    for r in rows:
-        table.add_row(*(_cell(r[i]) for i in keep))
+    for n, r in enumerate(rows):
+        table.add_row(*(_cell(r[i]) for i in keep), style=styles[n] if n < len(styles) else None)
     if dropped:
         note = f"not shown at {width} columns: {', '.join(dropped)} (--wide shows them)"
         table.caption = f"{table.caption}\n{note}" if table.caption else note
@@ -112,13 +113,16 @@ class FittedTable:
     """A table laid out when it is printed, for the width it is printed at (a
     console, a live view, a pipe with $COLUMNS), so builders need no console."""
 
-    def __init__(self, cols: Sequence[Col], rows: Iterable[Sequence[Any]], table_kwargs: dict) -> None:
+    def __init__(self, cols: Sequence[Col], rows: Iterable[Sequence[Any]], table_kwargs: dict,
+                 styles: Sequence[str | None] = ()) -> None:
         self.cols = tuple(cols)
         self.rows = [tuple(r) for r in rows]
         self.table_kwargs = table_kwargs
+        self.styles = tuple(styles)
 
     def table(self, console, width: int | None = None):
-        return build(console, console.width if width is None else width, self.cols, self.rows, self.table_kwargs)
+        return build(console, console.width if width is None else width, self.cols, self.rows, self.table_kwargs,
+                     self.styles)
 
     def __rich_console__(self, console, options):
         yield self.table(console, options.max_width)
@@ -129,7 +133,8 @@ class FittedTable:
         return Measurement.get(console, options, self.table(console, options.max_width))
 
 
-def fitted(cols: Sequence[Col], rows: Iterable[Sequence[Any]], **table_kwargs: Any) -> FittedTable:
+def fitted(cols: Sequence[Col], rows: Iterable[Sequence[Any]], *, styles: Sequence[str | None] = (),
+           **table_kwargs: Any) -> FittedTable:
     """``rows`` under ``cols``, fitted to the width it is printed at (see ``build``);
-    ``table_kwargs`` go to rich's Table (title, caption, box, ...)."""
-    return FittedTable(cols, rows, table_kwargs)
+    ``styles`` are per-row rich styles; ``table_kwargs`` go to rich's Table (title, caption, box, ...)."""
+    return FittedTable(cols, rows, table_kwargs, styles)
