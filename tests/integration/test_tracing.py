@@ -172,7 +172,7 @@ def _instance_gone(pid: int, deadline_s: float = 10.0) -> bool:
 
 
 def _start_drops(env) -> subprocess.Popen:
-    p = subprocess.Popen([VNETDIAG, "drops", "--duration", "60", "--json"], stdout=subprocess.PIPE,
+    p = subprocess.Popen([VNETDIAG, "drops", "--backend", "tracefs", "--duration", "60", "--json"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=env)
     end = time.monotonic() + 15
     while time.monotonic() < end:
@@ -190,7 +190,7 @@ def state_env(tmp_path):
 
 
 def test_normal_exit_removes_instance_and_events(state_env, tmp_path):
-    out = subprocess.run([VNETDIAG, "drops", "--duration", "0.5", "--json"], capture_output=True, text=True,
+    out = subprocess.run([VNETDIAG, "drops", "--backend", "tracefs", "--duration", "0.5", "--json"], capture_output=True, text=True,
                          env=state_env, timeout=60)
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)

@@ -1,0 +1,339 @@
+"""The eBPF drop backend on real namespaces: exact namespace, flows, vxlan inner flows, cleanup.
+
+Each test builds its own namespaces (named hb<tag>..., deleted at the end) and
+drops with iptables rules whose packet counters are the reference.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from vnetdiag.system import netns, proc
+
+pytestmark = pytest.mark.root
+TAG = f"hb{os.getpid() % 10000:04d}"
+VNETDIAG = str(Path(sys.executable).with_name("vnetdiag"))
+
+
+def sh(*argv: str) -> str:
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, f"{' '.join(argv)}: {out.stderr}"
+    return out.stdout
+
+
+@pytest.fixture
+def make_ns():
+    made: list[str] = []
+
+    def make(suffix: str) -> str:
+        name = f"{TAG}{suffix}"
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+        sh("ip", "netns", "add", name)
+        made.append(name)
+        sh("ip", "-n", name, "link", "set", "lo", "up")
+        return name
+
+    yield make
+    for name in reversed(made):
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+
+
+@pytest.fixture(autouse=True)
+def _needs_ebpf():
+    from vnetdiag.collect.droptrace import ebpf_unusable
+
+    why = ebpf_unusable()
+    if why:
+        pytest.skip(why)
+
+
+def inode(name: str) -> int:
+    return netns.inode_of(f"/run/netns/{name}")
+
+
+def ifindex(ns: str, dev: str) -> int:
+    return json.loads(sh("ip", "-n", ns, "-j", "link", "show", dev))[0]["ifindex"]
+
+
+def veth(ns_a: str, a: str, ns_b: str, b: str) -> None:
+    """A veth pair created inside ``ns_a`` (so ifindexes are that namespace's), one end moved to ``ns_b``."""
+    sh("ip", "-n", ns_a, "link", "add", a, "type", "veth", "peer", "name", b)
+    sh("ip", "-n", ns_a, "link", "set", b, "netns", ns_b)
+    sh("ip", "-n", ns_a, "link", "set", a, "up")
+    sh("ip", "-n", ns_b, "link", "set", b, "up")
+
+
+def rule_packets(ns: str, tool: str, dport: int, proto: str) -> int:
+    """The packet counter of the DROP rule matching ``proto dpt:dport`` (iptables -L -v -x)."""
+    text = sh("ip", "netns", "exec", ns, tool, "-L", "INPUT", "-v", "-x", "-n")
+    for line in text.splitlines():
+        if f"dpt:{dport}" in line and "DROP" in line and (proto in line.split() or
+                                                          str(socket.getprotobyname(proto)) in line.split()):
+            return int(line.split()[0])
+    raise AssertionError(f"no rule for {proto} dpt:{dport} in {text}")
+
+
+def drop_rule(ns: str, tool: str, proto: str, dport: int, *extra: str) -> None:
+    sh("ip", "netns", "exec", ns, tool, "-A", "INPUT", *extra, "-p", proto, "--dport", str(dport), "-j", "DROP")
+
+
+def send_udp(ns: str, family: int, src: tuple, dst: tuple, n: int) -> None:
+    with netns.entered(f"/run/netns/{ns}"):
+        s = socket.socket(family, socket.SOCK_DGRAM)
+    with s:
+        s.bind(src)
+        for _ in range(n):
+            s.sendto(b"vnetdiag", dst)
+
+
+def wait_for(cond, what: str, timeout_s: float = 15.0):
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        got = cond()
+        if got:
+            return got
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def records(t, pred) -> list:
+    return [p for p in t.snapshot().packets if pred(p)]
+
+
+def test_same_ifindex_in_two_namespaces_is_attributed_exactly(make_ns):
+    from vnetdiag.collect.droptrace import drop_trace
+
+    a, b, pa, pb = make_ns("a"), make_ns("b"), make_ns("pa"), make_ns("pb")
+    for ns, peer in ((a, pa), (b, pb)):
+        veth(ns, "eth0", peer, "p0")
+        sh("ip", "-n", ns, "addr", "add", "10.201.0.1/24", "dev", "eth0")
+        sh("ip", "-n", peer, "addr", "add", "10.201.0.2/24", "dev", "p0")
+        drop_rule(ns, "iptables", "udp", 7100, "-i", "eth0")
+    assert ifindex(a, "eth0") == ifindex(b, "eth0")  # the point of the test
+    sent = {a: 5, b: 3}
+    with drop_trace(backend="ebpf", filter="udp port 7100") as t:
+        for ns, peer in ((a, pa), (b, pb)):
+            send_udp(peer, socket.AF_INET, ("10.201.0.2", 0), ("10.201.0.1", 7100), sent[ns])
+        wait_for(lambda: len(records(t, lambda p: p.matched)) >= 8, "8 records")
+    r = t.result
+    assert r.backend == "ebpf"
+    for ns in (a, b):
+        mine = [p for p in r.packets if p.matched and p.netns_inode == inode(ns)]
+        assert len(mine) == sent[ns] == rule_packets(ns, "iptables", 7100, "udp")
+        assert {(p.ifindex, p.device, p.reason) for p in mine} == {(ifindex(ns, "eth0"), "eth0", "NETFILTER_DROP")}
+        tally = [x for x in r.tallies if x.netns_inode == inode(ns) and x.reason == "NETFILTER_DROP"]
+        assert [(x.ifindex, x.count, x.netns) for x in tally] == [(ifindex(ns, "eth0"), sent[ns], ns)]
+
+
+def test_flows_of_dropped_tcp_and_udp_ipv4_ipv6_match_the_rules(make_ns):
+    from vnetdiag.collect.droptrace import drop_trace
+
+    c, s = make_ns("c"), make_ns("s")
+    veth(c, "c0", s, "s0")
+    for ns, dev, last in ((c, "c0", 1), (s, "s0", 2)):
+        sh("ip", "-n", ns, "addr", "add", f"10.202.0.{last}/24", "dev", dev)
+        sh("ip", "-n", ns, "addr", "add", f"fd00:202::{last}/64", "dev", dev, "nodad")
+    for tool in ("iptables", "ip6tables"):
+        drop_rule(s, tool, "tcp", 7201)
+        drop_rule(s, tool, "udp", 7202)
+    cases = [  # (family, tool, client, server, proto, sport, dport)
+        (socket.AF_INET, "iptables", "10.202.0.1", "10.202.0.2", "udp", 40001, 7202),
+        (socket.AF_INET6, "ip6tables", "fd00:202::1", "fd00:202::2", "udp", 40002, 7202),
+        (socket.AF_INET, "iptables", "10.202.0.1", "10.202.0.2", "tcp", 40003, 7201),
+        (socket.AF_INET6, "ip6tables", "fd00:202::1", "fd00:202::2", "tcp", 40004, 7201),
+    ]
+    with drop_trace(backend="ebpf", filter="port 7201 or port 7202") as t:
+        send_udp(c, socket.AF_INET, ("10.202.0.1", 40001), ("10.202.0.2", 7202), 7)
+        send_udp(c, socket.AF_INET6, ("fd00:202::1", 40002), ("fd00:202::2", 7202), 4)
+        for family, tool, client, server, *_ in cases[2:]:
+            sport = cases[[x[0] for x in cases[2:]].index(family) + 2][5]
+            with netns.entered(f"/run/netns/{c}"):
+                sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            sock.bind((client, sport))
+            try:
+                sock.connect_ex((server, 7201))
+                # the SYN and its first retransmission (1 s later) both hit the rule
+                wait_for(lambda: rule_packets(s, tool, 7201, "tcp") >= 2, "a SYN retransmission")
+            finally:
+                sock.close()
+        total = lambda: sum(rule_packets(s, tool, port, proto) for tool in ("iptables", "ip6tables")  # noqa: E731
+                            for proto, port in (("tcp", 7201), ("udp", 7202)))
+        wait_for(lambda: len(records(t, lambda p: p.matched)) >= total(), "a record per rule hit")
+    r = t.result
+    assert r.loss.lost == 0
+    for family, tool, client, server, proto, sport, dport in cases:
+        version = 4 if family == socket.AF_INET else 6
+        five = (socket.getprotobyname(proto), client, sport, server, dport)
+        got = [p for p in r.packets if p.matched and p.outer.ip_version == version and p.outer.dport == dport]
+        assert got, (proto, version)
+        assert {p.outer.five_tuple for p in got} == {five}
+        assert len(got) == rule_packets(s, tool, dport, proto)
+        assert {(p.netns_inode, p.device, p.reason) for p in got} == {(inode(s), "s0", "NETFILTER_DROP")}
+        if proto == "tcp":
+            assert all(p.outer.tcp_flags & 0x02 for p in got)  # SYNs
+            assert len({p.outer.tcp_seq for p in got}) == 1  # a retransmission repeats the sequence number
+
+
+def test_vxlan_drop_on_the_underlay_carries_the_inner_flow(make_ns):
+    from vnetdiag.collect.droptrace import drop_trace
+
+    u1, u2 = make_ns("u1"), make_ns("u2")
+    for ns in (u1, u2):  # no IPv6 neighbour discovery over the overlay: only the test's packets cross it
+        sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+           "net.ipv6.conf.default.disable_ipv6=1")
+    veth(u1, "ul1", u2, "ul2")
+    macs = {}
+    for ns, dev, last, peer in ((u1, "ul1", 1, 2), (u2, "ul2", 2, 1)):
+        sh("ip", "-n", ns, "addr", "add", f"10.203.0.{last}/24", "dev", dev)
+        sh("ip", "-n", ns, "link", "add", "vx0", "type", "vxlan", "id", "42", "local", f"10.203.0.{last}",
+           "remote", f"10.203.0.{peer}", "dstport", "4789", "dev", dev)
+        sh("ip", "-n", ns, "addr", "add", f"10.204.0.{last}/24", "dev", "vx0")
+        sh("ip", "-n", ns, "link", "set", "vx0", "up")
+        macs[ns] = json.loads(sh("ip", "-n", ns, "-j", "link", "show", "vx0"))[0]["address"]
+    sh("ip", "-n", u1, "neigh", "replace", "10.204.0.2", "lladdr", macs[u2], "dev", "vx0", "nud", "permanent")
+    drop_rule(u2, "iptables", "udp", 4789, "-i", "ul2")
+    with drop_trace(backend="ebpf", filter="udp port 7301") as t:
+        send_udp(u1, socket.AF_INET, ("10.204.0.1", 40010), ("10.204.0.2", 7301), 6)
+        wait_for(lambda: len(records(t, lambda p: p.matched)) >= 6, "6 records")
+    got = [p for p in t.result.packets if p.matched]
+    assert len(got) == 6 == rule_packets(u2, "iptables", 4789, "udp")
+    assert {p.inner.five_tuple for p in got} == {(17, "10.204.0.1", 40010, "10.204.0.2", 7301)}
+    assert {(p.outer.proto, p.outer.src, p.outer.dst, p.outer.dport) for p in got} == \
+        {(17, "10.203.0.1", "10.203.0.2", 4789)}
+    assert {(p.netns_inode, p.device, p.reason) for p in got} == {(inode(u2), "ul2", "NETFILTER_DROP")}
+    assert sum(x.count for x in t.result.tallies if x.netns_inode == inode(u2) and x.reason == "NETFILTER_DROP") == 6
+
+
+def test_drop_timestamps_are_on_clock_monotonic():
+    from vnetdiag.collect.droptrace import drop_trace
+
+    before = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+    with drop_trace(backend="ebpf", filter="udp port 7401") as t:
+        started = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        sent = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"x", ("127.0.0.1", 7401))  # nothing listens: NO_SOCKET on lo
+        done = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        wait_for(lambda: records(t, lambda p: p.matched), "the record")
+    assert before <= t._src.bpf_started_ns <= started  # bpftrace's BEGIN nsecs, between our two readings
+    [p] = [p for p in t.result.packets if p.matched]
+    assert sent <= p.ts_ns <= done and p.reason == "NO_SOCKET" and p.device == "lo"
+
+
+# -- the command: cleanup after SIGKILL, missing bpftrace
+
+
+@pytest.fixture
+def state_env(tmp_path):
+    return {**os.environ, "VNETDIAG_STATE_DIR": str(tmp_path / "state")}
+
+
+def _bpftrace_pid(journals: Path) -> int | None:
+    for j in journals.glob("bpftrace-*.jsonl"):
+        for line in j.read_text().splitlines()[1:]:
+            step = json.loads(line)
+            if step.get("op") == "kill-process":
+                return step["pid"]
+    return None
+
+
+def _held_prog_ids(pid: int) -> set[int]:
+    """Ids of the BPF programs a process holds (fdinfo of its bpf-prog fds)."""
+    ids = set()
+    for info in Path(f"/proc/{pid}/fdinfo").glob("*"):
+        try:
+            m = re.search(r"^prog_id:\s+(\d+)", info.read_text(), re.M)
+        except OSError:
+            continue
+        if m:
+            ids.add(int(m.group(1)))
+    return ids
+
+
+def _loaded_prog_ids() -> set[int] | None:
+    """Ids of every loaded BPF program (bpftool), None without bpftool."""
+    if subprocess.run(["which", "bpftool"], capture_output=True).returncode != 0:
+        return None
+    out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True, timeout=30)
+    return {prog["id"] for prog in json.loads(out.stdout or "[]")}
+
+
+def test_sigkill_during_drops_then_cleanup_leaves_nothing(state_env, tmp_path):
+    journals = tmp_path / "state" / "journals"
+    p = subprocess.Popen([VNETDIAG, "drops", "--backend", "ebpf", "--duration", "60", "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=state_env)
+    try:
+        pid = wait_for(lambda: _bpftrace_pid(journals), "the journaled bpftrace", timeout_s=30)
+        helper = proc.ProcessId(pid=pid, start_ticks=proc.start_ticks(pid) or 0)
+        progs = wait_for(lambda: _held_prog_ids(pid), "bpftrace's programs loaded")
+        loaded = _loaded_prog_ids()
+        assert loaded is None or progs <= loaded
+    finally:
+        p.kill()
+        p.wait(timeout=10)
+    out = subprocess.run([VNETDIAG, "cleanup"], capture_output=True, text=True, env=state_env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert not proc.is_alive(helper)
+    leftovers = [d.name for d in Path("/proc").iterdir() if d.name.isdigit() and
+                 f"vnetdiag-bpftrace-{p.pid}-".encode() in _cmdline(d)]
+    assert leftovers == []
+    assert not list(journals.glob("*.jsonl"))
+    assert not list((tmp_path / "state" / "bpftrace").glob("*.bt"))
+    assert not progs & (_loaded_prog_ids() or set())
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_during_drops_prints_the_result_and_leaves_nothing(state_env, tmp_path, sig):
+    journals = tmp_path / "state" / "journals"
+    p = subprocess.Popen([VNETDIAG, "drops", "--backend", "ebpf", "--duration", "60", "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=state_env)
+    try:
+        pid = wait_for(lambda: _bpftrace_pid(journals), "the journaled bpftrace", timeout_s=30)
+        helper = proc.ProcessId(pid=pid, start_ticks=proc.start_ticks(pid) or 0)
+        wait_for(lambda: _held_prog_ids(pid), "bpftrace's programs loaded")
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=30)
+    finally:
+        p.kill()
+    doc = json.loads(out)
+    assert doc["backend"] == "ebpf" and doc["schema"] == "vnetdiag.drops/1", err
+    assert not proc.is_alive(helper)
+    assert not list(journals.glob("*.jsonl"))
+
+
+def _cmdline(d: Path) -> bytes:
+    try:
+        return (d / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+NO_BPFTRACE_PATH = "/usr/sbin:/sbin"  # ip, iptables, tc live here; bpftrace is in /usr/bin
+
+
+def test_forced_ebpf_without_bpftrace_is_exit_3_with_a_hint(state_env):
+    assert not any(Path(d, "bpftrace").exists() for d in NO_BPFTRACE_PATH.split(":"))
+    out = subprocess.run([VNETDIAG, "drops", "--backend", "ebpf", "--duration", "1"], capture_output=True,
+                         text=True, env={**state_env, "PATH": NO_BPFTRACE_PATH}, timeout=60)
+    assert out.returncode == 3, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "bpftrace" in lines[0] and "hint" in lines[0] and "Traceback" not in out.stderr
+
+
+def test_auto_without_bpftrace_falls_back_to_tracefs_with_a_note(state_env):
+    out = subprocess.run([VNETDIAG, "drops", "--duration", "0.5", "--json"], capture_output=True, text=True,
+                         env={**state_env, "PATH": NO_BPFTRACE_PATH}, timeout=60)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["backend"] == "tracefs" and re.search(r"bpftrace is not installed.*used tracefs", doc["note"])
