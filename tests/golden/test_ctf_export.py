@@ -66,7 +66,9 @@ def test_export_reads_back_in_babeltrace2_with_the_recordings_events(tmp_path):
     assert re.search(r"location = 0x[0-9A-F]+", drop)
 
 
-def test_export_then_report_gives_the_recordings_analysis(tmp_path):
+@pytest.mark.parametrize("packet_events", [ctf_writer._PACKET_EVENTS, 50])
+def test_export_then_report_gives_the_recordings_analysis(tmp_path, monkeypatch, packet_events):
+    monkeypatch.setattr(ctf_writer, "_PACKET_EVENTS", packet_events)  # 50: many packets per stream
     rec = tracefile.read(REC)
     ctf_writer.export_recording(rec, tmp_path / "ctf")
     trace = ctf.CtfTrace(tmp_path / "ctf")
@@ -76,6 +78,10 @@ def test_export_then_report_gives_the_recordings_analysis(tmp_path):
     assert [(d.device, d.netns, d.gro_frames) for d in got.devices] == [(d.device, d.netns, d.gro_frames)
                                                                          for d in want.devices]
     assert trace.devmap == dict(rec.devmap)
+    details = subprocess.run(["babeltrace2", "-c", "sink.text.details", "--params", "with-metadata=false",
+                              str(tmp_path / "ctf")], capture_output=True, text=True, timeout=60, check=True).stdout
+    packets = details.count("Packet beginning")
+    assert packets == 2 if packet_events > 1000 else packets > 10  # one per CPU, or many
 
 
 def test_lost_events_are_written_as_discarded_events(tmp_path):

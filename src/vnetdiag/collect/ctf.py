@@ -189,6 +189,8 @@ class CtfTrace:
         self.counts: Counter[tuple[str, str]] = Counter()
         """(LTTng event name, device name or '') -> events read."""
         self.lost_by_cpu: Counter[int] = Counter()
+        self.lost_packets = 0
+        """Packets LTTng lost whole (counted once each in lost_by_cpu: at least one event)."""
         self.first_ns: int | None = None
         self.last_ns: int | None = None
         self.clock_offset_ns = 0
@@ -235,6 +237,7 @@ class CtfTrace:
         bt2 = self.bt2
         EventMsg, PacketBegin = bt2._EventMessageConst, bt2._PacketBeginningMessageConst
         StreamBegin, Discarded = bt2._StreamBeginningMessageConst, bt2._DiscardedEventsMessageConst
+        LostPackets = bt2._DiscardedPacketsMessageConst
         stream_cpu: dict[int, int] = {}
         batch: list[ev.TraceEvent] = []
         for msg in self._messages():
@@ -275,6 +278,12 @@ class CtfTrace:
                 # LTTng counts events it could not store per channel buffer (any event, not only network ones).
                 cpu = stream_cpu.get(msg.stream.addr, 0)
                 self.lost_by_cpu[cpu] += msg.count if msg.count is not None else 1
+            elif type(msg) is LostPackets:
+                # A gap in the packet sequence numbers: whole sub-buffers were lost,
+                # each held at least one event (their number is unknown).
+                n = msg.count if msg.count is not None else 1
+                self.lost_packets += n
+                self.lost_by_cpu[stream_cpu.get(msg.stream.addr, 0)] += n
             elif type(msg) is StreamBegin:
                 self._stream(msg.stream)
         if batch:
@@ -399,6 +408,9 @@ class CtfTrace:
         if sum(self.lost_by_cpu.values()):
             out.append("events lost: LTTng discarded events in the channel buffers (any kind of event, "
                        "not only network ones)")
+        if self.lost_packets:
+            out.append(f"{self.lost_packets} packets lost whole: each counts as one lost event, "
+                       f"the true number is higher")
         return out
 
     def napi_polls(self) -> dict[str, int]:
