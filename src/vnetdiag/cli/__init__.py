@@ -13,7 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "diagnose": ("vnetdiag.cli.diagnose", "probe A -> B, watch counters and kernel drops, rank the causes"),
     "lab": ("vnetdiag.cli.lab", "build and control a lab of real namespaces with injectable faults"),
     "drops": ("vnetdiag.cli.drops", "live table of kernel drops by namespace, device, reason and location"),
-    "trace": ("vnetdiag.cli.trace", "record kernel packet events to a file, or analyse a recording"),
+    "trace": ("vnetdiag.cli.trace", "record kernel packet events, analyse a recording or an LTTng trace, export CTF"),
     "counters": ("vnetdiag.cli.counters", "drop, error and queue counters of every interface in every namespace"),
     "inventory": ("vnetdiag.cli.inventory", "every interface in every namespace and how it is built"),
     "pcap": ("vnetdiag.cli.pcap", "conversations, retransmissions and their timer signatures in a capture file"),

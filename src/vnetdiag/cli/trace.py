@@ -1,4 +1,4 @@
-"""vnetdiag trace record|report: record kernel events to a file, analyse a recording."""
+"""vnetdiag trace record|report|export: record kernel events, analyse a recording or an LTTng trace, export CTF."""
 
 from __future__ import annotations
 
