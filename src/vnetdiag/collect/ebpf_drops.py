@@ -132,12 +132,13 @@ class EbpfDropSource:
     """bpftrace counting every drop and streaming the selected ones; see the module docstring."""
 
     def __init__(self, *, filter: str | None = None, flows: Iterable = (), vxlan_ports: Sequence[int] | None = None,
-                 max_records: int = 100_000, sample: int = 200) -> None:
+                 max_records: int = 100_000, sample: int = 200, raw_log=None) -> None:
         self.filter = combined_filter(filter, flows)
         ebpf_filter.parse(self.filter)  # bad words fail now, before anything starts
         self.vxlan_ports = tuple(vxlan_ports) if vxlan_ports is not None else None
         self.max_records = max_records
         self.sample = sample
+        self.raw_log = raw_log
         self.records: list[PacketDrop] = []
         self.tallies: tuple[DropTally, ...] = ()
         self.lost = 0
@@ -156,7 +157,8 @@ class EbpfDropSource:
         params = kernel_params(self.filter, vxlan_ports=self.vxlan_ports, max_records=self.max_records,
                                sample=self.sample, syms=self.syms, reasons=self.reasons)
         self.script = generate(params)
-        self._proc = bpftrace.BpftraceProcess(self.script, self._on_message, ready=_is_begin)
+        self._proc = bpftrace.BpftraceProcess(self.script, self._on_message, ready=_is_begin,
+                                              raw_log=self.raw_log)
         self._proc.start()
         self.started_s = time.monotonic()
 

@@ -114,7 +114,8 @@ class BpftraceProcess:
     """One journaled bpftrace run of a script; messages go to ``on_message`` from a reader thread."""
 
     def __init__(self, script: str, on_message: Callable[[Message], None], *, attach_timeout_s: float = 30.0,
-                 ready: Callable[[Message], bool] | None = None, journal_dir: Path | None = None) -> None:
+                 ready: Callable[[Message], bool] | None = None, journal_dir: Path | None = None,
+                 raw_log: Path | None = None) -> None:
         """``ready`` tells the message after which the probes are live; bpftrace
         prints attached_probes *before* attaching, so a script should print
         something from BEGIN (which runs once every probe is attached) and
@@ -123,6 +124,8 @@ class BpftraceProcess:
         self.on_message = on_message
         self.attach_timeout_s = attach_timeout_s
         self.ready = ready or (lambda m: m.kind == "attached_probes")
+        self.raw_log = raw_log
+        """When set, every stdout line is also written there (recording golden inputs)."""
         self.journal_dir = journal_dir
         self.script_path = scripts_dir() / f"{SCRIPT_PREFIX}{os.getpid()}-{next(_SEQ)}.bt"
         self.proc: subprocess.Popen | None = None
@@ -166,13 +169,23 @@ class BpftraceProcess:
 
     def _read(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
-        for line in self.proc.stdout:
-            msg = parse_line(line)
-            if msg is None:
-                continue
-            self.on_message(msg)
-            if not self._attached.is_set() and self.ready(msg):
-                self._attached.set()
+        log = self.raw_log.open("w") if self.raw_log is not None else None
+        try:
+            for line in self.proc.stdout:
+                if log is not None:
+                    log.write(line)
+                self._handle(line)
+        finally:
+            if log is not None:
+                log.close()
+
+    def _handle(self, line: str) -> None:
+        msg = parse_line(line)
+        if msg is None:
+            return
+        self.on_message(msg)
+        if not self._attached.is_set() and self.ready(msg):
+            self._attached.set()
 
     def _read_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
