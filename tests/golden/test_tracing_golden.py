@@ -90,7 +90,7 @@ def test_raw_pages_decode_to_what_the_kernel_printed():
         if hasattr(e, "location"):
             assert e.location == kv["location"]
         if isinstance(e, ev.DropEvent):
-            assert text.endswith(f"reason: {e.reason}")
+            assert text.endswith(f"reason: {e.reason}") and e.protocol == int(kv["protocol"])
 
 
 def test_recording_report_gives_overlay_path_and_drop():

@@ -16,7 +16,6 @@ record decoder.
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 
 import numpy as np
@@ -208,7 +207,7 @@ class ColumnDecoder:
                                      reason.tolist()):
                 drops[int(inv[i])] = ev.DropEvent(
                     ts_ns=int(ts[i]), cpu=int(cpus[row[i]]), skbaddr=a, location=self.records.symbolize(l),
-                    reason=self.records.reasons.get(r, f"reason#{r}"), protocol=socket.ntohs(p))
+                    reason=self.records.reasons.get(r, f"reason#{r}"), protocol=p)  # host order already
         keep = kind[order] >= 0
         new_index = np.cumsum(keep) - 1
         return (ts[order][keep], cpus[row][order][keep], kind[order][keep], skb[order][keep], dev[order][keep],

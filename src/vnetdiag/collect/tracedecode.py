@@ -142,7 +142,7 @@ def _make(fmt: EventFormat, symbolize: Symbolizer, reasons: dict[int, str]) -> _
             v = up(buf, off)
             r = v[i_reason]
             return ev.DropEvent(ts_ns=ts, cpu=cpu, skbaddr=v[i_skb], location=symbolize(v[i_loc]),
-                                reason=reasons.get(r, f"reason#{r}"), protocol=socket.ntohs(v[i_proto]))
+                                reason=reasons.get(r, f"reason#{r}"), protocol=v[i_proto])  # the kernel stores ntohs()
     elif key in (RETRANS, RETRANS_SYNACK):
         names = ("sport", "dport", "family", "saddr", "daddr", "saddr_v6", "daddr_v6")
         if key == RETRANS:
