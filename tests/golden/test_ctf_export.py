@@ -63,7 +63,7 @@ def test_export_reads_back_in_babeltrace2_with_the_recordings_events(tmp_path):
     # LTTng's names and fields, with the kernel's reason names and the symbols beside the addresses.
     drop = next(ln for ln in lines if " skb_kfree: " in ln)
     assert re.search(r'reason = \( "NO_SOCKET"', drop) and 'location_symbol = "ping_rcv+' in drop
-    assert re.search(r"location = 0x[0-9A-F]+", drop)
+    assert re.search(r"location = 0x[0-9A-F]+", drop) and "protocol = 2048" in drop  # IPv4, host order as LTTng
 
 
 @pytest.mark.parametrize("packet_events", [ctf_writer._PACKET_EVENTS, 50])
