@@ -72,7 +72,7 @@ def build(spec: LabSpec, journal: Journal, lab_dir: Path, progress=None) -> list
         _configure(spec, Endpoint(node=x.node, name=x.name, master=x.master, mtu=x.mtu))
     for node in spec.nodes:
         if node.firewall:
-            _firewall(netns_name(spec, node.name))
+            _firewall(netns_name(spec, node.name), [x for x in spec.vxlans if x.node == node.name])
     backends = []
     for m in spec.macvtaps:
         say(f"backend for {m.node}:{m.name} -> {m.guest.node}:{m.guest.name}")
@@ -121,9 +121,17 @@ def _configure(spec: LabSpec, ep: Endpoint) -> None:
 FIREWALL_CHAIN = "VND-SG"
 
 
-def _firewall(ns: str) -> None:
+def _firewall(ns: str, tunnels: list) -> None:
     in_netns(ns, ["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"])
+    # The firewall is the guests' security group: it tracks their connections,
+    # not the node's own vxlan tunnel. Tracked, the tunnel would need its own
+    # table entries, a new one each time TCP re-hashes a flow (every SYN
+    # retransmit picks a new vxlan source port), so a full table would also drop
+    # encapsulated packets at the underlay, by chance of timing.
+    notrack = [["-t", "raw", "-A", chain, "-p", "udp", "--dport", str(x.dstport), "-j", "CT", "--notrack"]
+               for x in tunnels for chain in ("PREROUTING", "OUTPUT")]
     rules = [
+        *notrack,
         ["-N", FIREWALL_CHAIN],
         ["-A", "FORWARD", "-j", FIREWALL_CHAIN],
         ["-A", FIREWALL_CHAIN, "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP"],
