@@ -176,6 +176,8 @@ class _Aggregate:
         self.slow: list = []
         self.hlog = hlog
         self.intervals: dict[int, object] = {}
+        self.interval_max_ns: dict[int, int] = {}
+        """Exact largest latency per interval (the histograms round to their buckets)."""
         self.watermark = [0] * streams  # per stream: intervals before this one are complete
         self.written = 0
         self.raw = raw
@@ -188,6 +190,7 @@ class _Aggregate:
                 if self.hlog is not None:
                     hist = self.intervals.setdefault(c.interval, H.new_histogram())
                     H.record_many(hist, c.latency_ns)
+                    self.interval_max_ns[c.interval] = max(self.interval_max_ns.get(c.interval, 0), max(c.latency_ns))
             if len(c.uncorrected_ns):
                 H.record_many(self.uncorrected, c.uncorrected_ns)
             if len(c.connect_ns):
@@ -213,7 +216,8 @@ class _Aggregate:
             return
         while self.written < upto:
             hist = self.intervals.pop(self.written, None) or H.new_histogram()
-            self.hlog.write(hist, float(self.written), float(self.written + 1))
+            self.hlog.write(hist, float(self.written), float(self.written + 1),
+                            max_ns=self.interval_max_ns.pop(self.written, 0))
             self.written += 1
 
     def finish(self, measured_s: float) -> None:
@@ -222,7 +226,8 @@ class _Aggregate:
         last = max([self.written, *self.intervals.keys()]) if self.intervals else self.written - 1
         while self.written <= last:
             hist = self.intervals.pop(self.written, None) or H.new_histogram()
-            self.hlog.write(hist, float(self.written), min(float(self.written + 1), max(measured_s, self.written + 1e-3)))
+            self.hlog.write(hist, float(self.written), min(float(self.written + 1), max(measured_s, self.written + 1e-3)),
+                            max_ns=self.interval_max_ns.pop(self.written, 0))
             self.written += 1
 
 

@@ -128,10 +128,16 @@ class IntervalLog:
         stream.write(f"#[StartTime: {self.start_epoch_s:.3f} (seconds since epoch), {stamp}]\n")
         self._writer.output_legend()
 
-    def write(self, hist: HdrHistogram, start_s: float, end_s: float) -> None:
-        """One interval, times relative to the start (seconds)."""
+    def write(self, hist: HdrHistogram, start_s: float, end_s: float, *, max_ns: int | None = None) -> None:
+        """One interval, times relative to the start (seconds).
+
+        ``max_ns``: the interval's exact largest latency. The line is written
+        here rather than by hdrh, whose writer reports the histogram's max
+        (the top of its bucket, up to 0.1 % high) floored to whole milliseconds
+        (a 200.9 ms tail became 200.000)."""
         if end_s <= start_s:
             return
-        # hdrh writes start == 0 as "use the histogram's own time stamp": nudge it.
-        self._writer.output_interval_histogram(hist, start_s or 1e-6, end_s)
+        top_ns = max_ns if max_ns is not None else (hist.get_max_value() if hist.get_total_count() else 0)
+        payload = hist.encode().decode("ascii")
+        self._stream.write(f"{start_s:f},{end_s - start_s:f},{top_ns / 1e6:f},{payload}\n")
         self._stream.flush()
