@@ -74,6 +74,7 @@ def test_export_then_report_gives_the_recordings_analysis(tmp_path, monkeypatch,
     trace = ctf.CtfTrace(tmp_path / "ctf")
     got, want = ctf.analyze_ctf(trace), analyze_recording(rec)
     assert got.drops == want.drops and got.paths == want.paths and got.fdb_moves == want.fdb_moves
+    assert got.fdb_events == want.fdb_events and len(want.fdb_events) == 13  # bridge, port, MAC, vid and time
     assert got.completeness == want.completeness and got.duration_s == pytest.approx(want.duration_s)
     assert [(d.device, d.netns, d.gro_frames) for d in got.devices] == [(d.device, d.netns, d.gro_frames)
                                                                          for d in want.devices]
