@@ -337,3 +337,62 @@ def test_auto_without_bpftrace_falls_back_to_tracefs_with_a_note(state_env):
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["backend"] == "tracefs" and re.search(r"bpftrace is not installed.*used tracefs", doc["note"])
+
+
+# -- macvtap rings (seeds 001, 004): was the queue really full?
+
+
+@pytest.fixture(scope="module")
+def rlab():
+    from vnetdiag import lab as lab_mod
+    from vnetdiag.lab import spec
+
+    prefix = os.environ.get("VNETDIAG_LAB_PREFIX", "hb") + "r"
+    lab_mod.down(prefix)
+    the_lab = lab_mod.up(spec.default(prefix))
+    try:
+        yield the_lab
+    finally:
+        assert not lab_mod.down(prefix)
+
+
+def _burst(lab, dst: str, count: int) -> None:
+    code = ("import socket; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+            f"for _ in range({count}): s.sendto(b'x'*500, ('{dst}', 7501))")
+    lab.run("vm1", ["python3", "-c", code], check=True, timeout=20)
+
+
+def _rx_dropped(ns: str, dev: str) -> int:
+    return json.loads(sh("ip", "-n", ns, "-j", "-s", "link", "show", dev))[0]["stats64"]["rx"]["dropped"]
+
+
+def test_full_ring_at_a_stopped_macvtap_reader_shows_the_ring_full_and_none_when_it_reads(rlab):
+    from vnetdiag.collect.droptrace import drop_trace
+
+    lab, hv1 = rlab, rlab.netns("hv1")
+    lab.clear_faults()
+    lab.run("vm1", ["ping", "-c1", "-W2", lab.ip("vm2")], check=True)
+    tap_ifindex = ifindex(hv1, "mvtap0")
+    flt = f"udp and dst host {lab.ip('vm2')} and dst port 7501"
+    lab.add_fault("slow-guest", at="hv1:mvtap0")  # backend stops reading; queue length 16
+    before = _rx_dropped(hv1, "mvtap0")
+    try:
+        with drop_trace(backend="ebpf", filter=flt) as t:
+            _burst(lab, lab.ip("vm2"), 100)
+            wait_for(lambda: _rx_dropped(hv1, "mvtap0") - before > 50, "macvtap rx drops")
+            n = _rx_dropped(hv1, "mvtap0") - before
+            wait_for(lambda: len(records(t, lambda p: p.reason == "FULL_RING")) >= n, "a record per drop")
+    finally:
+        lab.clear_faults()
+    full = [p for p in t.result.packets if p.reason == "FULL_RING"]
+    assert len(full) == _rx_dropped(hv1, "mvtap0") - before
+    assert {(p.netns_inode, p.ifindex, p.device, p.location.split("+")[0]) for p in full} == \
+        {(inode(hv1), tap_ifindex, "mvtap0", "tap_handle_frame")}
+    assert all(p.ring is not None and p.ring.slot_busy for p in full)
+    assert {(p.ring.occupied_entries, p.ring.size_entries) for p in full} == {(16, 16)}
+
+    before = _rx_dropped(hv1, "mvtap0")
+    with drop_trace(backend="ebpf", filter=flt) as t:  # the backend reads again
+        _burst(lab, lab.ip("vm2"), 100)
+    assert _rx_dropped(hv1, "mvtap0") == before
+    assert not [x for x in t.result.tallies if x.netns_inode == inode(hv1) and x.reason == "FULL_RING"]
