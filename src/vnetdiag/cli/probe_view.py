@@ -91,6 +91,8 @@ def render(result: ProbeResult, console) -> None:
     console.print(Text(head, style="bold"))
     if r.interrupted:
         console.print(Text("interrupted: partial results", style="yellow"))
+    if r.shortfall:
+        console.print(Text(f"the probe did not measure the path: {r.shortfall}", style="bold red"))
     console.print(f"transactions {r.transactions:,}   rate {r.rate_per_s:,.0f}/s   errors {r.errors:,}")
     console.print()
     title = "latency (from intended send time)" if r.rate_target_per_s else "latency"
