@@ -11,6 +11,15 @@
    bpftrace counts the same tracepoints in the same window as the reference.
    Reports events/s read and events lost; the highest rate with nothing lost.
 
+3. eBPF backend overhead (``--only ebpf`` runs just this): iperf3 TCP between
+   two namespaces made for it (a veth pair), interleaved rounds of: nothing;
+   bpftrace counting skb:kfree_skb by reason (the public reference); and the
+   eBPF backend with full attribution (namespace, device, flow; every drop of
+   the iperf3 flow streamed as a record: ``--filter "tcp port 5201"``). Once on
+   a clean path and once with 1 % of the stream dropped by an iptables
+   ``statistic`` rule (so kfree_skb fires ~thousands of times a second).
+   Reports the medians and the overhead ratios against no tracing.
+
 Machine noise (other users of the machine) shows up in the spread; numbers
 are what was measured, nothing is asserted.
 """
@@ -86,7 +95,7 @@ def overhead(lab, seconds: float, rounds: int) -> dict:
                                        "bpftrace kfree_skb": []}
     for _ in range(rounds):
         results["baseline"].append(iperf(lab, seconds)["sum_received"]["bits_per_second"])
-        p = subprocess.Popen([VNETDIAG, "drops", "--duration", str(seconds + 5), "--json"],
+        p = subprocess.Popen([VNETDIAG, "drops", "--backend", "tracefs", "--duration", str(seconds + 5), "--json"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         _wait_instance(p.pid)
         results["vnetdiag drops"].append(iperf(lab, seconds)["sum_received"]["bits_per_second"])
@@ -135,14 +144,106 @@ def event_rate(lab, seconds: float, rates_pps: list[int]) -> list[dict]:
     return rows
 
 
+def _sh(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True, text=True)
+
+
+def _pair(prefix: str) -> tuple[str, str]:
+    """Two namespaces joined by a veth pair: the client's and the iperf3 server's."""
+    a, b = f"{prefix}-ebc", f"{prefix}-ebs"
+    for ns in (a, b):
+        subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+        _sh("ip", "netns", "add", ns)
+        _sh("ip", "-n", ns, "link", "set", "lo", "up")
+    _sh("ip", "-n", a, "link", "add", "eb0", "type", "veth", "peer", "name", "eb1")
+    _sh("ip", "-n", a, "link", "set", "eb1", "netns", b)
+    for ns, dev, last in ((a, "eb0", 1), (b, "eb1", 2)):
+        _sh("ip", "-n", ns, "addr", "add", f"10.205.0.{last}/24", "dev", dev)
+        _sh("ip", "-n", ns, "link", "set", dev, "up")
+    return a, b
+
+
+def _iperf_ns(client: str, seconds: float) -> float:
+    out = subprocess.run(["ip", "netns", "exec", client, "iperf3", "-c", "10.205.0.2", "-t", str(seconds), "-J"],
+                         capture_output=True, text=True, timeout=seconds + 30)
+    return json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"]
+
+
+def _bpftrace_ready(program: str) -> subprocess.Popen:
+    """bpftrace with a BEGIN line: BEGIN runs once every probe is attached."""
+    p = subprocess.Popen(["bpftrace", "-f", "json", "-e", 'BEGIN { printf("ready\\n"); } ' + program],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        if "ready" in p.stdout.readline():
+            return p
+    raise RuntimeError("bpftrace did not attach")
+
+
+def ebpf_overhead(prefix: str, seconds: float, rounds: int) -> dict:
+    from vnetdiag.collect.droptrace import drop_trace
+
+    client, server = _pair(prefix)
+    srv = subprocess.Popen(["ip", "netns", "exec", server, "iperf3", "-s"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    out: dict = {}
+    try:
+        time.sleep(0.5)
+        for load in ("clean", "1% dropped"):
+            if load != "clean":
+                _sh("ip", "netns", "exec", server, "iptables", "-I", "INPUT", "-p", "tcp", "--dport", "5201",
+                    "-m", "statistic", "--mode", "random", "--probability", "0.01", "-j", "DROP")
+            runs: dict[str, list[float]] = {"baseline": [], "bpftrace count by reason": [],
+                                            "ebpf backend, full attribution": []}
+            seen = {"drops_counted": 0, "records": 0, "records_lost": 0, "unplaced": 0}
+            for _ in range(rounds):
+                runs["baseline"].append(_iperf_ns(client, seconds))
+                b = _bpftrace_ready("tracepoint:skb:kfree_skb { @drops[args->reason] = count(); }")
+                runs["bpftrace count by reason"].append(_iperf_ns(client, seconds))
+                _bpftrace_stop(b)
+                with drop_trace(backend="ebpf", filter="tcp port 5201") as t:
+                    runs["ebpf backend, full attribution"].append(_iperf_ns(client, seconds))
+                r = t.result
+                seen["drops_counted"] += sum(x.count for x in r.tallies)
+                seen["records"] += len(r.packets)
+                seen["records_lost"] += r.loss.lost
+                seen["unplaced"] += sum(x.count for x in r.tallies if x.netns_inode == 0)
+            base = statistics.median(runs["baseline"])
+            out[load] = {"modes": {name: {"median_gbit_s": statistics.median(v) / 1e9,
+                                          "runs_gbit_s": [round(x / 1e9, 2) for x in v],
+                                          "ratio": round(statistics.median(v) / base, 4),
+                                          "overhead_pct": round(100 * (1 - statistics.median(v) / base), 2)}
+                                   for name, v in runs.items()}, **seen}
+    finally:
+        srv.terminate()
+        srv.wait()
+        for ns in (client, server):
+            subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+    return out
+
+
+def print_ebpf(result: dict, seconds: float, rounds: int) -> None:
+    print(f"# eBPF backend: iperf3 TCP between two namespaces ({seconds:g} s x {rounds} rounds, interleaved)")
+    for load, r in result.items():
+        print(f"## {load}: drops counted {r['drops_counted']}, records {r['records']}, records lost "
+              f"{r['records_lost']}, drops without a namespace {r['unplaced']}")
+        for name, m in r["modes"].items():
+            print(f"{name:32s} median {m['median_gbit_s']:.2f} Gbit/s  runs {m['runs_gbit_s']}  "
+                  f"ratio {m['ratio']:.3f}  overhead {m['overhead_pct']:+.2f} %")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prefix", default="trb")
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rates", default="5000,10000,15000,20000,30000", help="UDP packets/s steps")
+    ap.add_argument("--only", choices=("all", "ebpf"), default="all", help="ebpf: only the eBPF backend overhead")
     args = ap.parse_args()
     os.environ.setdefault("VNETDIAG_STATE_DIR", f"/run/vnetdiag-{args.prefix}")
+    print_ebpf(ebpf_overhead(args.prefix, args.seconds, args.rounds), args.seconds, args.rounds)
+    if args.only == "ebpf":
+        return 0
     lab_mod.down(args.prefix)
     lab = lab_mod.up(spec.default(args.prefix))
     server = subprocess.Popen(["ip", "netns", "exec", lab.netns("vm3"), "iperf3", "-s"], stdout=subprocess.DEVNULL,
