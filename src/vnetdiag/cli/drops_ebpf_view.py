@@ -33,8 +33,15 @@ def _packet(p: PacketDrop) -> dict:
     return d
 
 
+def selected_packets(result: DropTraceResult, tallies: tuple[DropTally, ...]) -> tuple[PacketDrop, ...]:
+    """The records of the selected counts (--netns, --device, --reason apply to records too)."""
+    keys = {(t.netns_inode, t.ifindex, t.reason) for t in tallies}
+    return tuple(p for p in result.packets if (p.netns_inode, p.ifindex, p.reason) in keys)
+
+
 def document(result: DropTraceResult, tallies: tuple[DropTally, ...], *, packets: bool = True) -> dict:
     loss = result.loss
+    chosen = selected_packets(result, tallies)
     return {"schema": DROPS_SCHEMA, "backend": result.backend, "note": result.note,
             "duration_s": round(result.duration_s, 3), "filter": result.filter,
             "records": len(result.packets), "records_lost": loss.lost, "records_suppressed": loss.suppressed,
@@ -44,8 +51,8 @@ def document(result: DropTraceResult, tallies: tuple[DropTally, ...], *, packets
             "complete": loss.lost == 0, "lost_by_cpu": {}, "missing_events": [],
             "unplaced": unplaced(result.tallies),
             "drops": [_tally(t, result.duration_s) for t in tallies],
-            "flows": [_flow_row(f) for f in flow_counts(result.packets)],
-            "packets": [_packet(p) for p in result.packets] if packets else []}
+            "flows": [_flow_row(f) for f in flow_counts(chosen)],
+            "packets": [_packet(p) for p in chosen] if packets else []}
 
 
 def _ft(f: Flow | None) -> str:
@@ -69,9 +76,10 @@ def caption(result: DropTraceResult) -> str:
 
 
 def tables(result: DropTraceResult, tallies: tuple[DropTally, ...]) -> list:
+    from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title="kernel drops", caption=caption(result))
+    t = Table(title="kernel drops", caption=escape(caption(result)))
     for col in ("netns", "ifindex", "device", "reason", "location", "count", "per s"):
         t.add_column(col, justify="right" if col in ("ifindex", "count", "per s") else "left")
     d = max(result.duration_s, 1e-9)
@@ -81,16 +89,17 @@ def tables(result: DropTraceResult, tallies: tuple[DropTally, ...]) -> list:
     if not tallies:
         t.add_row("-", "-", "-", "no drops", "-", "0", "0")
     out: list = [t]
-    flows = flow_counts(result.packets)
+    chosen = selected_packets(result, tallies)
+    flows = flow_counts(chosen)
     if flows:
         f = Table(title="dropped flows (records: filtered first, then the sample)")
         for col in ("", "device", "reason", "flow", "inner flow", "count"):
             f.add_column(col, justify="right" if col == "count" else "left")
         for row in flows[:MAX_FLOW_ROWS]:
-            f.add_row("*" if row.matched else "", row.device or "-", row.reason, _ft(row.outer), _ft(row.inner),
-                      str(row.count))
+            f.add_row("*" if row.matched else "", row.device or "-", row.reason, escape(_ft(row.outer)),
+                      escape(_ft(row.inner)), str(row.count))
         out.append(f)
-    rings = [p for p in result.packets if p.ring is not None]
+    rings = [p for p in chosen if p.ring is not None]
     if rings:
         r = Table(title="FULL_RING drops at tap queues: ring occupancy at the drop")
         for col in ("device", "queue", "occupied/size", "producer", "consumer", "slot busy"):
