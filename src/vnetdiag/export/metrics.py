@@ -40,6 +40,11 @@ DEFAULT_NETSTAT = (r"^(.*_(InErrors|InErrs)|Ip_Forwarding|Ip(6|Ext)_(InOctets|Ou
                    r"|Udp6?_(InDatagrams|OutDatagrams|NoPorts|RcvbufErrors|SndbufErrors))$")
 _SOFTNET = (("processed", "processed"), ("dropped", "dropped"), ("time_squeeze", "times_squeezed"),
             ("received_rps", "received_rps"), ("flow_limit_count", "flow_limit_count"))
+# The SNMP MIB objects (RFC 4022, RFC 4293) that are settings or gauges; every
+# other /proc/net/snmp and netstat field counts up, so it is a counter (``_total``)
+# here and rules may take its rate(). node_exporter leaves them all untyped.
+NETSTAT_GAUGES = frozenset({"Ip_Forwarding", "Ip_DefaultTTL", "Tcp_RtoAlgorithm", "Tcp_RtoMin", "Tcp_RtoMax",
+                            "Tcp_MaxConn", "Tcp_CurrEstab"})
 _NAME_OK = re.compile(r"[^a-zA-Z0-9_]")
 
 
@@ -160,8 +165,9 @@ def snapshot_families(snap: CounterSnapshot, filters: Filters = Filters()) -> li
             for key, value in values.items():
                 full = f"{section}_{key}"
                 if netstat.match(full):
-                    gauge(f"netstat_{_NAME_OK.sub('_', full)}", f"/proc/net/snmp|netstat {section} {key}",
-                          nslabels).add_metric(nsv, value)
+                    kind = gauge if full in NETSTAT_GAUGES else counter
+                    kind(f"netstat_{_NAME_OK.sub('_', full)}", f"/proc/net/snmp|netstat {section} {key}",
+                         nslabels).add_metric(nsv, value)
         ct = s.conntrack
         if ct is not None:
             if ct.count is not None:
@@ -175,19 +181,49 @@ def snapshot_families(snap: CounterSnapshot, filters: Filters = Filters()) -> li
                     if k != "entries":  # a gauge, and the same number as nf_conntrack_count
                         sums[k] = sums.get(k, 0) + v
             for k, v in sums.items():
-                gauge(f"nf_conntrack_stat_{_NAME_OK.sub('_', k)}", f"/proc/net/stat/nf_conntrack {k}, summed over CPUs",
-                      nslabels).add_metric(nsv, v)
+                # Event counts (found, drop, insert_failed, ...): counters, so rules take increase() of them.
+                counter(f"nf_conntrack_stat_{_NAME_OK.sub('_', k)}",
+                        f"/proc/net/stat/nf_conntrack {k}, summed over CPUs", nslabels).add_metric(nsv, v)
     for c in snap.softnet:
         for attr, tail in _SOFTNET:
             counter(f"softnet_{tail}", f"/proc/net/softnet_stat {attr}", ["cpu"]).add_metric([str(c.cpu)],
                                                                                           getattr(c, attr))
         if c.backlog_len is not None:
-            gauge("softnet_backlog_packets", "Packets in the CPU's backlog now", ["cpu"]).add_metric(
+            gauge("softnet_backlog_len", "Packets in the CPU's backlog now (node_exporter's name)", ["cpu"]).add_metric(
                 [str(c.cpu)], c.backlog_len)
     gauge("snapshot_problems", "Parts of the last snapshot that could not be read", []).add_metric(
         [], len(snap.problems))
+    success = gauge("scrape_netns_success", "1 if this namespace's counters were read in this scrape, 0 if a "
+                    "namespace-wide read failed (its problem is in the log); like node_scrape_collector_success",
+                    nslabels)
+    for label, ok in netns_success(snap).items():
+        success.add_metric([label], 1 if ok else 0)
     gauge("snapshot_duration_seconds", "Time to read the counters snapshot", []).add_metric([], snap.duration_ms / 1000)
     return list(fam.values())
+
+
+def netns_success(snap: CounterSnapshot) -> dict[str, bool]:
+    """Namespace label -> whether all of it was read. A problem whose ``where``
+    is a namespace (not "ns/device", which loses one device's driver counters)
+    failed that namespace; one that could not be entered has no other series."""
+    failed = {p.where for p in snap.problems if "/" not in p.where}
+    out = {n.label: n.label not in failed for n in snap.namespaces}
+    for where in failed:
+        out.setdefault(where, False)
+    return out
+
+
+def build_families() -> list[Metric]:
+    """``vnetdiag_build_info``: which vnetdiag (on which Python) serves these metrics,
+    labelled as Prometheus' own exporters do (version, goversion -> pythonversion)."""
+    import platform
+
+    from vnetdiag import __version__
+
+    info = GaugeMetricFamily(P + "build_info", "A constant 1 labelled with the version of vnetdiag serving these "
+                             "metrics and the Python it runs on", labels=["version", "pythonversion"])
+    info.add_metric([__version__, platform.python_version()], 1)
+    return [info]
 
 
 def watch_families(view: WatchView) -> Iterable[Metric]:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
 
 from vnetdiag.errors import UsageError
-from vnetdiag.export.metrics import P, Filters, WatchView, snapshot_families, watch_families
+from vnetdiag.export.metrics import P, Filters, WatchView, build_families, snapshot_families, watch_families
 from vnetdiag.model.counters import CounterSnapshot
 
 Source = Callable[[], tuple[CounterSnapshot | None, WatchView | None]]
@@ -38,7 +38,7 @@ class SnapshotCollector:
     def collect(self):
         t0 = time.monotonic()
         self.scrapes += 1
-        families = []
+        families = build_families()
         try:
             snap, view = self.source()
             if snap is not None:

@@ -25,12 +25,12 @@ STEP = "15s"
 USED = {
     "vnetdiag_network_transmit_packets_total", "vnetdiag_network_receive_drop_total",
     "vnetdiag_network_transmit_drop_total", "vnetdiag_network_rx_missed_errors_total",
-    "vnetdiag_qdisc_drops_total", "vnetdiag_qdisc_packets_total", "vnetdiag_qdisc_current_queue_length", "vnetdiag_netstat_Tcp_RetransSegs",
-    "vnetdiag_netstat_TcpExt_ListenOverflows", "vnetdiag_softnet_dropped_total",
+    "vnetdiag_qdisc_drops_total", "vnetdiag_qdisc_packets_total", "vnetdiag_qdisc_current_queue_length", "vnetdiag_netstat_Tcp_RetransSegs_total",
+    "vnetdiag_netstat_TcpExt_ListenOverflows_total", "vnetdiag_softnet_dropped_total",
     "vnetdiag_softnet_times_squeezed_total", "vnetdiag_nf_conntrack_entries", "vnetdiag_nf_conntrack_entries_limit",
-    "vnetdiag_nf_conntrack_stat_drop", "vnetdiag_nf_conntrack_stat_insert_failed",
-    "vnetdiag_nf_conntrack_stat_early_drop", "vnetdiag_network_carrier_changes_total", "vnetdiag_network_mtu_bytes",
-    "vnetdiag_network_info", "vnetdiag_snapshot_problems",
+    "vnetdiag_nf_conntrack_stat_drop_total", "vnetdiag_nf_conntrack_stat_insert_failed_total",
+    "vnetdiag_nf_conntrack_stat_early_drop_total", "vnetdiag_network_carrier_changes_total", "vnetdiag_network_mtu_bytes",
+    "vnetdiag_network_info", "vnetdiag_snapshot_problems", "vnetdiag_scrape_netns_success",
 }
 
 
