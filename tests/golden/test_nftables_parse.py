@@ -165,3 +165,15 @@ def test_rule_deltas_tell_rules_apart_across_families_and_handles(name):
 def test_empty_ruleset():
     assert nftables.objects("") == []
     assert nftables.parse_ruleset(nftables.objects('{"nftables": [{"metainfo": {}}]}'), "x").rules == []
+
+
+def test_loss_and_reverse_path_rules_read_as_nft_writes_them():
+    """numgen (injected random loss) and fib (reverse-path filtering) in nft's own words."""
+    rules = nftables.parse_ruleset(nftables.objects((HERE / "nft-loss.json").read_text()), "lx").rules
+    text = (HERE / "nft-loss.nft").read_text()
+    assert [r.rule for r in rules] == ["fib saddr . iif oif missing counter drop",
+                                       "udp dport 9980 numgen random mod 4 0 counter drop"]
+    for r in rules:
+        assert r.rule.replace("counter", f"counter packets {r.packets} bytes {r.bytes}") in text
+        assert (r.hook, r.verdict) == ("prerouting", "drop")
+    assert rules[0].packets == 3 and 0 < rules[1].packets < 40  # 3 spoofed; about a quarter of 40

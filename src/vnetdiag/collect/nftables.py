@@ -259,6 +259,8 @@ def _statement(e: dict) -> str:
         left = _value(v["left"])
         op = v.get("op", "==")
         right = _value(v["right"], quote=_is_name(v["left"]))
+        if isinstance(v["right"], bool):  # fib ... oif missing / exists
+            right = "exists" if v["right"] else "missing"
         return f"{left} {right}" if op in ("==", "in") else f"{left} {op} {right}"
     if kind == "counter":
         return f'counter name "{v}"' if isinstance(v, str) else "counter"
@@ -325,7 +327,12 @@ def _value(v, quote: bool = False) -> str:
         return " . ".join(_value(x, quote) for x in body)
     if kind in ("&", "|", "^", "<<", ">>"):
         return f" {kind} ".join(_value(x) for x in body)
-    if kind in ("exthdr", "tcp option", "sctp chunk", "fib", "rt", "socket", "osf", "ipsec", "numgen", "hash",
-                "symhash", "jhash"):
+    if kind == "numgen":  # numgen random mod 50: how loss is often injected
+        offset = f" offset {body['offset']}" if body.get("offset") else ""
+        return f"numgen {body.get('mode', 'inc')} mod {body.get('mod')}{offset}"
+    if kind == "fib":  # fib saddr . iif oif: reverse-path filtering written in nft
+        flags = body.get("flags", [])
+        return f"fib {' . '.join(flags if isinstance(flags, list) else [flags])} {body.get('result')}"
+    if kind in ("exthdr", "tcp option", "sctp chunk", "rt", "socket", "osf", "ipsec", "hash", "symhash", "jhash"):
         return f"{kind} {json.dumps(body, separators=(',', ':'))}"
     return json.dumps(v, separators=(",", ":"))

@@ -1,6 +1,6 @@
 """Re-record the nftables golden inputs (root):
 
-    .venv/bin/python tests/golden/netfilter/record_nft.py [PREFIX]
+    .venv/bin/python tests/golden/netfilter/record_nft.py [PREFIX [router|mixed|shadow|loss ...]]
 
 Builds three small beds of namespaces (named PREFIX-nft-*, default prefix "hp";
 each recorded in an undo journal first and deleted at the end), loads rulesets
@@ -15,6 +15,8 @@ and sends traffic that each dropping rule catches, then records:
   comment and statistic match) beside a native inet table and an
   iptables-legacy table: ``nft -j``, ``iptables-save -c`` (stdout and stderr),
   ``ip6tables-save -c``, ``iptables-legacy-save -c``;
+- nft-loss.json / .nft: random loss with ``numgen`` and a reverse-path check
+  with ``fib``, as nft users write them;
 - nft-shadow.*: a native table named ``ip filter`` with a set lookup, which
   iptables-nft-save shows as if it were its own (wrongly, as ``-j DROP``).
 
@@ -113,6 +115,16 @@ table inet native {
 	chain input {
 		type filter hook input priority -10; policy accept;
 		udp dport 9995 counter drop
+	}
+}
+"""
+
+LOSS_RULESET = """\
+table inet loss {
+	chain pre {
+		type filter hook prerouting priority raw; policy accept;
+		fib saddr . iif oif missing counter drop
+		udp dport 9980 numgen random mod 4 0 counter drop
 	}
 }
 """
@@ -262,6 +274,19 @@ def record_mixed() -> None:
     (HERE / "nft-mixed.iptables-version").write_text(sh("iptables", "-V").stdout)
 
 
+def record_loss() -> None:
+    """Loss injected the nft way (numgen) and reverse-path filtering written as a fib rule."""
+    lx, lc = netns("lx"), netns("lc")
+    veth(lx, "to-lc", lc, "eth0")
+    addr(lx, "to-lc", "10.80.1.1/24")
+    addr(lc, "eth0", "10.80.1.2/24", "10.80.7.2/24")
+    sh("nft", "-f", "-", ns=lx, stdin=LOSS_RULESET)  # lx has no route back to 10.80.7.2: fib drops it
+    send(lc, "udp", "10.80.1.1", 9980, 40)
+    send(lc, "udp", "10.80.1.1", 9981, 3, src="10.80.7.2")
+    (HERE / "nft-loss.json").write_text(sh("nft", "-j", "list", "ruleset", ns=lx).stdout)
+    (HERE / "nft-loss.nft").write_text(sh("nft", "list", "ruleset", ns=lx).stdout)
+
+
 def record_shadow() -> None:
     sx, sc = netns("sx"), netns("sc")
     veth(sx, "to-sc", sc, "eth0")
@@ -273,10 +298,11 @@ def record_shadow() -> None:
     (HERE / "nft-shadow.iptables-save").write_text(sh("iptables-save", "-c", ns=sx).stdout)
 
 
+RECORDINGS = {"router": lambda: record_router(), "mixed": lambda: record_mixed(), "shadow": lambda: record_shadow(),
+              "loss": lambda: record_loss()}
 try:
-    record_router()
-    record_mixed()
-    record_shadow()
+    for name in sys.argv[2:] or RECORDINGS:
+        RECORDINGS[name]()
 finally:
     failures = journal.undo()
     if failures:
