@@ -147,7 +147,7 @@ def _open_control(host: str, port: int, timeout_s: float) -> tuple[socket.socket
     except ConnectionRefusedError:
         sock.close()
         raise BadInputError(f"connection to {where} refused: no probe server listens there",
-                            hint="start one with: vnetdiag serve --bind ADDRESS [--netns NS]") from None
+                            hint="start one with: vnetdiag serve --listen ADDRESS:PORT [--netns NS]") from None
     except TimeoutError:
         sock.close()
         raise BadInputError(f"{where} is unreachable: no answer within {timeout_s:g} s",

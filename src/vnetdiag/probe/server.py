@@ -123,17 +123,17 @@ class Server:
                     continue  # the UDP twin of a random TCP port was taken: pick another
                 if exc.errno == errno.EADDRNOTAVAIL:
                     raise BadInputError(f"cannot listen on {self.bind}: no such local address here",
-                                        hint="give --bind an address of this namespace "
+                                        hint="give --listen an address of this namespace "
                                              "(ip -br addr), or --netns to listen elsewhere") from None
                 if exc.errno == errno.EADDRINUSE:
                     raise BadInputError(f"cannot listen on {self.bind} port {self.port}: already in use",
-                                        hint="pick another --port") from None
+                                        hint="pick another port: --listen ADDR:PORT") from None
                 raise KernelError(f"cannot listen on {self.bind} port {self.port}", errno=exc.errno) from None
             except socket.gaierror:
                 tcp.close()
                 udp.close()
                 raise BadInputError(f"cannot listen on {self.bind!r}: not an IP address",
-                                    hint="give --bind an IPv4 or IPv6 address") from None
+                                    hint="give --listen an IPv4 or [IPv6] address and a port") from None
         tcp.setblocking(False)
         udp.setblocking(False)
         self._listener, self._udp = tcp, udp

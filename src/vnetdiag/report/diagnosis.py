@@ -9,6 +9,7 @@ from importlib import resources
 from vnetdiag import __version__
 from vnetdiag.analyze.deltas import delta as counter_delta
 from vnetdiag.report import svg
+from vnetdiag.report.summary import counted
 from vnetdiag.report.units import fmt_us
 
 
@@ -95,7 +96,7 @@ def terminal(run, console) -> None:
     console.print(f"[bold]{d.source} -> {d.target}[/bold]  {d.pattern} x{probe.streams} streams, "
                   f"{d.window_s:.1f} s: {s.transactions} transactions, p50 {us(s.p50_us)}, p99 {us(s.p99_us)}, "
                   f"max {us(s.max_us)}")
-    tails = ", ".join(f"{n} {sig}" for sig, n in s.tails_by_signature.items()) or "none"
+    tails = counted(s.tails_by_signature, count_first=True)
     console.print(f"tails: {tails}; TcpRetransSegs {s.retrans_segs}, SYN retransmits {s.syn_retrans}"
                   + (f", UDP lost {s.udp_lost}" if s.pattern == "udp-rr" else ""))
     if d.path:
