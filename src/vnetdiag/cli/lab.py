@@ -127,7 +127,7 @@ def _status(lab, out) -> int:
     for node in doc["nodes"]:
         first = True
         role = node["role"] + (" +firewall" if node["firewall"] else "")
-        ns = node["netns"] + ("" if node["present"] else " [red](missing)[/red]")
+        ns = (node["netns"] or "(QEMU guest)") + ("" if node["present"] else " [red](missing)[/red]")
         for dev in node["devices"] or [{}]:
             rows.append((node["name"] if first else "", role if first else "", ns if first else "",
                          dev.get("name", ""), dev.get("address") or "", dev.get("master") or "",
@@ -143,6 +143,11 @@ def _status(lab, out) -> int:
     for b in doc["backends"]:
         state = "running" if b["alive"] else "[red]not running[/red]"
         out.console.print(f"backend {b['macvtap']} -> {b['guest']}: pid {b['pid']} {state}")
+    for v in doc.get("vms", []):
+        state = "running" if v["alive"] else "[red]not running[/red]"
+        nics = ", ".join(f"{n['mac']} on {n['host_kind']} {n['host']}" for n in v["nics"])
+        out.console.print(f"vm {v['node']}: QEMU pid {v['pid']} {state}, {v['accel']}, booted in "
+                          f"{v.get('boot_s', '?')} s; {nics}")
     faults = doc["faults"]
     out.console.print("faults: " + (", ".join(f"{f['id']} {f['kind']} at {f['node']}:{f['device']}" for f in faults)
                                     if faults else "none"))

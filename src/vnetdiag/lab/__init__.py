@@ -60,12 +60,17 @@ def _spec_to_data(spec: LabSpec) -> dict:
 
     return {
         "prefix": spec.prefix,
-        "nodes": {n.name: {"role": n.role, "bridges": list(n.bridges), "firewall": n.firewall} for n in spec.nodes},
+        "nodes": {n.name: {"role": n.role, "bridges": list(n.bridges), "firewall": n.firewall,
+                           **({"kind": "vm", "memory_mb": n.memory_mb} if n.kind == "vm" else {}),
+                           **({"routes": [{"to": to, "via": via} for to, via in n.routes]} if n.routes else {})}
+                  for n in spec.nodes},
         "veth": [{"a": ep(v.a), "b": ep(v.b)} for v in spec.veths],
         "vxlan": [{**{k: v for k, v in dataclasses.asdict(x).items() if v is not None},
                    "remotes": list(x.remotes)} for x in spec.vxlans],
         "macvtap": [{"node": m.node, "name": m.name, "lower": m.lower, "mode": m.mode, "guest": ep(m.guest)}
                     for m in spec.macvtaps],
+        "tap": [{**{k: v for k, v in dataclasses.asdict(t).items() if v is not None}, "guest": ep(t.guest)}
+                for t in spec.taps],
     }
 
 
@@ -78,6 +83,8 @@ class Lab:
         state = self._read()
         self.spec: LabSpec = spec_mod.parse(state["spec"], state.get("source", "<state>"))
         self.backends: list[dict] = state.get("backends", [])
+        self.vms: list[dict] = state.get("vms", [])
+        """QEMU guests: node, pid, start_ticks, accel, boot_s, qmp/serial/console paths, nics."""
 
     # -- state file ---------------------------------------------------------
     def _read(self) -> dict:
@@ -120,11 +127,14 @@ class Lab:
     def devices(self) -> list[tuple[str, str]]:
         """(node, device) for every interface the lab made, bridges included."""
         out = [(n.name, b) for n in self.spec.nodes for b in n.bridges]
-        return out + [(ep.node, ep.name) for ep in self.spec.endpoints()]
+        return out + [(ep.node, ep.name) for ep in self.spec.endpoints() if not self.spec.is_vm(ep.node)]
 
     def run(self, node: str, argv: Sequence[str], *, check: bool = True, timeout: float = 30.0,
             **kw) -> subprocess.CompletedProcess:
         """Run a command inside a node's namespace."""
+        if any(n.name == node and n.kind == "vm" for n in self.spec.nodes):
+            raise UsageError(f"lab node {node} is a VM: there is no namespace to run commands in",
+                             hint=f"reach it over the network, e.g. ping {self.ip(node)} from another node")
         result = subprocess.run(["ip", "netns", "exec", self.netns(node), *argv], capture_output=True,
                                 text=True, timeout=timeout, **kw)
         if check and result.returncode != 0:
@@ -155,7 +165,8 @@ class Lab:
         backend = next((b for b in self.backends if b["macvtap"] == f"{node}:{device}"), None)
         return Target(spec=self.spec, node=node, device=device, netns=self.netns(node),
                       is_bridge_port=bool(masters.get((node, device))),
-                      is_macvtap=(node, device) in macvtaps, backend=backend)
+                      is_macvtap=(node, device) in macvtaps, backend=backend,
+                      vm=next((v for v in self.vms if v["node"] == node), None))
 
     def add_fault(self, kind: str, at: str, **options) -> FaultRecord:
         require_root("lab fault add")
@@ -165,7 +176,7 @@ class Lab:
         opts = resolve_options(fault_cls, options)
         target = self.target(at)
         fault = fault_cls()
-        if not target.device and kind != "conntrack-full":
+        if not target.device and not fault_cls.whole_node:
             raise BadInputError(f"fault {kind} needs a device, not the whole node {target.node}",
                                 hint="name it as NODE:DEVICE, e.g. hv1:vm1-p")
         fault.check(target, opts)
@@ -220,9 +231,13 @@ class Lab:
                           "firewall": n.firewall, "devices": devices})
         backends = [{**b, "alive": is_alive(ProcessId(pid=b["pid"], start_ticks=b["start_ticks"]))}
                     for b in self.backends]
+        vms = [{**v, "alive": is_alive(ProcessId(pid=v["pid"], start_ticks=v["start_ticks"]))} for v in self.vms]
+        for node in nodes:
+            if self.spec.is_vm(node["name"]):
+                node.update(netns=None, kind="vm", present=any(v["alive"] for v in vms if v["node"] == node["name"]))
         return {"schema": STATE_SCHEMA, "prefix": self.prefix, "source": self.spec.source, "nodes": nodes,
                 "vxlans": [dataclasses.asdict(x) for x in self.spec.vxlans],
-                "backends": backends, "faults": [dataclasses.asdict(f) for f in self.faults()]}
+                "backends": backends, "vms": vms, "faults": [dataclasses.asdict(f) for f in self.faults()]}
 
 
 def _named_netns() -> list[str]:
@@ -262,10 +277,10 @@ def up(spec: LabSpec | None = None, *, progress: Callable[[str], None] | None = 
     lab_dir.mkdir(parents=True, exist_ok=True)
     journal = _lab_journal(spec.prefix).open()
     state = {"schema": STATE_SCHEMA, "prefix": spec.prefix, "source": spec.source,
-             "spec": _spec_to_data(spec), "backends": [], "faults": [], "building": True}
+             "spec": _spec_to_data(spec), "backends": [], "vms": [], "faults": [], "building": True}
     (lab_dir / "state.json").write_text(json.dumps(state, indent=2))
     try:
-        state["backends"] = builder.build(spec, journal, lab_dir, progress)
+        state["backends"] = builder.build(spec, journal, lab_dir, progress, vms=state["vms"])
     except BaseException:
         down(spec.prefix)
         raise

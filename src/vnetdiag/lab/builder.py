@@ -34,11 +34,20 @@ def netns_name(spec: LabSpec, node: str) -> str:
     return f"{spec.prefix}-{node}"
 
 
-def build(spec: LabSpec, journal: Journal, lab_dir: Path, progress=None) -> list[dict]:
-    """Create the lab; return the backend processes started (for the state file)."""
+def build(spec: LabSpec, journal: Journal, lab_dir: Path, progress=None, *, vms: list[dict] | None = None) -> list[dict]:
+    """Create the lab; return the backend processes started (for the state file).
+    QEMU guests (``kind = "vm"`` nodes) are appended to ``vms`` as they start."""
     say = progress or (lambda _msg: None)
-    say(f"namespaces: {', '.join(netns_name(spec, n.name) for n in spec.nodes)}")
+    vm_nodes = [n for n in spec.nodes if n.kind == "vm"]
+    image = None
+    if vm_nodes:
+        from vnetdiag.lab import guest_image
+
+        image = guest_image.ensure(say)  # before any kernel change: the slow part on first use
+    say(f"namespaces: {', '.join(netns_name(spec, n.name) for n in spec.nodes if n.kind != 'vm')}")
     for node in spec.nodes:
+        if node.kind == "vm":
+            continue
         ns = netns_name(spec, node.name)
         journal.record(DeleteNetns(name=ns))
         run(["ip", "netns", "add", ns])
@@ -62,23 +71,103 @@ def build(spec: LabSpec, journal: Journal, lab_dir: Path, progress=None) -> list
     for m in spec.macvtaps:
         ns = netns_name(spec, m.node)
         run(["ip", "-n", ns, "link", "add", "link", m.lower, "name", m.name, "type", "macvtap", "mode", m.mode])
+        if spec.is_vm(m.guest.node):
+            continue  # QEMU takes the macvtap's /dev/tapN and uses its MAC (start_vms)
         run(["ip", "-n", netns_name(spec, m.guest.node), "tuntap", "add", "dev", m.guest.name, "mode", "tap"])
         # The "VM" must use the macvtap's MAC: macvtap only takes frames sent to it.
         mac = _mac_of(ns, m.name)
         run(["ip", "-n", netns_name(spec, m.guest.node), "link", "set", m.guest.name, "address", mac])
+    # A VM's tap exists while a descriptor holds it: opened here, handed to
+    # QEMU, gone with it (and with the namespace).
+    tap_fds = {}
+    if vm_nodes:
+        from vnetdiag.lab import vm as vm_mod
+
+        for t in spec.taps:
+            tap_fds[(t.node, t.name)] = vm_mod.open_tap(f"/run/netns/{netns_name(spec, t.node)}", t.name, t.queues)
     for ep in spec.endpoints():
-        _configure(spec, ep)
+        if not spec.is_vm(ep.node):
+            _configure(spec, ep)
     for x in spec.vxlans:
         _configure(spec, Endpoint(node=x.node, name=x.name, master=x.master, mtu=x.mtu))
     for node in spec.nodes:
         if node.firewall:
             _firewall(netns_name(spec, node.name), [x for x in spec.vxlans if x.node == node.name])
+        for to, via in node.routes if node.kind != "vm" else ():
+            run(["ip", "-n", netns_name(spec, node.name), "route", "add", to, "via", via])
     backends = []
     for m in spec.macvtaps:
+        if spec.is_vm(m.guest.node):
+            continue
         say(f"backend for {m.node}:{m.name} -> {m.guest.node}:{m.guest.name}")
         backends.append(start_backend(spec, m, journal, lab_dir))
+    booting = start_vms(spec, journal, lab_dir, image, tap_fds, say, vms if vms is not None else []) if vm_nodes else []
     wait_carrier(spec)
+    for child, info in booting:
+        info["boot_s"] = round(vm_mod.wait_ready(child, info), 2)
+        say(f"vm {info['node']}: booted in {info['boot_s']:.1f} s ({info['accel']})")
     return backends
+
+
+def guest_mac(spec: LabSpec, node: str, nic: str) -> str:
+    """A stable locally administered MAC (QEMU's 52:54:00 prefix) for a VM NIC on a tap."""
+    import hashlib
+
+    h = hashlib.sha256(f"{spec.prefix}/{node}/{nic}".encode()).digest()
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in h[:3])
+
+
+def start_vms(spec: LabSpec, journal: Journal, lab_dir: Path, image, tap_fds: dict, say, vms: list[dict]) -> list:
+    """Spawn every VM (they boot in parallel); return [(Popen, info)] to wait on."""
+    from vnetdiag.lab import vm as vm_mod
+
+    accel, why = vm_mod.choose_accel(image, lab_dir, journal)
+    say(f"vms: {accel} ({why})")
+    booting = []
+    try:
+        for node in (n for n in spec.nodes if n.kind == "vm"):
+            nics = []
+            for t in spec.taps:
+                if t.guest.node == node.name:
+                    nics.append(vm_mod.Nic(mac=guest_mac(spec, node.name, t.guest.name),
+                                           fds=tuple(tap_fds[(t.node, t.name)]),
+                                           host=f"{t.node}:{t.name}", host_kind="tap", address=t.guest.address))
+            for m in spec.macvtaps:
+                if m.guest.node == node.name:
+                    chardev = _macvtap_node(spec, m, journal, lab_dir)
+                    nics.append(vm_mod.Nic(mac=_mac_of(netns_name(spec, m.node), m.name),
+                                           fds=tuple(vm_mod.open_macvtap(str(chardev))),
+                                           host=f"{m.node}:{m.name}", host_kind="macvtap", address=m.guest.address))
+            say(f"vm {node.name}: QEMU with {len(nics)} virtio-net NIC(s) on {', '.join(n.host for n in nics)}")
+            try:
+                child, info = vm_mod.start(node.name, nics, image, lab_dir, journal, accel=accel,
+                                           memory_mb=node.memory_mb, routes=node.routes,
+                                           label=f"{spec.prefix}-{node.name}")
+            finally:
+                for n in nics:
+                    if n.host_kind == "macvtap":
+                        for fd in n.fds:
+                            os.close(fd)
+            info["accel_why"] = why
+            vms.append(info)
+            booting.append((child, info))
+    finally:
+        for fds in tap_fds.values():
+            for fd in fds:
+                os.close(fd)
+        tap_fds.clear()
+    return booting
+
+
+def _macvtap_node(spec: LabSpec, m: Macvtap, journal: Journal, lab_dir: Path) -> Path:
+    """A device node for the macvtap's /dev/tapN, made in the lab directory
+    (the namespace's device has no node in the host's /dev)."""
+    _ifindex, major, minor = _chardev(netns_name(spec, m.node), m.name)
+    node = lab_dir / f"tap-{m.node}-{m.name}"
+    journal.record(RemovePath(path=str(node)))
+    node.unlink(missing_ok=True)
+    os.mknod(node, 0o600 | stat.S_IFCHR, os.makedev(major, minor))
+    return node
 
 
 def wait_carrier(spec: LabSpec, timeout_s: float = 10.0) -> None:
@@ -87,7 +176,7 @@ def wait_carrier(spec: LabSpec, timeout_s: float = 10.0) -> None:
     import json
 
     deadline = time.monotonic() + timeout_s
-    pending = {n.name for n in spec.nodes}
+    pending = {n.name for n in spec.nodes if n.kind != "vm"}
     while pending:
         for node in sorted(pending):
             links = json.loads(run(["ip", "-n", netns_name(spec, node), "-j", "link", "show"]).stdout)

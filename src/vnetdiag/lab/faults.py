@@ -37,6 +37,8 @@ class Target:
     is_macvtap: bool
     backend: dict | None
     """The backend process serving this macvtap (slow-guest), from the lab state."""
+    vm: dict | None = None
+    """The QEMU guest that is this node (vm-pause), from the lab state."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +53,8 @@ class Fault:
     kind: ClassVar[str]
     summary: ClassVar[str]
     options: ClassVar[tuple[Option, ...]] = ()
+    whole_node: ClassVar[bool] = False
+    """Placed on a node (--at NODE) rather than on one of its devices."""
 
     def check(self, target: Target, opts: dict) -> None:
         """Refuse placements that cannot work, with a hint; default: anywhere."""
@@ -178,6 +182,7 @@ _PHANTOM_NET = ipaddress.ip_network("203.0.113.0/24")
 class ConntrackFull(Fault):
     kind = "conntrack-full"
     summary = "the firewall's connection table is exhausted (limit lowered, table filled)"
+    whole_node = True
     options = (Option(name="max", type=int, default=64, help="nf_conntrack_max while the fault is active"),)
 
     def check(self, target: Target, opts: dict) -> None:
@@ -223,8 +228,47 @@ class MtuMismatch(Fault):
         run(["ip", "-n", target.netns, "link", "set", "dev", target.device, "mtu", str(opts["mtu"])])
 
 
+class VmPause(Fault):
+    kind = "vm-pause"
+    summary = "a QEMU guest paused over QMP (stop): its backend stops reading, the macvtap ring fills (seed 001)"
+    options = (Option(name="queue_len", type=int, default=0,
+                      help="queue length of the VM's macvtaps while paused, in frames (0 keeps it)"),)
+    whole_node = True
+
+    def check(self, target: Target, opts: dict) -> None:
+        if target.vm is None:
+            raise BadInputError(f"vm-pause goes on a VM node (kind = \"vm\"), not {target.node}",
+                                hint="vnetdiag lab status lists the VMs")
+        if opts["queue_len"] < 0:
+            raise UsageError("vm-pause --queue-len must not be negative")
+
+    def inject(self, target: Target, opts: dict, journal: Journal) -> None:
+        import sys
+
+        from vnetdiag.lab import vm as vm_mod
+
+        vm = target.vm
+        assert vm is not None
+        # The undo resumes the guest: a killed run leaves it running, or the
+        # lab's journal kills it; either way no VM stays paused by accident.
+        journal.record(RunCommand(argv=(sys.executable, "-m", "vnetdiag.lab.vm", "--qmp", vm["qmp"], "cont")))
+        if opts["queue_len"]:
+            for nic in vm["nics"]:
+                if nic["host_kind"] != "macvtap":
+                    continue
+                node, dev = nic["host"].split(":", 1)
+                ns = f"{target.spec.prefix}-{node}"
+                old = json.loads(run(["ip", "-n", ns, "-j", "link", "show", "dev", dev]).stdout)[0].get("txqlen", 500)
+                journal.record(RunCommand(argv=("ip", "-n", ns, "link", "set", "dev", dev, "txqueuelen", str(old))))
+                run(["ip", "-n", ns, "link", "set", "dev", dev, "txqueuelen", str(opts["queue_len"])])
+        vm_mod.qmp_command(vm["qmp"], "stop")
+        status = vm_mod.qmp_command(vm["qmp"], "query-status")
+        if status.get("running"):
+            raise KernelError(f"VM {target.node} still runs after QMP stop (status {status.get('status')})")
+
+
 # The explicit list of fault kinds, in the order docs and --help show them.
-FAULTS: tuple[type[Fault], ...] = (Loss, QueueOverflow, TxStall, SlowGuest, ConntrackFull, MtuMismatch)
+FAULTS: tuple[type[Fault], ...] = (Loss, QueueOverflow, TxStall, SlowGuest, ConntrackFull, MtuMismatch, VmPause)
 BY_KIND: dict[str, type[Fault]] = {f.kind: f for f in FAULTS}
 
 

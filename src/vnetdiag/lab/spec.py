@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from vnetdiag.errors import BadInputError
-from vnetdiag.model.lab import Endpoint, LabSpec, Macvtap, Node, NodeRole, Veth, Vxlan
+from vnetdiag.model.lab import Endpoint, LabSpec, Macvtap, Node, NodeKind, NodeRole, Tap, Veth, Vxlan
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _IFNAMSIZ = 15  # the kernel's limit on interface names, without the NUL
@@ -81,7 +81,7 @@ class _Checker:
 
 def parse(data: dict, source: str = "<built-in>") -> LabSpec:
     c = _Checker(source)
-    c.only(data, "", {"prefix", "nodes", "veth", "vxlan", "macvtap"})
+    c.only(data, "", {"prefix", "nodes", "veth", "vxlan", "macvtap", "tap"})
     prefix = data.get("prefix", "vnd")
     if not isinstance(prefix, str) or not _PREFIX.match(prefix):
         raise c.fail("prefix", f"{prefix!r} must be 1-8 lowercase letters or digits, starting with a letter")
@@ -95,7 +95,7 @@ def parse(data: dict, source: str = "<built-in>") -> LabSpec:
         if not _NAME.match(name) or len(prefix) + 1 + len(name) > 64:
             raise c.fail(where, f"{name!r} is not a valid node name")
         nd = c.table(nd, where)
-        c.only(nd, where, {"role", "bridges", "firewall"})
+        c.only(nd, where, {"role", "bridges", "firewall", "kind", "memory_mb", "routes"})
         role = nd.get("role", "guest")
         if role not in get_args(NodeRole):
             raise c.fail(f"{where}.role", f"must be one of {', '.join(get_args(NodeRole))}, got {role!r}")
@@ -107,7 +107,29 @@ def parse(data: dict, source: str = "<built-in>") -> LabSpec:
         firewall = nd.get("firewall", False)
         if not isinstance(firewall, bool):
             raise c.fail(f"{where}.firewall", f"must be true or false, got {firewall!r}")
-        nodes.append(Node(name=name, role=role, bridges=tuple(bridges), firewall=firewall))
+        kind = nd.get("kind", "netns")
+        if kind not in get_args(NodeKind):
+            raise c.fail(f"{where}.kind", f"must be one of {', '.join(get_args(NodeKind))}, got {kind!r}")
+        if kind == "vm" and (bridges or firewall):
+            raise c.fail(f"{where}.{'bridges' if bridges else 'firewall'}",
+                         "a VM node has only the NICs its taps and macvtaps give it")
+        if "memory_mb" in nd and kind != "vm":
+            raise c.fail(f"{where}.memory_mb", "only a kind = \"vm\" node has memory")
+        memory_mb = c.integer(nd, "memory_mb", where, 64, 65536, 256) or 256
+        routes = []
+        for i, rd in enumerate(nd.get("routes", []) if isinstance(nd.get("routes", []), list) else [None]):
+            rw = f"{where}.routes[{i}]"
+            rd = c.table(rd, rw)
+            c.only(rd, rw, {"to", "via"})
+            to = c.string(rd, "to", rw)
+            if to != "default":
+                try:
+                    ipaddress.ip_network(to)
+                except ValueError:
+                    raise c.fail(f"{rw}.to", f"{to!r} is not a network (like 203.0.113.0/24) or \"default\"") from None
+            routes.append((to, c.address(c.string(rd, "via", rw), f"{rw}.via", with_prefix=False)))
+        nodes.append(Node(name=name, role=role, bridges=tuple(bridges), firewall=firewall, kind=kind,
+                          memory_mb=memory_mb, routes=tuple(routes)))
     node_names = {n.name: n for n in nodes}
 
     def endpoint(ed: Any, where: str) -> Endpoint:
@@ -175,8 +197,26 @@ def parse(data: dict, source: str = "<built-in>") -> LabSpec:
         macvtaps.append(Macvtap(node=node, name=c.ifname(md, "name", where), lower=c.ifname(md, "lower", where),
                                 guest=endpoint(md["guest"], f"{where}.guest"), mode=mode))
 
+    taps = []
+    for where, td in items("tap"):
+        c.only(td, where, {"node", "name", "master", "mtu", "queues", "guest"})
+        node = c.string(td, "node", where)
+        if node not in node_names:
+            raise c.fail(f"{where}.node", f"no node {node!r}")
+        master = c.ifname(td, "master", where, required=False)
+        if master is not None and master not in node_names[node].bridges:
+            raise c.fail(f"{where}.master", f"node {node!r} has no bridge {master!r}")
+        if "guest" not in td:
+            raise c.fail(f"{where}.guest", "missing")
+        guest = endpoint(td["guest"], f"{where}.guest")
+        if node_names[guest.node].kind != "vm":
+            raise c.fail(f"{where}.guest.node", f"{guest.node!r} is not a kind = \"vm\" node")
+        taps.append(Tap(node=node, name=c.ifname(td, "name", where), master=master, guest=guest,
+                        mtu=c.integer(td, "mtu", where, 68, 65535, None),
+                        queues=c.integer(td, "queues", where, 1, 8, 1) or 1))
+
     spec = LabSpec(prefix=prefix, nodes=tuple(nodes), veths=tuple(veths), vxlans=tuple(vxlans),
-                   macvtaps=tuple(macvtaps), source=source)
+                   macvtaps=tuple(macvtaps), taps=tuple(taps), source=source)
     _check_unique(spec, c)
     return spec
 
@@ -194,6 +234,13 @@ def _check_unique(spec: LabSpec, c: _Checker) -> None:
     for x in spec.vxlans:
         if (x.node, x.underlay) not in seen:
             raise c.fail(f"vxlan {x.node}:{x.name}.underlay", f"no interface {x.underlay!r} in node {x.node!r}")
+    vm_nics = {(m.guest.node, m.guest.name) for m in spec.macvtaps} | {(t.guest.node, t.guest.name) for t in spec.taps}
+    for ep in spec.endpoints():
+        if spec.node(ep.node).kind == "vm" and (ep.node, ep.name) not in vm_nics:
+            raise c.fail(f"{ep.node}:{ep.name}", "a VM node's interfaces are the guest ends of taps and macvtaps")
+    for host in (*spec.taps, *spec.macvtaps):
+        if spec.node(host.node).kind == "vm":
+            raise c.fail(f"{host.node}:{host.name}", "a tap or macvtap lives in a namespace node, not in a VM")
     for m in spec.macvtaps:
         if (m.node, m.lower) not in seen:
             raise c.fail(f"macvtap {m.node}:{m.name}.lower", f"no interface {m.lower!r} in node {m.node!r}")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 NodeRole = Literal["hypervisor", "guest", "switch"]
+NodeKind = Literal["netns", "vm"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -29,6 +30,13 @@ class Node:
     firewall: bool = False
     """A stateful conntrack firewall on the node's forwarding path (bridged
     traffic too, through br_netfilter), like a cloud security group."""
+    kind: NodeKind = "netns"
+    """"netns": a network namespace; "vm": a QEMU guest (lab/vm.py) whose NICs
+    are the ``guest`` ends of taps and macvtaps."""
+    memory_mb: int = 256
+    """Guest memory (VMs only)."""
+    routes: tuple[tuple[str, str], ...] = ()
+    """(destination or "default", gateway) routes added in the node."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -63,6 +71,20 @@ class Macvtap:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Tap:
+    """A tap device in a host node, the backend of a VM's virtio-net NIC."""
+
+    node: str
+    name: str
+    guest: Endpoint
+    """The NIC inside the VM (its node is a ``kind = "vm"`` node)."""
+    master: str | None = None
+    mtu: int | None = None
+    queues: int = 1
+    """Multiqueue tap: one descriptor per queue, all given to QEMU."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class LabSpec:
     prefix: str
     """Namespace names are "<prefix>-<node>", so they never collide with the user's."""
@@ -70,6 +92,7 @@ class LabSpec:
     veths: tuple[Veth, ...] = ()
     vxlans: tuple[Vxlan, ...] = ()
     macvtaps: tuple[Macvtap, ...] = ()
+    taps: tuple[Tap, ...] = ()
     source: str = "<built-in>"
 
     def node(self, name: str) -> Node:
@@ -91,10 +114,15 @@ class LabSpec:
             out.append(Endpoint(node=x.node, name=x.name, master=x.master, mtu=x.mtu))
         for m in self.macvtaps:
             out += [Endpoint(node=m.node, name=m.name), m.guest]
+        for t in self.taps:
+            out += [Endpoint(node=t.node, name=t.name, master=t.master, mtu=t.mtu), t.guest]
         return tuple(out)
 
+    def is_vm(self, node: str) -> bool:
+        return self.node(node).kind == "vm"
 
-FaultKind = Literal["loss", "queue-overflow", "tx-stall", "slow-guest", "conntrack-full", "mtu-mismatch"]
+
+FaultKind = Literal["loss", "queue-overflow", "tx-stall", "slow-guest", "conntrack-full", "mtu-mismatch", "vm-pause"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
