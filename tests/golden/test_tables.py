@@ -122,3 +122,28 @@ def test_pipe_without_columns_keeps_rows_on_one_line():
 def test_wide_ignores_columns():
     text = _cli(["--wide", "pcap", str(PCAP / "ipv6-loss.pcap")], 80)
     assert "not shown" not in text and max(len(line) for line in text.splitlines()) > 80
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_trace_report_of_a_recording_keeps_devices_and_namespaces(width):
+    from vnetdiag.collect import tracefile
+    from vnetdiag.collect.tracewindow import analyze_recording
+
+    rec = HERE / "tracing" / "recording.vtr"
+    text = _cli(["trace", "report", str(rec)], width)
+    _fits(text, width)
+    result = analyze_recording(tracefile.read(rec))
+    tokens = set(text.split())
+    for d in result.devices:
+        assert d.device in tokens and d.netns in tokens, (d.device, d.netns)
+    for d in result.drops:
+        assert d.reason in tokens and d.location in tokens
+
+
+@pytest.mark.parametrize(("env", "terminal", "wide", "width"), [
+    ({}, False, False, 250), ({"COLUMNS": "80"}, False, False, 80), ({"COLUMNS": "80"}, True, False, 80),
+    ({}, True, False, None), ({"COLUMNS": "80"}, False, True, 1000), ({"COLUMNS": "junk"}, False, False, 250)])
+def test_output_width(env, terminal, wide, width):
+    from vnetdiag.cli.output import output_width
+
+    assert output_width(is_terminal=terminal, wide=wide, environ=env) == width
