@@ -152,7 +152,7 @@ def _pair(prefix: str) -> tuple[str, str]:
     """Two namespaces joined by a veth pair: the client's and the iperf3 server's."""
     a, b = f"{prefix}-ebc", f"{prefix}-ebs"
     for ns in (a, b):
-        subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+        subprocess.run(["ip", "netns", "delete", ns], check=False, capture_output=True)
         _sh("ip", "netns", "add", ns)
         _sh("ip", "-n", ns, "link", "set", "lo", "up")
     _sh("ip", "-n", a, "link", "add", "eb0", "type", "veth", "peer", "name", "eb1")
@@ -165,7 +165,7 @@ def _pair(prefix: str) -> tuple[str, str]:
 
 def _iperf_ns(client: str, seconds: float) -> float:
     out = subprocess.run(["ip", "netns", "exec", client, "iperf3", "-c", "10.205.0.2", "-t", str(seconds), "-J"],
-                         capture_output=True, text=True, timeout=seconds + 30)
+                         check=False, capture_output=True, text=True, timeout=seconds + 30)
     return json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"]
 
 
@@ -218,7 +218,7 @@ def ebpf_overhead(prefix: str, seconds: float, rounds: int) -> dict:
         srv.terminate()
         srv.wait()
         for ns in (client, server):
-            subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+            subprocess.run(["ip", "netns", "delete", ns], check=False, capture_output=True)
     return out
 
 

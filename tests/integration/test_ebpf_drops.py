@@ -26,7 +26,7 @@ VNETDIAG = str(Path(sys.executable).with_name("vnetdiag"))
 
 
 def sh(*argv: str) -> str:
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    out = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, f"{' '.join(argv)}: {out.stderr}"
     return out.stdout
 
@@ -37,7 +37,7 @@ def make_ns():
 
     def make(suffix: str) -> str:
         name = f"{TAG}{suffix}"
-        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+        subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
         sh("ip", "netns", "add", name)
         made.append(name)
         sh("ip", "-n", name, "link", "set", "lo", "up")
@@ -45,7 +45,7 @@ def make_ns():
 
     yield make
     for name in reversed(made):
-        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+        subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
 
 
 @pytest.fixture(autouse=True)
@@ -155,8 +155,7 @@ def test_flows_of_dropped_tcp_and_udp_ipv4_ipv6_match_the_rules(make_ns):
     with drop_trace(backend="ebpf", filter="port 7201 or port 7202") as t:
         send_udp(c, socket.AF_INET, ("10.202.0.1", 40001), ("10.202.0.2", 7202), 7)
         send_udp(c, socket.AF_INET6, ("fd00:202::1", 40002), ("fd00:202::2", 7202), 4)
-        for family, tool, client, server, *_ in cases[2:]:
-            sport = cases[[x[0] for x in cases[2:]].index(family) + 2][5]
+        for family, tool, client, server, _proto, sport, _dport in cases[2:]:
             with netns.entered(f"/run/netns/{c}"):
                 sock = socket.socket(family, socket.SOCK_STREAM)
             sock.setblocking(False)
@@ -164,11 +163,13 @@ def test_flows_of_dropped_tcp_and_udp_ipv4_ipv6_match_the_rules(make_ns):
             try:
                 sock.connect_ex((server, 7201))
                 # the SYN and its first retransmission (1 s later) both hit the rule
-                wait_for(lambda: rule_packets(s, tool, 7201, "tcp") >= 2, "a SYN retransmission")
+                wait_for(lambda tool=tool: rule_packets(s, tool, 7201, "tcp") >= 2, "a SYN retransmission")
             finally:
                 sock.close()
-        total = lambda: sum(rule_packets(s, tool, port, proto) for tool in ("iptables", "ip6tables")  # noqa: E731
-                            for proto, port in (("tcp", 7201), ("udp", 7202)))
+        def total() -> int:
+            return sum(rule_packets(s, tool, port, proto) for tool in ("iptables", "ip6tables")
+                       for proto, port in (("tcp", 7201), ("udp", 7202)))
+
         wait_for(lambda: len(records(t, lambda p: p.matched)) >= total(), "a record per rule hit")
     r = t.result
     assert r.loss.lost == 0
@@ -253,7 +254,7 @@ def _held_prog_ids(pid: int) -> set[int]:
     ids = set()
     for info in Path(f"/proc/{pid}/fdinfo").glob("*"):
         try:
-            m = re.search(r"^prog_id:\s+(\d+)", info.read_text(), re.M)
+            m = re.search(r"^prog_id:\s+(\d+)", info.read_text(), re.MULTILINE)
         except OSError:
             continue
         if m:
@@ -263,9 +264,9 @@ def _held_prog_ids(pid: int) -> set[int]:
 
 def _loaded_prog_ids() -> set[int] | None:
     """Ids of every loaded BPF program (bpftool), None without bpftool."""
-    if subprocess.run(["which", "bpftool"], capture_output=True).returncode != 0:
+    if subprocess.run(["which", "bpftool"], check=False, capture_output=True).returncode != 0:
         return None
-    out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True, timeout=30)
+    out = subprocess.run(["bpftool", "-j", "prog", "show"], check=False, capture_output=True, text=True, timeout=30)
     return {prog["id"] for prog in json.loads(out.stdout or "[]")}
 
 
@@ -282,7 +283,7 @@ def test_sigkill_during_drops_then_cleanup_leaves_nothing(state_env, tmp_path):
     finally:
         p.kill()
         p.wait(timeout=10)
-    out = subprocess.run([VNETDIAG, "cleanup"], capture_output=True, text=True, env=state_env, timeout=60)
+    out = subprocess.run([VNETDIAG, "cleanup"], check=False, capture_output=True, text=True, env=state_env, timeout=60)
     assert out.returncode == 0, out.stderr
     assert not proc.is_alive(helper)
     leftovers = [d.name for d in Path("/proc").iterdir() if d.name.isdigit() and
@@ -324,7 +325,7 @@ NO_BPFTRACE_PATH = "/usr/sbin:/sbin"  # ip, iptables, tc live here; bpftrace is 
 
 def test_forced_ebpf_without_bpftrace_is_exit_3_with_a_hint(state_env):
     assert not any(Path(d, "bpftrace").exists() for d in NO_BPFTRACE_PATH.split(":"))
-    out = subprocess.run([VNETDIAG, "drops", "--backend", "ebpf", "--duration", "1"], capture_output=True,
+    out = subprocess.run([VNETDIAG, "drops", "--backend", "ebpf", "--duration", "1"], check=False, capture_output=True,
                          text=True, env={**state_env, "PATH": NO_BPFTRACE_PATH}, timeout=60)
     assert out.returncode == 3, out.stderr
     lines = out.stderr.strip().splitlines()
@@ -332,7 +333,7 @@ def test_forced_ebpf_without_bpftrace_is_exit_3_with_a_hint(state_env):
 
 
 def test_auto_without_bpftrace_falls_back_to_tracefs_with_a_note(state_env):
-    out = subprocess.run([VNETDIAG, "drops", "--duration", "0.5", "--json"], capture_output=True, text=True,
+    out = subprocess.run([VNETDIAG, "drops", "--duration", "0.5", "--json"], check=False, capture_output=True, text=True,
                          env={**state_env, "PATH": NO_BPFTRACE_PATH}, timeout=60)
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)

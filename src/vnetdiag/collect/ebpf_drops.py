@@ -22,7 +22,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from vnetdiag.collect import ebpf_filter
 from vnetdiag.collect.ebpf_script import ScriptParams, generate
 from vnetdiag.errors import VnetdiagError
-from vnetdiag.model.drops import DropTally, DropTraceResult, Flow, PacketDrop, RecordLoss, RingOccupancy
+from vnetdiag.model.drops import (
+    DropTally,
+    DropTraceResult,
+    Flow,
+    PacketDrop,
+    RecordLoss,
+    RingOccupancy,
+)
 from vnetdiag.system import bpftrace, btf, kallsyms, tracefs
 
 _FIELDS = 25

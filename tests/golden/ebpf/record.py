@@ -31,7 +31,7 @@ def sh(*argv: str) -> str:
 
 def build() -> None:
     for ns in (A, B):
-        subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+        subprocess.run(["ip", "netns", "delete", ns], check=False, capture_output=True)
         sh("ip", "netns", "add", ns)
         sh("ip", "-n", ns, "link", "set", "lo", "up")
     sh("ip", "-n", A, "link", "add", "ua", "type", "veth", "peer", "name", "ub")
@@ -111,7 +111,7 @@ def main() -> None:
             "rules": counters, "records": len(result.packets), "lost": result.loss.lost}, indent=1) + "\n")
     finally:
         for ns in (A, B):
-            subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+            subprocess.run(["ip", "netns", "delete", ns], check=False, capture_output=True)
 
 
 if __name__ == "__main__":
