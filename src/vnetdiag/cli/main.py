@@ -115,15 +115,15 @@ def _pick_command(argv: list[str]) -> str | None:
     return None
 
 
-def _wants_json(argv: list[str]) -> bool:
-    """--json anywhere before a '--' (for errors raised before parsing finished)."""
-    return "--json" in (argv[:argv.index("--")] if "--" in argv else argv)
+def _given(flag: str, argv: list[str]) -> bool:
+    """A global flag anywhere before a '--' (for errors raised before parsing finished)."""
+    return flag in (argv[:argv.index("--")] if "--" in argv else argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    out = Output(json_mode=_wants_json(argv), wide="--wide" in argv)
-    debug = "--debug" in argv
+    out = Output(json_mode=_given("--json", argv), wide=_given("--wide", argv))
+    debug = _given("--debug", argv)
     command = _pick_command(argv)
     try:
         parser = build_parser(command)
