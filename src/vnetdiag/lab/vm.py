@@ -157,10 +157,11 @@ def _spawn(argv: list[str], log_path: Path, journal: Journal, *, pass_fds) -> su
     # The child is a shell that waits for one line on the pipe, then execs the
     # program (same pid, same start time). Popen itself returns only after an
     # exec, so the gate cannot be Python code in the child.
-    gate = ["sh", "-c", f'IFS= read -r go <&{go_r}; [ "$go" = go ] && exec "$@"', "sh", *argv]
+    # The pipe is the shell's stdin, so QEMU does not inherit it (it gets /dev/null).
+    gate = ["sh", "-c", 'IFS= read -r go; [ "$go" = go ] && exec "$@" </dev/null', "sh", *argv]
     try:
-        child = subprocess.Popen(gate, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                 pass_fds=(*pass_fds, go_r), start_new_session=True)
+        child = subprocess.Popen(gate, stdin=go_r, stdout=log, stderr=log,
+                                 pass_fds=tuple(pass_fds), start_new_session=True)
     finally:
         log.close()
         os.close(go_r)

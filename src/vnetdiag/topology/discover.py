@@ -146,7 +146,8 @@ def _borrowed(pid: int, fd: int, ask):
         os.close(mine)
 
 
-def discover(snap: CounterSnapshot, pool: NetlinkPool, *, holders: list[dict] | None = None) -> Topology:
+def discover(snap: CounterSnapshot, pool: NetlinkPool, *, holders: list[dict] | None = None,
+             vms: list | None = None) -> Topology:
     """Build the topology of everything in ``snap`` (which ``pool`` collected)."""
     problems: list[str] = list(f"{p.where}: {p.what}" for p in snap.problems)
     fdb: list[FdbEntry] = []
@@ -169,10 +170,14 @@ def discover(snap: CounterSnapshot, pool: NetlinkPool, *, holders: list[dict] | 
             problems.append(f"{ns.label}: {exc}")
     if holders is None:
         holders = scan_device_holders(pool.proc_root)
-    return build(snap, fdb=fdb, addresses=addrs, neighbours=neigh, holders=holders, problems=problems)
+    if vms is None:
+        from vnetdiag.topology.vms import scan_vms
+
+        vms = scan_vms(pool.proc_root)
+    return build(snap, fdb=fdb, addresses=addrs, neighbours=neigh, holders=holders, problems=problems, vms=vms)
 
 
-def build(snap: CounterSnapshot, *, fdb, addresses, neighbours, holders, problems=()) -> Topology:
+def build(snap: CounterSnapshot, *, fdb, addresses, neighbours, holders, problems=(), vms=()) -> Topology:
     """The graph from already-read tables (pure: tested on recorded inputs)."""
     ifaces = [i.interface for i in snap.interfaces]
     by_ref = {x.ref: x for x in ifaces}
@@ -208,14 +213,22 @@ def build(snap: CounterSnapshot, *, fdb, addresses, neighbours, holders, problem
             if u in by_ref:
                 edges.append(Edge(source=x.id, target=u.id, type="lower", attrs={"underlay": True}))
     edges += _vxlan_edges(ifaces, fdb, addresses)
+    vm_attrs = {v.pid: _vm_attrs(v, ifaces) for v in vms}
+    held_pids = {h["pid"] for h in holders}
+    for v in vms:  # a VM whose NICs hold no host device still is a VM on this host
+        if v.pid not in held_pids:
+            nodes.append(Node(id=f"proc:{v.pid}", type="process", name=v.name, netns_inode=v.netns_inode,
+                              attrs={"pid": v.pid, "comm": "qemu", "vm": vm_attrs[v.pid]}))
     for hold in holders:
         pid_id = f"proc:{hold['pid']}"
         targets = _held_devices(hold, ifaces)
         if not targets:
             continue
         if not any(n.id == pid_id for n in nodes):
-            nodes.append(Node(id=pid_id, type="process", name=f"{hold['comm']}[{hold['pid']}]",
-                              netns_inode=hold.get("netns_inode"), attrs={"pid": hold["pid"], "comm": hold["comm"]}))
+            vm = vm_attrs.get(hold["pid"])
+            nodes.append(Node(id=pid_id, type="process", name=vm["name"] if vm else f"{hold['comm']}[{hold['pid']}]",
+                              netns_inode=hold.get("netns_inode"),
+                              attrs={"pid": hold["pid"], "comm": hold["comm"], **({"vm": vm} if vm else {})}))
         for t in targets:
             edges.append(Edge(source=pid_id, target=t.id, type="tap-owner",
                               attrs={"ambiguous": len(targets) > 1}))
@@ -264,6 +277,23 @@ def _vxlan_edges(ifaces, fdb, addresses) -> list[Edge]:
                 edges.append(Edge(source=a.id, target=b.id, type="vxlan",
                                   attrs={"vni": a.vxlan.vni, "remote": sorted(hit)[0], "port": a.vxlan.port}))
     return edges
+
+
+def _vm_attrs(vm, ifaces) -> dict:
+    """A QEMU process's NICs, each with the interface id of its host device."""
+    nics = []
+    for n in vm.nics:
+        dev = n.device
+        ids: list[str] = []
+        if dev is not None and dev.kind == "macvtap":
+            ids = [x.id for x in _held_devices({"macvtap_name": dev.name, "macvtap_ifindex": dev.ifindex,
+                                                "macvtap_mac": dev.mac}, ifaces)]
+        elif dev is not None:
+            ids = [x.id for x in _held_devices({"tun_name": dev.name, "tun_netns_inode": dev.netns_inode}, ifaces)]
+        nics.append({"netdev": n.netdev, "model": n.model, "mac": n.mac, "queues": n.queues, "vhost": n.vhost,
+                     "backend": n.backend, "host_kind": dev.kind if dev else None,
+                     "host_device": dev.name if dev else None, "host_id": ids[0] if len(ids) == 1 else None})
+    return {"name": vm.name, "pid": vm.pid, "nics": nics, "inside_observable": False}
 
 
 def _held_devices(hold: dict, ifaces) -> list[Interface]:

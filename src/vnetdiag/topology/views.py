@@ -83,12 +83,21 @@ def tree_lines(t: Topology) -> list[str]:
                 else:
                     text = f"FDB: {e.attrs.get('mac')} (owned by {names.get(other, other)}) learned here"
                 lines.append(f"{pre}   {text}")
-    procs = [n for n in t.nodes if n.type == "process"]
+    procs = [n for n in t.nodes if n.type == "process" and "vm" not in n.attrs]
     if procs:
         lines.append("processes holding tap/macvtap devices")
         for p in procs:
             held = [names.get(e.target, e.target) for e in t.edges if e.source == p.id and e.type == "tap-owner"]
             lines.append(f"   {p.name}: {', '.join(held)}")
+    vms = [n for n in t.nodes if n.type == "process" and "vm" in n.attrs]
+    if vms:
+        lines.append("virtual machines (QEMU; inside not observable)")
+        for v in vms:
+            lines.append(f"   {v.name} (pid {v.attrs['pid']})")
+            for nic in v.attrs["vm"]["nics"]:
+                host = names.get(nic["host_id"], nic["host_device"]) if nic["host_device"] else nic["backend"]
+                lines.append(f"      {nic['model']} {nic['mac'] or '?'} queues {nic['queues']}"
+                             f"{' vhost' if nic['vhost'] else ''} <- {nic['host_kind'] or nic['backend']} {host}")
     return lines
 
 
