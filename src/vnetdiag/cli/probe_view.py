@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from vnetdiag.model.probe import LatencyStats, ProbeResult
+from vnetdiag.report.tables import Col, fitted
 from vnetdiag.report.units import edge_us, fmt_us
 
 _BAR = 40
@@ -47,21 +48,21 @@ def histogram_lines(result: ProbeResult) -> list[Text]:
     return lines
 
 
-def tail_table(result: ProbeResult) -> Table | None:
+def tail_table(result: ProbeResult):
     if not result.tails:
         return None
-    table = Table(title=f"slow transactions (>= {result.slow_threshold_ms:g} ms) by timer signature "
-                        f"(rto_min {result.rto_min_ms:g} ms from {result.rto_min_source})",
-                  title_justify="left", box=None, pad_edge=False)
-    for col, just in (("signature", "left"), ("phase", "left"), ("band", "left"), ("count", "right"),
-                      ("share", "right"), ("confirmed by TCP_INFO", "right")):
-        table.add_column(col, justify=just)
+    cols = (Col(header="signature", key=True), Col(header="phase", drop=2), Col(header="band", key=True, drop=3),
+            Col(header="count", justify="right", key=True), Col(header="share", justify="right", key=True, drop=1),
+            Col(header="confirmed by TCP_INFO", justify="right"))
+    rows = []
     for t in result.tails:
         band = f"{t.threshold_ms:g}-{t.upper_ms:g} ms" if t.upper_ms else f">= {t.threshold_ms:g} ms"
         conf = f"{t.confirmed_by_tcp_info}/{t.count}" if t.expected_retransmits else "-"
         style = "red" if t.expected_retransmits else None
-        table.add_row(Text(t.signature, style=style), t.phase, band, f"{t.count:,}", f"{t.share:.4%}", conf)
-    return table
+        rows.append((Text(t.signature, style=style), t.phase, band, f"{t.count:,}", f"{t.share:.4%}", conf))
+    return fitted(cols, rows, title=f"slow transactions (>= {result.slow_threshold_ms:g} ms) by timer signature "
+                                    f"(rto_min {result.rto_min_ms:g} ms from {result.rto_min_source})",
+                  title_justify="left", box=None, pad_edge=False)
 
 
 def stream_table(result: ProbeResult, limit: int = 32) -> Table | None:
