@@ -18,7 +18,11 @@
    the iperf3 flow streamed as a record: ``--filter "tcp port 5201"``). Once on
    a clean path and once with 1 % of the stream dropped by an iptables
    ``statistic`` rule (so kfree_skb fires ~thousands of times a second).
-   Reports the medians and the overhead ratios against no tracing.
+   Reports the medians and the overhead ratios against no tracing. Then a
+   drop storm: 50,000 datagrams each dropped by an iptables OUTPUT rule in
+   the sender's own syscall, timed with nothing, bpftrace counting, the
+   backend counting only, and the backend streaming every drop as a record:
+   the kernel-side cost per drop.
 
 Machine noise (other users of the machine) shows up in the spread; numbers
 are what was measured, nothing is asserted.
@@ -222,6 +226,67 @@ def ebpf_overhead(prefix: str, seconds: float, rounds: int) -> dict:
     return out
 
 
+STORM_CODE = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+n = int(sys.argv[1])
+t0 = time.perf_counter_ns()
+for _ in range(n):
+    try:
+        s.sendto(b"x" * 64, ("10.205.0.2", 7999))
+    except OSError:
+        pass
+print(time.perf_counter_ns() - t0)
+"""
+
+
+def drop_storm(prefix: str, packets: int, rounds: int) -> dict:
+    """Cost per drop: a sender whose every datagram an iptables OUTPUT rule drops
+    (kfree_skb fires in the sender's own syscall), timed per mode."""
+    from vnetdiag.collect.droptrace import drop_trace
+
+    client, server = _pair(prefix)
+    _sh("ip", "netns", "exec", client, "iptables", "-I", "OUTPUT", "-p", "udp", "--dport", "7999", "-j", "DROP")
+
+    def storm() -> float:
+        out = subprocess.run(["ip", "netns", "exec", client, sys.executable, "-c", STORM_CODE, str(packets)],
+                             check=True, capture_output=True, text=True, timeout=120)
+        return int(out.stdout) / packets
+
+    runs: dict[str, list[float]] = {"baseline": [], "bpftrace count by reason": [],
+                                    "ebpf backend, counted only": [], "ebpf backend, every drop a record": []}
+    lost = records = 0
+    try:
+        for _ in range(rounds):
+            runs["baseline"].append(storm())
+            b = _bpftrace_ready("tracepoint:skb:kfree_skb { @drops[args->reason] = count(); }")
+            runs["bpftrace count by reason"].append(storm())
+            _bpftrace_stop(b)
+            with drop_trace(backend="ebpf", filter="udp port 7998", sample=0):
+                runs["ebpf backend, counted only"].append(storm())
+            with drop_trace(backend="ebpf", filter="udp port 7999", max_records=packets + 1000) as t:
+                runs["ebpf backend, every drop a record"].append(storm())
+            lost += t.result.loss.lost
+            records += sum(1 for p in t.result.packets if p.matched)
+    finally:
+        for ns in (client, server):
+            subprocess.run(["ip", "netns", "delete", ns], check=False, capture_output=True)
+    base = statistics.median(runs["baseline"])
+    return {"packets": packets, "rounds": rounds, "records": records, "records_lost": lost,
+            "modes": {k: {"median_ns_per_drop": round(statistics.median(v)),
+                          "extra_ns_per_drop": round(statistics.median(v) - base),
+                          "runs": [round(x) for x in v]} for k, v in runs.items()}}
+
+
+def print_storm(r: dict) -> None:
+    print(f"# drop storm: {r['packets']} UDP datagrams dropped by iptables OUTPUT in the sender's syscall, "
+          f"x {r['rounds']} rounds; records {r['records']} (of {r['packets'] * r['rounds']}), "
+          f"records lost {r['records_lost']}")
+    for name, m in r["modes"].items():
+        print(f"{name:36s} median {m['median_ns_per_drop']:6d} ns per sendto  extra {m['extra_ns_per_drop']:+6d} ns  "
+              f"runs {m['runs']}")
+
+
 def print_ebpf(result: dict, seconds: float, rounds: int) -> None:
     print(f"# eBPF backend: iperf3 TCP between two namespaces ({seconds:g} s x {rounds} rounds, interleaved)")
     for load, r in result.items():
@@ -242,6 +307,7 @@ def main() -> int:
     args = ap.parse_args()
     os.environ.setdefault("VNETDIAG_STATE_DIR", f"/run/vnetdiag-{args.prefix}")
     print_ebpf(ebpf_overhead(args.prefix, args.seconds, args.rounds), args.seconds, args.rounds)
+    print_storm(drop_storm(args.prefix, 50_000, args.rounds))
     if args.only == "ebpf":
         return 0
     lab_mod.down(args.prefix)

@@ -45,6 +45,12 @@ def test_messages_of_bpftrace_json_output(recorded):
     assert msgs[1].kind == "printf" and msgs[1].data.startswith("T ")  # BEGIN: probes are live
     assert len(recs) == json.loads((G / "expected.json").read_text())["records"]
     assert bpftrace.parse_line("WARNING: Addrspace is not set") is None
+    for line in (G / "bpftrace.jsonl").read_text().splitlines():  # the printf fast path decodes as JSON does
+        if line.strip():
+            doc = json.loads(line)
+            assert bpftrace.parse_line(line) == bpftrace.Message(kind=doc["type"], data=doc["data"])
+    quoted = json.dumps({"type": "printf", "data": 'D "x"\n'})
+    assert bpftrace.parse_line(quoted).data == 'D "x"\n'
     assert bpftrace.map_items({"@n": 3}) == {"@n": {(): 3}}
 
 

@@ -147,6 +147,7 @@ class EbpfDropSource:
         self.sample = sample
         self.raw_log = raw_log
         self.records: list[PacketDrop] = []
+        self._raw: list[str] = []
         self.tallies: tuple[DropTally, ...] = ()
         self.lost = 0
         self.bpf_started_ns: int | None = None
@@ -174,9 +175,9 @@ class EbpfDropSource:
             if msg.kind == "printf":
                 text = str(msg.data)
                 if text.startswith("D "):
-                    rec = parse_record(text, self.reasons, self.syms.symbolize)
-                    if rec is not None:
-                        self.records.append(rec)
+                    # Parsed when asked for (snapshot, stop): during a drop storm the
+                    # reader thread only appends, leaving the CPU to the workload.
+                    self._raw.append(text)
                 elif text.startswith("T "):
                     self.bpf_started_ns = int(text.split()[1])
             elif msg.kind == "map" and isinstance(msg.data, dict) and "@drops" in msg.data:
@@ -201,7 +202,15 @@ class EbpfDropSource:
             self._proc.close()
             self._proc = None
 
+    def _parse_pending(self) -> None:
+        for text in self._raw:
+            rec = parse_record(text, self.reasons, self.syms.symbolize)
+            if rec is not None:
+                self.records.append(rec)
+        self._raw.clear()
+
     def _result(self, duration_s: float, *, final: bool = False) -> DropTraceResult:
+        self._parse_pending()
         tallies = label_tallies(self.tallies, self.records) if final else self.tallies
         total = sum(t.count for t in tallies)
         streamed = len(self.records) + self.lost

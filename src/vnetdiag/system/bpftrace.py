@@ -81,10 +81,20 @@ class Message:
     data: Any
 
 
+_PRINTF = '{"type": "printf", "data": "'
+_PRINTF_END = '\\n"}'
+
+
 def parse_line(line: str) -> Message | None:
     """One line of ``bpftrace -f json`` output; None for a blank or non-JSON line
     (bpftrace writes some warnings as plain text)."""
     line = line.strip()
+    if line.startswith(_PRINTF) and line.endswith(_PRINTF_END):
+        # The hot path (one line per streamed record): a printf of plain text
+        # needs no JSON decoder; anything escaped inside takes the slow path.
+        body = line[len(_PRINTF):-len(_PRINTF_END)]
+        if "\\" not in body and '"' not in body:
+            return Message(kind="printf", data=body + "\n")
     if not line.startswith("{"):
         return None
     try:
