@@ -44,3 +44,21 @@ def test_a_log_gets_one_line_per_phase():
     assert lines[3] == f"vnetdiag pcap: building records of {len(report.flows):,} TCP streams"
     assert lines[4].startswith(f"vnetdiag pcap: analysed {report.capture.packets:,} packets in ")
     assert len(lines) == 5
+
+
+def test_thousands_of_unknown_block_types_make_one_short_warning():
+    """A damaged pcapng (the golden two-interface capture with 3,000 blocks of
+    distinct unknown types inserted) gives one warning line, not 50 KB."""
+    import struct
+
+    ng = (GOLDEN / "two-ifaces.pcapng").read_bytes()
+    shb_len = struct.unpack_from("<I", ng, 4)[0]
+    junk = b"".join(struct.pack("<II", 0x0BAD0000 + i, 12) + struct.pack("<I", 12) for i in range(3000))
+    junk += struct.pack("<II", 0x0BAD0001, 12) + struct.pack("<I", 12)  # one type twice: named first
+    rep = analyze_file(ng[:shb_len] + junk + ng[shb_len:])
+    good = analyze_file(ng)
+    assert rep.conversations == good.conversations
+    (warning,) = [w for w in rep.capture.warnings if "unknown type" in w]
+    assert len(warning) < 200
+    assert warning.startswith("skipped pcapng blocks of unknown type: 0x0bad0001 x2, 0x0bad0000 x1")
+    assert warning.endswith(", 2995 more types (2995 blocks)")

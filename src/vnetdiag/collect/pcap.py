@@ -34,6 +34,8 @@ PAD = 512
 short packet read zeros instead of failing (validity is checked against caplen)."""
 MAX_CAPLEN = 262_144
 """Largest packet libpcap and Wireshark accept (unless the file's snaplen says more)."""
+_SHOWN_BLOCK_TYPES = 5
+"""Unknown pcapng block types named in the warning (the rest are counted)."""
 
 PCAP_MAGIC = {
     b"\xd4\xc3\xb2\xa1": ("<", 1000),  # microsecond, little endian
@@ -294,7 +296,13 @@ class PcapReader:
             self.skipped += 1
             self.warnings.append(f"file truncated: last block incomplete ({len(carry)} bytes), 1 block skipped")
         if self.unknown_blocks:
-            kinds = ", ".join(f"0x{k:08x} x{v}" for k, v in sorted(self.unknown_blocks.items()))
+            # A damaged file can hold thousands of "types": name the commonest only,
+            # so the warning stays one readable line.
+            common = sorted(self.unknown_blocks.items(), key=lambda kv: (-kv[1], kv[0]))
+            kinds = ", ".join(f"0x{k:08x} x{v}" for k, v in common[:_SHOWN_BLOCK_TYPES])
+            rest = common[_SHOWN_BLOCK_TYPES:]
+            if rest:
+                kinds += f", {len(rest)} more types ({sum(v for _k, v in rest)} blocks)"
             self.warnings.append(f"skipped pcapng blocks of unknown type: {kinds}")
 
     def _walk(self, buf: bytes, pos: int, endian: str, section_base: int):
