@@ -56,9 +56,8 @@ def test_every_option_has_help_and_shows_its_default():
             if not (action.help or "").strip():
                 missing.append(where)
                 continue
-            takes_value = action.option_strings and action.nargs != 0
             text = parser._get_formatter()._get_help_string(action)
-            if takes_value and "default" not in text:
+            if action.option_strings and "default" not in text:
                 no_default.append(where)
     assert not missing, f"options without help: {missing}"
     assert not no_default, f"options whose help shows no default: {no_default}"

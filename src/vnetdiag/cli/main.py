@@ -39,16 +39,20 @@ class HelpFormatter(argparse.HelpFormatter):
     """Every option's help ends with its default, unless the text already says it.
 
     One formatter for every parser, so a command only writes what an option does.
-    Flags (store_true) default to off, which needs no saying; ``None`` is shown as
-    "none" only when the help has not explained what happens without the option.
+    A flag shows "off" (or "on"); ``None`` is shown as "none" only when the help
+    has not explained what happens without the option.
     """
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "default" in text or action.default is argparse.SUPPRESS or not action.option_strings:
+        if "default" in text or not action.option_strings:
             return text
-        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction,  # noqa: SLF001
-                               argparse._VersionAction, argparse._HelpAction)):  # noqa: SLF001
+        if isinstance(action, argparse._StoreTrueAction):  # noqa: SLF001 - also a command's copy of --json
+            return f"{text} (default: off)"
+        if isinstance(action, argparse._StoreFalseAction):  # noqa: SLF001
+            return f"{text} (default: on)"
+        if action.default is argparse.SUPPRESS or isinstance(action, (argparse._VersionAction,  # noqa: SLF001
+                                                                      argparse._HelpAction)):  # noqa: SLF001
             return text
         default = action.default
         if default is None or default == []:
