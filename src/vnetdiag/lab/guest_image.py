@@ -146,6 +146,36 @@ def _kernel_package() -> str:
                               hint="apt-get update")
 
 
+def _apt_stamp() -> list[float]:
+    """When apt's view of the archive last changed (apt-get update rewrites these)."""
+    out = []
+    for path in ("/var/lib/apt/lists", "/var/cache/apt/pkgcache.bin", "/etc/apt/sources.list.d"):
+        try:
+            out.append(os.stat(path).st_mtime)
+        except OSError:
+            out.append(0.0)
+    return out
+
+
+def _resolve_packages(root: Path) -> tuple[str, dict]:
+    """(kernel package, {package: version}); apt-cache takes seconds under load,
+    so the answer is kept until apt's lists change."""
+    memo = root / "resolved.json"
+    stamp = _apt_stamp()
+    try:
+        data = json.loads(memo.read_text())
+        if data["stamp"] == stamp:
+            return data["kernel_package"], data["packages"]
+    except (OSError, ValueError, KeyError):
+        pass
+    kpkg = _kernel_package()
+    packages = {kpkg: _apt_candidate(kpkg), BUSYBOX_PACKAGE: _apt_candidate(BUSYBOX_PACKAGE)}
+    tmp = memo.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"stamp": stamp, "kernel_package": kpkg, "packages": packages}))
+    os.replace(tmp, memo)
+    return kpkg, packages
+
+
 def content_key(packages: dict, modules=MODULES, init=INIT_SCRIPT) -> str:
     blob = json.dumps({"format": IMAGE_FORMAT, "packages": packages, "modules": list(modules), "init": init},
                       sort_keys=True)
@@ -157,11 +187,10 @@ def ensure(progress: Callable[[str], None] | None = None) -> GuestImage:
     say = progress or (lambda _m: None)
     for tool, package in (("apt-get", "apt"), ("dpkg-deb", "dpkg"), ("depmod", "kmod")):
         nsexec.need(tool, package)
-    kpkg = _kernel_package()
-    packages = {kpkg: _apt_candidate(kpkg), BUSYBOX_PACKAGE: _apt_candidate(BUSYBOX_PACKAGE)}
-    key = content_key(packages)
     root = cache_dir()
     root.mkdir(parents=True, exist_ok=True)
+    kpkg, packages = _resolve_packages(root)
+    key = content_key(packages)
     out = root / key
     with open(root / ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
