@@ -17,6 +17,7 @@ clean up, when an agent dies mid-run).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
@@ -30,7 +31,13 @@ from typing import BinaryIO
 from vnetdiag.errors import NotFoundError, UsageError, VnetdiagError
 from vnetdiag.fleet import protocol as proto
 from vnetdiag.model.fleet import (
-    ClockReading, HostSnapshot, ProbeAnswer, ServeStarted, ServeStopped, TopologyAnswer,
+    ClockReading,
+    HostSnapshot,
+    ProbeAnswer,
+    ServeStarted,
+    ServeStopped,
+    TopologyAnswer,
+    TraceAnswer,
 )
 from vnetdiag.model.namespaces import Namespace
 
@@ -53,7 +60,14 @@ class Scope:
         from vnetdiag.system import netns as netns_mod
 
         self.patterns = tuple(patterns)
-        self.only: Callable[[Namespace], bool] | None = netns_mod.matcher(self.patterns)
+        by_name = netns_mod.matcher(self.patterns)
+        # Where PID 1's namespace cannot be read (inside a container, or entered
+        # with nsenter), nspool calls the agent's own namespace "host", not by its
+        # /run/netns name: match named patterns by the inode behind the name too.
+        named = netns_mod.list_named()
+        inodes = {named[p] for p in self.patterns if p in named}
+        self.only: Callable[[Namespace], bool] | None = None if by_name is None else (
+            lambda ns: ns.inode in inodes or by_name(ns))
 
     def namespaces(self) -> list[Namespace]:
         from vnetdiag.system.nspool import enumerate_namespaces
@@ -79,9 +93,9 @@ def replay_dead_journals() -> list[str]:
 
     done = []
     for j in all_journals():
-        if j.owner.startswith(_DEAD_OWNER_PREFIXES) and not j.persistent and not j.owner_alive():
-            if not j.undo():
-                done.append(j.owner)
+        if (j.owner.startswith(_DEAD_OWNER_PREFIXES) and not j.persistent and not j.owner_alive()
+                and not j.undo()):
+            done.append(j.owner)
     return done
 
 
@@ -101,10 +115,8 @@ class Agent:
         """Stop everything started, in reverse order of risk (the tracer holds kernel state)."""
         self.closing.set()
         if self._trace is not None:
-            try:
+            with contextlib.suppress(Exception):  # stopping anyway: the tracer's journal is the backstop
                 self._trace.stop()
-            except Exception:  # noqa: BLE001 - stopping anyway: the journal is the backstop
-                pass
             self._trace = None
         for server in self._servers.values():
             server.stop()
@@ -139,24 +151,31 @@ class Agent:
         found, problems = read_drop_rules(snap.namespaces) if rules else ([], [])
         return HostSnapshot(snapshot=snap, rules=tuple(found), problems=tuple(problems), mono_ns=mono)
 
-    def op_trace_start(self) -> ClockReading:
-        from vnetdiag.collect.tracewindow import TraceWindow
+    def op_trace_start(self, backend: str = "auto", filter: str | None = None) -> ClockReading:
+        from vnetdiag.collect.droptrace import DropTrace
 
         if self._trace is not None:
             raise UsageError("a trace window is already running on this agent")
-        window = TraceWindow(events="drops", namespaces=list(self.scope.patterns) or None)
+        window = DropTrace(backend=backend, filter=filter, namespaces=list(self.scope.patterns) or None)
         window.start()
         self._trace = window
         return ClockReading(mono_ns=time.monotonic_ns(), wall_ns=time.time_ns())
 
-    def op_trace_stop(self):
-        from vnetdiag.fleet.scoping import scoped_trace
+    def op_trace_stop(self) -> TraceAnswer:
+        import dataclasses
+
+        from vnetdiag.fleet.scoping import scoped_drops, scoped_trace
 
         if self._trace is None:
             raise UsageError("no trace window is running on this agent", hint="trace_start first")
         window, self._trace = self._trace, None
-        analysis = window.stop()
-        return scoped_trace(analysis, {n.label for n in self.scope.namespaces()})
+        result = window.stop()
+        mine = self.scope.namespaces()
+        analysis = result.analysis
+        if analysis is not None:
+            analysis = scoped_trace(analysis, {n.label for n in mine})
+        return TraceAnswer(drops=scoped_drops(dataclasses.replace(result, analysis=None), {n.inode for n in mine}),
+                           analysis=analysis)
 
     def op_serve_start(self, netns: str, bind: str, port: int) -> ServeStarted:
         from vnetdiag.probe.server import Server
@@ -228,7 +247,6 @@ class Agent:
 
     def op_bye(self) -> None:
         self.close()
-        return None
 
 
 def serve(scope: Scope, rx: BinaryIO, tx: BinaryIO) -> int:

@@ -124,7 +124,7 @@ class Fleet:
         self.notes: list[str] = []
         self.pool = ThreadPoolExecutor(max_workers=max(1, len(self.hosts)), thread_name_prefix="fleet")
 
-    def __enter__(self) -> "Fleet":
+    def __enter__(self) -> Fleet:
         try:
             self.open()
         except BaseException:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from vnetdiag.model.drops import DropTraceResult
 from vnetdiag.model.tracing import TraceAnalysis
 
 
@@ -32,3 +33,10 @@ def scoped_trace(analysis: TraceAnalysis, labels: set[str]) -> TraceAnalysis:
         analysis, drops=tuple(drops),
         devices=tuple(r for r in analysis.devices if r.netns in labels),
         paths=tuple(p for p in analysis.paths if any(n in labels for n in p.netns if n is not None)))
+
+
+def scoped_drops(result: DropTraceResult, inodes: set[int]) -> DropTraceResult:
+    """The eBPF backend's counts and records of the namespaces ``inodes`` only
+    (it knows each drop's namespace exactly: skb->dev's)."""
+    return dataclasses.replace(result, tallies=tuple(t for t in result.tallies if t.netns_inode in inodes),
+                               packets=tuple(p for p in result.packets if p.netns_inode in inodes))

@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vnetdiag.model.counters import CounterSnapshot
+from vnetdiag.model.drops import DropTraceResult
 from vnetdiag.model.netfilter import RuleCounter
 from vnetdiag.model.probe import ProbeResult
 from vnetdiag.model.topology import PathResult, Topology
+from vnetdiag.model.tracing import TraceAnalysis
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -101,3 +103,13 @@ class Host:
     groups: tuple[str, ...] = ()
     role: str | None = None
     """What peers are compared by (``vnetdiag_role``, else the first group)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TraceAnswer:
+    """One host's drop trace window, restricted to the agent's namespaces."""
+
+    drops: DropTraceResult
+    """Its ``analysis`` is carried in ``analysis`` below (typed), not here."""
+    analysis: TraceAnalysis | None = None
+    """The tracefs backend's analysis (None for eBPF)."""
