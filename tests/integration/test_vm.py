@@ -127,6 +127,19 @@ def test_topology_lists_both_vms_with_their_nics(lab):
                    for e in doc["edges"])
 
 
+def test_path_ends_at_each_vms_nic_and_marks_its_inside_not_observable(lab):
+    for vm, dev in (("vm1", "vm1-t0"), ("vm2", "mvtap0")):
+        assert ping(lab, "ns1", vm, count=1) == (1, 1)  # the bridge has learned the VM's MAC
+        out = subprocess.run([VNETDIAG, "path", "--one-way", "--json", lab.netns("ns1"),
+                              f"{lab.netns('hv1')}:{lab.ip(vm)}"], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        (p,) = json.loads(out.stdout)["paths"]
+        assert p["complete"], p["stopped"]
+        *before, last = p["hops"]
+        assert before[-1]["name"] == dev
+        assert last["kind"] == "vm" and last["name"] == f"{lab.prefix}-{vm}" and "not observable" in last["how"]
+
+
 def test_paused_qemu_fills_the_macvtap_ring_full_ring_equals_rx_dropped(lab):
     from vnetdiag.collect.tracewindow import trace_window
 

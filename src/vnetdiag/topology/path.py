@@ -47,6 +47,7 @@ class _Walk:
             if e.type == "tap-owner":
                 self.holders.setdefault(e.source, []).append(e.target)
         self.proc_names = {n.id: n.name for n in topo.nodes if n.type == "process"}
+        self.vms = {n.id: n.attrs["vm"] for n in topo.nodes if n.type == "process" and "vm" in n.attrs}
 
     # -- helpers ------------------------------------------------------------
     def emit(self, x: Interface | None, role: str, how: str, *, name: str | None = None) -> None:
@@ -220,6 +221,8 @@ class _Walk:
             self.stop(f"{x.name}: no process holds its character device (frames stay queued there)")
             return None
         proc = procs[0]
+        if proc in self.vms:
+            return self._into_vm(self.vms[proc], x, pkt)
         others = [d for d in self.holders[proc] if d != x.id]
         self.hops.append(Hop(ref=None, name=self.proc_names.get(proc, proc), netns_inode=None, netns_name=None,
                              kind=None, role="process", how=f"reads {x.name}'s file descriptor"))
@@ -239,6 +242,23 @@ class _Walk:
             return ("egress", lower.ref.netns_inode, lower)
         self.emit(nxt, "ingress", f"written into {nxt.name} by the process")
         return ("ingress", nxt.ref.netns_inode, nxt)
+
+
+    def _into_vm(self, vm: dict, x: Interface, pkt: _Packet):
+        """The frame is read by QEMU into a guest NIC: as far as the host can
+        follow it. Reaching the NIC the destination MAC names is the end of the
+        path; what the guest does next is not observable from here."""
+        nic = next((n for n in vm["nics"] if n.get("host_id") == x.id), None)
+        what = f"{nic['model']} NIC {nic['mac']}" if nic else "a NIC"
+        self.hops.append(Hop(ref=None, name=vm["name"], netns_inode=None, netns_name=None, kind="vm",
+                             role="deliver", how=f"QEMU (pid {vm['pid']}) reads {x.name} into the guest's {what}; "
+                                                 "the guest's inside is not observable"))
+        if nic and pkt.dst_mac and nic["mac"] and nic["mac"].lower() == pkt.dst_mac.lower():
+            self.complete = True
+        else:
+            self.stop(f"enters VM {vm['name']} ({pkt.dst_mac or 'MAC unknown'} is not its NIC's MAC): "
+                      "where the guest sends it is not observable")
+        return None
 
 
 def namespace_of(topo: Topology, spec: str) -> int:
@@ -284,7 +304,8 @@ def resolve(topo: Topology, route: RouteLookup, src: str, dst: str) -> PathResul
     src_addr = src_addr or default_address(topo, src_ns)
     walk = _Walk(topo, route)
     walk.run(src_ns, _Packet(dst_ip=dst_addr, dst_mac=None))
-    if walk.complete and walk.hops and walk.hops[-1].netns_inode != dst_ns:
+    # A VM's address lives in no namespace: reaching its NIC is the end, whatever namespace TO named.
+    if walk.complete and walk.hops and walk.hops[-1].kind != "vm" and walk.hops[-1].netns_inode != dst_ns:
         walk.complete = False
         walk.stopped = (f"{dst_addr} was delivered in {walk.hops[-1].netns_name}, not in {dst_ns_spec}")
     return PathResult(source=src, destination=dst, src_address=src_addr, dst_address=dst_addr,
