@@ -88,7 +88,7 @@ def test_slow_guest_fills_the_macvtap_ring_and_drops_there(lab):
     assert ping(lab, "vm1", "vm2", count=10, interval_s=0.01) == (10, 10)
 
 
-def test_conntrack_full_refuses_new_connections_and_counts_them(lab):
+def test_conntrack_full_refuses_new_connections_and_counts_them(global_settings, lab):
     maximum = Path("/proc/sys/net/netfilter/nf_conntrack_max").read_text()
     server = TcpEcho(lab, "vm3")
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,15 +17,31 @@ pytestmark = pytest.mark.root
 CONNTRACK_MAX = Path("/proc/sys/net/netfilter/nf_conntrack_max")
 
 
+def _lab_device_names(prefix: str) -> set[str]:
+    from vnetdiag.lab import spec
+
+    s = spec.default(prefix)
+    names = {br for n in s.nodes for br in n.bridges}
+    names |= {e.name for v in s.veths for e in (v.a, v.b)} | {x.name for x in s.vxlans}
+    names |= {m.name for m in s.macvtaps} | {m.guest.name for m in s.macvtaps}
+    return names
+
+
 def machine_state(prefix: str, state_dir: Path | None = None) -> dict:
-    """What a lab could leave behind: namespaces, host links, backends, sysctl, files."""
+    """What a lab could leave behind: namespaces, host links, backends, sysctl, files.
+    Only this lab's: other test runs on this machine make labs of their own.
+    (Callers hold global_settings, so nf_conntrack_max is theirs to compare.)"""
     netns = sorted(n for n in os.listdir("/run/netns") if n.startswith(prefix + "-")) if os.path.isdir("/run/netns") else []
     host_links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout.split("\n")
-    backends = subprocess.run(["pgrep", "-f", f"vnetdiag.lab.backend --lab {prefix}"], capture_output=True,
+    # A lab device left in the host namespace would carry one of the lab's device names.
+    names = _lab_device_names(prefix)
+    backends = subprocess.run(["pgrep", "-f", f"vnetdiag\\.lab\\.backend --lab {prefix}( |$)"], capture_output=True,
                               text=True).stdout.split()
     state = state_dir or Path(os.environ.get("VNETDIAG_STATE_DIR", "/run/vnetdiag"))
-    files = sorted(str(p) for p in state.rglob("*") if prefix in str(p)) if state.exists() else []
-    return {"netns": netns, "host_links": sorted(l.split()[0] for l in host_links if l),
+    mine = re.compile(rf"(^|[/-]){re.escape(prefix)}([/.-]|$)")
+    files = sorted(str(p) for p in state.rglob("*") if mine.search(str(p.relative_to(state)))) if state.exists() else []
+    return {"netns": netns, "host_links": sorted(l.split()[0].split("@")[0] for l in host_links
+                                                 if l and l.split()[0].split("@")[0] in names),
             "backends": backends, "conntrack_max": CONNTRACK_MAX.read_text(), "files": files}
 
 
@@ -37,8 +54,8 @@ def _wait(cond, timeout_s: float) -> bool:
     return False
 
 
-def test_down_restores_everything_even_with_faults_active(cli):
-    prefix = "vnc"
+def test_down_restores_everything_even_with_faults_active(global_settings, cli, lab_prefix):
+    prefix = lab_prefix("c")
     env = {"VNETDIAG_LAB_PREFIX": prefix}
     clean = machine_state(prefix)
     assert clean["netns"] == []
@@ -55,8 +72,8 @@ def test_down_restores_everything_even_with_faults_active(cli):
 
 
 @pytest.mark.parametrize("stage", ["namespaces", "backend", "fault"])
-def test_sigkill_halfway_then_down_leaves_nothing(cli, stage):
-    prefix = "vnk"
+def test_sigkill_halfway_then_down_leaves_nothing(global_settings, cli, stage, lab_prefix):
+    prefix = lab_prefix("k")
     env = {**os.environ, "VNETDIAG_LAB_PREFIX": prefix}
     clean = machine_state(prefix)
     vnetdiag = str(Path(sys.executable).with_name("vnetdiag"))
@@ -79,8 +96,8 @@ def test_sigkill_halfway_then_down_leaves_nothing(cli, stage):
     assert _wait(lambda: machine_state(prefix) == clean, 5), machine_state(prefix)
 
 
-def test_cleanup_removes_a_lab_without_its_state_file(cli, tmp_path):
-    prefix = "vnw"
+def test_cleanup_removes_a_lab_without_its_state_file(global_settings, cli, tmp_path, lab_prefix):
+    prefix = lab_prefix("w")
     # Its own state directory: cleanup removes every lab it knows, and the
     # session's shared lab must survive this test.
     state = tmp_path / "state"
@@ -95,7 +112,7 @@ def test_cleanup_removes_a_lab_without_its_state_file(cli, tmp_path):
     assert _wait(lambda: machine_state(prefix, state) == clean, 5), machine_state(prefix, state)
 
 
-def test_two_conntrack_faults_restore_the_limit_in_any_order(lab_factory):
+def test_two_conntrack_faults_restore_the_limit_in_any_order(global_settings, lab_factory, lab_prefix):
     """nf_conntrack_max is global: overlapping faults (two labs, or two in one) must
     leave the machine's own value, whichever is cleared first."""
     import copy
@@ -103,7 +120,7 @@ def test_two_conntrack_faults_restore_the_limit_in_any_order(lab_factory):
     from vnetdiag.lab import _spec_to_data, spec as spec_mod
 
     pristine = CONNTRACK_MAX.read_text()
-    data = _spec_to_data(spec_mod.default("vn2"))
+    data = _spec_to_data(spec_mod.default(lab_prefix("2")))
     lab2 = lab_factory(copy.deepcopy(data))
     f1 = lab2.add_fault("conntrack-full", "hv1", max=50)
     f2 = lab2.add_fault("conntrack-full", "hv1", max=40)

@@ -98,7 +98,7 @@ def test_udp_rr_counts_exactly_what_the_fault_dropped(lab, serve):
     assert r.udp.duplicate == 0
 
 
-def test_tcp_crr_under_conntrack_full_shows_syn_retransmit_tails(lab, serve):
+def test_tcp_crr_under_conntrack_full_shows_syn_retransmit_tails(global_settings, lab, serve):
     # Sockets orphaned by earlier tests keep resending for a while; after the
     # flush below their packets would race the probe for each freed slot.
     for guest in lab.guests:
@@ -134,8 +134,8 @@ def test_tcp_crr_under_conntrack_full_shows_syn_retransmit_tails(lab, serve):
     finally:
         done.set()
     freer.join()
-    if len(limits) > 1:  # nf_conntrack_max is global: a concurrent lab's fault changed it
-        pytest.skip(f"nf_conntrack_max changed during the run ({sorted(limits)}): another lab's fault")
+    # nf_conntrack_max is global; global_settings kept every other lab's fault off it.
+    assert len(limits) == 1, sorted(limits)
     syn = timer_tails(r, "connect")
     assert syn and all(t.signature.startswith("syn-retrans-") for t in syn), \
         (r.tails, r.transactions, r.errors, r.connect, r.notes)

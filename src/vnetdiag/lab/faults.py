@@ -197,8 +197,12 @@ class ConntrackFull(Fault):
         # count is per namespace. Lower the limit and fill hv1's table with
         # assured, established entries, which early_drop will not evict: new
         # connections are then refused exactly as in a full cloud firewall.
-        journal.record(ReleaseSharedSetting(path=CONNTRACK_MAX, holder=journal.owner))
-        hold_shared_setting(CONNTRACK_MAX, journal.owner)
+        # The holder is the journal's absolute path: cleanup run with another
+        # state directory still sees that this fault is active. Holding waits
+        # for exclusive use: another lab's fault (another test run's) would race.
+        holder = str(journal.path.absolute())
+        journal.record(ReleaseSharedSetting(path=CONNTRACK_MAX, holder=holder))
+        hold_shared_setting(CONNTRACK_MAX, holder)
         journal.record(RunCommand(argv=("ip", "netns", "exec", target.netns, "conntrack", "-D",
                                         "-s", str(_PHANTOM_NET))))
         count = int(in_netns(target.netns, ["cat", "/proc/sys/net/netfilter/nf_conntrack_count"]).stdout)

@@ -101,10 +101,23 @@ TRACING_INSTANCES = Path("/sys/kernel/tracing/instances")
 _INSTANCE = re.compile(r"^vnetdiag-(\d+)(?:-\d+)?$")
 
 
+TRACING_SWEEP_LOCK = "tracing-sweep"
+"""Machine-wide: one sweep of dead tracers' instances at a time (every tracer
+sweeps when it starts), and whoever holds it (a test looking at what a SIGKILLed
+tracer left) sees no other process remove those instances meanwhile."""
+
+
 def sweep_tracing_instances(report: CleanupReport) -> None:
     """ftrace instances named vnetdiag-<pid> whose process is gone."""
+    from vnetdiag.system.undo import machine_lock
+
     if not TRACING_INSTANCES.is_dir():
         return
+    with machine_lock(TRACING_SWEEP_LOCK):
+        _sweep_tracing_instances(report)
+
+
+def _sweep_tracing_instances(report: CleanupReport) -> None:
     for inst in TRACING_INSTANCES.iterdir():
         m = _INSTANCE.match(inst.name)
         if not m or proc.start_ticks(int(m.group(1))) is not None:
@@ -117,6 +130,8 @@ def sweep_tracing_instances(report: CleanupReport) -> None:
         try:
             inst.rmdir()
             report.removed.append(f"ftrace instance {inst.name}")
+        except FileNotFoundError:
+            pass  # its owner's own cleanup removed it meanwhile
         except OSError as exc:
             report.failures.append(f"ftrace instance {inst.name}: {exc.strerror}")
 
@@ -152,8 +167,7 @@ def sweep_bpftrace(report: CleanupReport) -> None:
 def sweep_shared_settings(report: CleanupReport) -> None:
     """Global settings (nf_conntrack_max) whose every holder's journal is gone:
     put back the value the machine had before vnetdiag changed it."""
-    from vnetdiag.system.undo import SHARED_SETTINGS_DIR, ReleaseSharedSetting
-    from vnetdiag.system.state import journals_dir
+    from vnetdiag.system.undo import SHARED_SETTINGS_DIR, ReleaseSharedSetting, holder_gone
 
     if not SHARED_SETTINGS_DIR.is_dir():
         return
@@ -164,7 +178,7 @@ def sweep_shared_settings(report: CleanupReport) -> None:
             data = json.loads(rec.read_text())
         except (OSError, ValueError):
             continue
-        if any((journals_dir() / f"{h}.jsonl").exists() for h in data.get("holders", [])):
+        if not all(holder_gone(h) for h in data.get("holders", [])):
             continue
         for holder in data.get("holders", []) or ["?"]:
             ReleaseSharedSetting(path=data["path"], holder=holder).apply()

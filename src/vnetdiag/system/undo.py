@@ -18,11 +18,13 @@ import fcntl
 import json
 import os
 import subprocess
+import threading
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import ClassVar
 
+from vnetdiag.errors import KernelError
 from vnetdiag.system import proc
 from vnetdiag.system.state import journals_dir
 
@@ -89,10 +91,136 @@ def _shared_record(path: str) -> Path:
     return SHARED_SETTINGS_DIR / (path.strip("/").replace("/", "_") + ".json")
 
 
+# -- machine-wide locks: exclusive use of global settings, one tracing sweep at a time
+
+_machine_locks: dict[str, list[int]] = {}
+"""Lock name -> [fd, shared depth, exclusive depth] of the machine-wide locks
+this process holds (fd -1: an ancestor holds it for us)."""
+_machine_locks_guard = threading.Lock()
+
+
+def _lock_path(name: str) -> Path:
+    return SHARED_SETTINGS_DIR / f"{name}.lock"
+
+
+def _ancestors() -> set[int]:
+    pids, pid = set(), os.getppid()
+    while pid > 1:
+        pids.add(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat[stat.rindex(")") + 2:].split()[1])
+    return pids
+
+
+def _ancestor_mode(path: Path) -> str | None:
+    """"READ" or "WRITE" if a parent (grandparent, ...) of this process holds the
+    flock on ``path``: a command that a test runs while holding the lock acts on
+    the test's behalf and must not wait for it (it would wait forever)."""
+    try:
+        st = path.stat()
+        locks = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    # "1: FLOCK  ADVISORY  WRITE 1234 fe:00:5678 0 EOF"; waiters' lines have "->".
+    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    mine = _ancestors()
+    modes = {f[3] for f in map(str.split, locks) if len(f) > 5 and f[1] == "FLOCK" and f[5] == key
+             and f[4].isdigit() and int(f[4]) in mine}
+    return "WRITE" if "WRITE" in modes else ("READ" if modes else None)
+
+
+def acquire_machine_lock(name: str, *, shared: bool = False) -> None:
+    """Take the machine-wide lock ``name`` (exclusive, or shared with other
+    shared holders), waiting while another process holds it in a conflicting
+    mode. Re-entrant within a process (each acquire needs its release; an
+    exclusive acquire while holding it shared upgrades, its release downgrades),
+    and a no-op in a process whose ancestor holds it. The kernel drops it when
+    the process dies, so a crash never leaves it held."""
+    with _machine_locks_guard:
+        held = _machine_locks.get(name)
+        if held is None:
+            path = _lock_path(name)
+            SHARED_SETTINGS_DIR.mkdir(parents=True, exist_ok=True)
+            mode = _ancestor_mode(path)
+            if mode == "READ" and not shared:
+                raise KernelError(f"a parent process holds {path} shared; this command needs it exclusive "
+                                  "and would wait for its own parent forever",
+                                  hint="take it exclusive in the parent (tests: the global_settings fixture)")
+            if mode is not None:
+                fd = -1
+            else:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            held = _machine_locks[name] = [fd, 0, 0]
+        fd, n_shared, n_excl = held
+        if fd >= 0 and n_excl == 0 and (not shared or n_shared == 0):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            except BaseException:
+                if n_shared == 0:
+                    os.close(fd)
+                    del _machine_locks[name]
+                raise
+        held[1 if shared else 2] += 1
+
+
+def release_machine_lock(name: str, *, shared: bool = False) -> None:
+    with _machine_locks_guard:
+        held = _machine_locks.get(name)
+        if held is None or held[1 if shared else 2] == 0:
+            return
+        held[1 if shared else 2] -= 1
+        fd, n_shared, n_excl = held
+        if n_shared == 0 and n_excl == 0:
+            del _machine_locks[name]
+            if fd >= 0:
+                os.close(fd)  # closing the only fd releases the flock
+        elif fd >= 0 and not shared and n_excl == 0:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # back to shared: others may read again
+
+
+@contextlib.contextmanager
+def machine_lock(name: str, *, shared: bool = False):
+    acquire_machine_lock(name, shared=shared)
+    try:
+        yield
+    finally:
+        release_machine_lock(name, shared=shared)
+
+
+GLOBAL_SETTINGS_LOCK = "global-settings"
+"""Held exclusive by whoever changes a global setting, for as long as the change
+lasts in that process (a fault from add to clear; a test for its whole run): a
+second lab's fault, or another test run's, waits instead of racing it. Held
+shared by work that must not see such a change (tests sending traffic)."""
+
+_holding: dict[str, int] = {}
+"""Holders whose shared setting this process changed and has not released yet."""
+
+
+def exclusive_global_settings():
+    """A context holding exclusive use of the machine's global settings."""
+    return machine_lock(GLOBAL_SETTINGS_LOCK)
+
+
+def stable_global_settings():
+    """A context in which no one changes the machine's global settings (shared
+    with other such holders): for work whose outcome a lowered nf_conntrack_max
+    would change, such as traffic through a lab's firewall."""
+    return machine_lock(GLOBAL_SETTINGS_LOCK, shared=True)
+
+
 def hold_shared_setting(path: str, holder: str) -> None:
-    """Note that ``holder`` is about to change the global file ``path``. The first
-    holder records the pristine content; later ones only add themselves, so two
-    faults that lower the same sysctl can be undone in any order."""
+    """Note that ``holder`` is about to change the global file ``path``. Waits
+    for exclusive use (GLOBAL_SETTINGS_LOCK), kept until this process releases
+    the holder. The first holder records the pristine content; later ones only
+    add themselves, so two faults that lower the same sysctl can be undone in
+    any order. ``holder`` is best the absolute path of the holder's journal:
+    cleanup, whatever its state directory, then knows whether it still exists."""
+    acquire_machine_lock(GLOBAL_SETTINGS_LOCK)
+    _holding[holder] = _holding.get(holder, 0) + 1
     with _shared_lock():
         rec = _shared_record(path)
         data = json.loads(rec.read_text()) if rec.exists() else {"path": path, "pristine": Path(path).read_text(),
@@ -100,6 +228,13 @@ def hold_shared_setting(path: str, holder: str) -> None:
         if holder not in data["holders"]:
             data["holders"].append(holder)
         rec.write_text(json.dumps(data))
+
+
+def holder_gone(holder: str) -> bool:
+    """A holder is gone when its journal is: an absolute journal path, or (older
+    records) an owner name in this state directory's journals."""
+    journal = Path(holder) if os.path.isabs(holder) else journals_dir() / f"{holder}.jsonl"
+    return not journal.exists()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,6 +246,14 @@ class ReleaseSharedSetting(UndoStep):
     holder: str
 
     def apply(self) -> None:
+        try:
+            self._release()
+        finally:
+            if _holding.get(self.holder):
+                _holding[self.holder] -= 1
+                release_machine_lock(GLOBAL_SETTINGS_LOCK)
+
+    def _release(self) -> None:
         with _shared_lock():
             rec = _shared_record(self.path)
             if not rec.exists():
