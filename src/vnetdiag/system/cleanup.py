@@ -3,8 +3,8 @@
 First the journals (system/undo.py): every journal whose owner process is dead,
 and every persistent one (labs), faults before the lab they belong to. Then a
 sweep by name for what a journal could have missed (an object created in the
-instant between a spawn and its record): lab namespaces, stray lab backends,
-ftrace instances of dead vnetdiag processes. The sweeps are listed in SWEEPS.
+instant between a spawn and its record): lab namespaces, stray lab backends
+and lab VMs, ftrace instances of dead vnetdiag processes. The sweeps are listed in SWEEPS.
 """
 
 from __future__ import annotations
@@ -95,6 +95,25 @@ def sweep_backends(report: CleanupReport) -> None:
             if ticks is not None and pid != os.getpid():
                 proc.terminate(proc.ProcessId(pid=pid, start_ticks=ticks))
                 report.removed.append(f"backend pid {pid}")
+
+
+def sweep_lab_vms(report: CleanupReport) -> None:
+    """QEMU guests of this state directory's labs: their QMP socket, console and
+    serial paths are in the lab's directory, so the command line names it."""
+    marker = (str(labs_dir()) + "/").encode()
+    for pid_dir in Path("/proc").iterdir():
+        if not pid_dir.name.isdigit():
+            continue
+        try:
+            argv = (pid_dir / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0]).startswith(b"qemu-system") and any(marker in a for a in argv):
+            pid = int(pid_dir.name)
+            ticks = proc.start_ticks(pid)
+            if ticks is not None:
+                proc.terminate(proc.ProcessId(pid=pid, start_ticks=ticks))
+                report.removed.append(f"lab VM pid {pid}")
 
 
 TRACING_INSTANCES = Path("/sys/kernel/tracing/instances")
@@ -188,6 +207,7 @@ def sweep_shared_settings(report: CleanupReport) -> None:
 # Run in this order after the journals.
 SWEEPS: tuple[Callable[[CleanupReport], None], ...] = (
     sweep_backends,
+    sweep_lab_vms,
     sweep_lab_namespaces,
     sweep_tracing_instances,
     sweep_bpftrace,
