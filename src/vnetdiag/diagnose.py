@@ -19,19 +19,25 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
+from vnetdiag.analyze.correlate import correlate
 from vnetdiag.analyze.deltas import delta as counter_delta
-from vnetdiag.analyze.verdicts import correlate, symptom_of
+from vnetdiag.analyze.symptom import symptom_of
 from vnetdiag.collect.netfilter import read_drop_rules, rule_deltas
 from vnetdiag.errors import BadInputError, VnetdiagError
 from vnetdiag.model.counters import CounterSnapshot
+from vnetdiag.model.bundle import Bundle, ProbeFlows, RuleDelta
 from vnetdiag.model.diagnosis import Diagnosis, PathHop
+from vnetdiag.model.drops import DropTraceResult
 from vnetdiag.model.probe import ProbeResult
 from vnetdiag.model.tracing import TraceAnalysis
+from vnetdiag.report.summary import counted
 from vnetdiag.model.namespaces import Namespace
 from vnetdiag.naming import Endpoint, endpoint
 from vnetdiag.system.privileges import require_root
 
-DIAGNOSE_PORT = 7421
+DIAGNOSE_PORT: int | None = None
+"""None: a port the kernel picks for each run, so packets of an earlier run's
+connections (orphaned sockets still resending) are never taken for this probe's."""
 _CONNECT_TIMEOUT_S = 5.0
 _GRACE_S = 1.5
 _CAPTURE_PACKETS = 200_000  # per device: a bounded capture, ~128 bytes each
@@ -60,6 +66,10 @@ class DiagnoseRun:
     before: CounterSnapshot
     after: CounterSnapshot
     trace: TraceAnalysis | None
+    drops: DropTraceResult | None = None
+    """What the drop tracer saw (either backend); ``.backend`` says which ran."""
+    bundle: Bundle | None = None
+    """Everything the verdicts were drawn from: save it to replay them."""
 
 
 def _with_address(e: Endpoint, topo) -> Endpoint:
@@ -120,9 +130,11 @@ def _capture_targets(a: Endpoint, b: Endpoint, topo, lookup, notes: list[str]) -
 
 def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int = 16, duration_s: float = 5.0,
              warmup_s: float = 0.5, request_bytes: int = 1, response_bytes: int = 1, trace: bool = True,
-             capture: bool = False,
-             port: int = DIAGNOSE_PORT, progress: Callable[[str], None] | None = None,
+             capture: bool = False, backend: str = "auto",
+             port: int | None = DIAGNOSE_PORT, progress: Callable[[str], None] | None = None,
              stop: threading.Event | None = None) -> DiagnoseRun:
+    """Probe ``source`` -> ``target`` while counters, rules and the drop tracer
+    (``backend``: auto, ebpf, tracefs) watch; correlate into ranked verdicts."""
     require_root("diagnose")
     say = progress or (lambda _m: None)
     from vnetdiag.collect import Collector
@@ -144,13 +156,13 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
             a, b = _with_address(a, topo), _with_address(b, topo)
             if capture:
                 targets = _capture_targets(a, b, topo, kernel_lookup(collector.pool), notes)
-        server = Server(bind=b.address, port=port, netns=b.ns.path)
-        server.start()
+        server = Server(bind=b.address, port=port or 0, netns=b.ns.path)
+        port = server.start()[1]
         stack.callback(server.stop)
         server.serve_in_thread()
-        window = None
-        if trace:
-            window = _start_trace(stack, notes)
+        flows = ProbeFlows(proto=17 if pattern == "udp-rr" else 6, client=a.address, server=b.address,
+                           server_port=port)
+        tracer = _start_trace(stack, notes, backend, flows) if trace else None
         before = collector.snapshot()
         rules_before, rule_problems = read_drop_rules(before.namespaces)
         say(f"probe {pattern} x{streams} from {a.label} to {b.label} ({b.address}) for {duration_s:g} s")
@@ -202,53 +214,91 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
         rules_after, _ = read_drop_rules(after.namespaces)
         path = _path(collector, after, a, b, notes)
         say(f"path {a.label} -> {b.label}: {' -> '.join(h.device for h in path if h.direction == 'forward') or '?'}")
-    # Leaving the block stopped the tracer (window.result), the collector and the server.
-    analysis = window.result if window is not None else None
+    # Leaving the block stopped the tracer, the collector and the server.
+    drops = tracer.result if tracer is not None else None
+    analysis = drops.analysis if drops is not None and drops.backend == "tracefs" else None
+    if drops is not None:
+        notes.append(_backend_note(drops))
     if probe is not None and probe.interrupted:
         notes.append(f"streams still waiting {_GRACE_S:g} s after the window were stopped (a transaction in "
                      "RTO backoff); the slowest tails may be cut short" if overtime.is_set() else
                      f"interrupted: {probe.duration_s:.1f} s of {duration_s:g} s were measured")
     for label, report in captures.items():
-        sigs = ", ".join(f"{n} {sig}" for sig, n in sorted(report.signatures.items(), key=lambda kv: -kv[1]))
+        sigs = counted(report.signatures, count_first=True) if report.signatures else ""
         notes.append(f"capture at {label}: {report.capture.packets} packets, {len(report.retransmissions)} "
                      f"retransmissions{f' ({sigs})' if sigs else ''}")
     if analysis is not None and not analysis.completeness.complete:
         notes.append(f"the tracer lost {analysis.completeness.events_lost} events "
                      f"({analysis.completeness.lost_share:.1%}): traced counts may be low")
+    if drops is not None and drops.loss.lost:
+        notes.append(f"the eBPF tracer lost {drops.loss.lost} per-packet records: the probe's counts may be low")
     notes += rule_problems
+    # Namespaces that came and went during the window (a busy host's containers) are one note.
+    gone = [p.where for p in after.problems if "vanished" in p.what]
+    if gone:
+        notes.append(f"{len(gone)} namespaces vanished while the counters were read: {', '.join(gone[:5])}"
+                     + (" ..." if len(gone) > 5 else ""))
     for problem in after.problems:
-        notes.append(f"counters not read at {problem.where}: {problem.what}")
+        if "vanished" not in problem.what:
+            notes.append(f"counters not read at {problem.where}: {problem.what}")
     moved = counter_delta(before, after)
     symptom = symptom_of(probe, pattern=pattern, streams=streams,
                          tcp_moves=_tcp_moves(moved, {a.ns.inode, b.ns.inode}))
     # The probe starts its streams 20 ms after "start", then warms up: the measured
     # window, in which slow transactions are timed, begins after that.
     window_start_ns = started_ns[0] + 20_000_000 + int(warmup_s * 1e9) if started_ns else None
-    tails = [(s.at_s - s.latency_us / 1e6, s.at_s) for s in probe.slow] if probe is not None else []
-    verdicts, off_path = correlate(symptom=symptom, path=path, delta=moved, before=before, after=after,
-                                   trace=analysis, rules=rule_deltas(rules_before, rules_after), tails=tails,
-                                   window_start_ns=window_start_ns)
+    tails = tuple((s.at_s - s.latency_us / 1e6, s.at_s) for s in probe.slow) if probe is not None else ()
+    shortfall = failure.message if failure is not None else (probe.shortfall if probe is not None else None)
+    bundle = Bundle(symptom=symptom, path=path, before=before, after=after,
+                    rules=tuple(RuleDelta(rule=r, packets=n) for r, n in rule_deltas(rules_before, rules_after)),
+                    trace=analysis, drops=dataclasses.replace(drops, analysis=None) if drops is not None else None,
+                    probe=flows, tails=tails, window_start_ns=window_start_ns, notes=tuple(notes),
+                    shortfall=shortfall, source=a.label, target=b.label)
+    return diagnosis_of(bundle, source=a.label, target=b.label, probe=probe, failure=failure, captures=captures)
+
+
+def diagnosis_of(bundle: Bundle, *, source: str | None = None, target: str | None = None,
+                 probe: ProbeResult | None = None,
+                 failure: VnetdiagError | None = None, captures: dict | None = None) -> DiagnoseRun:
+    """The verdicts of a bundle (a fresh one, or one read back from a file)."""
+    verdicts, found_notes = correlate(bundle)
     if failure is not None and not verdicts:
         raise failure  # nothing in the kernel explains it: say so plainly
-    window_s = probe.duration_s if probe is not None else moved.interval_s
-    diagnosis = Diagnosis(source=a.label, target=b.label, pattern=pattern, window_s=window_s,
-                          symptom=symptom, path=path, verdicts=verdicts, notes=tuple(notes) + off_path,
-                          trace_complete=analysis.completeness.complete if analysis else None)
-    return DiagnoseRun(diagnosis=diagnosis, probe=probe, before=before, after=after, trace=analysis,
-                       captures=captures)
+    window_s = probe.duration_s if probe is not None else bundle.after.taken_monotonic_s - bundle.before.taken_monotonic_s
+    diagnosis = Diagnosis(source=source or bundle.source, target=target or bundle.target,
+                          pattern=bundle.symptom.pattern, window_s=window_s,
+                          symptom=bundle.symptom, path=bundle.path, verdicts=verdicts,
+                          notes=bundle.notes + found_notes, shortfall=bundle.shortfall,
+                          trace_complete=(bundle.trace.completeness.complete if bundle.trace is not None else
+                                          (not bundle.drops.loss.lost if bundle.drops is not None else None)),
+                          backend=bundle.drops.backend if bundle.drops is not None else
+                          ("tracefs" if bundle.trace is not None else None))
+    return DiagnoseRun(diagnosis=diagnosis, probe=probe, before=bundle.before, after=bundle.after,
+                       trace=bundle.trace, drops=bundle.drops, captures=captures or {}, bundle=bundle)
 
 
-def _start_trace(stack: ExitStack, notes: list[str]):
-    from vnetdiag.collect.tracewindow import TraceWindow
+def _backend_note(drops: DropTraceResult) -> str:
+    if drops.backend == "ebpf":
+        return "drops traced with eBPF: each dropped packet's namespace, device and flow read from the kernel"
+    return ("drops traced with tracefs" + (f" ({drops.note})" if drops.note else "") +
+            ": no packet headers, so drops are placed by device and the probe's own cannot be told apart")
 
-    window = TraceWindow(events="drops")
+
+def _start_trace(stack: ExitStack, notes: list[str], backend: str, flows: ProbeFlows):
+    from vnetdiag.collect.droptrace import DropTrace
+
+    # Per-packet records for the probe's flows only (both directions); the rest counted in the kernel.
+    tracer = DropTrace(backend=backend, filter=f"host {flows.client} and host {flows.server} and "
+                                               f"port {flows.server_port}")
     try:
-        window.start()
+        tracer.start()
     except VnetdiagError as exc:
+        if backend == "ebpf":
+            raise
         notes.append(f"kernel drop tracing unavailable: {exc}")
         return None
-    stack.callback(window.stop)
-    return window
+    stack.callback(tracer.stop)
+    return tracer
 
 
 def document(run: DiagnoseRun) -> dict:
@@ -262,6 +312,7 @@ def document(run: DiagnoseRun) -> dict:
             "window_s": round(d.window_s, 3), "problem_found": d.problem_found,
             "symptom": {**asdict(d.symptom), "probe": run.probe.as_document() if run.probe else None},
             "path": [asdict(h) for h in d.path], "verdicts": [asdict(v) for v in d.verdicts],
-            "notes": list(d.notes), "trace_complete": d.trace_complete,
+            "notes": list(d.notes), "trace_complete": d.trace_complete, "backend": d.backend,
+            "measured": d.measured, "shortfall": d.shortfall,
             "captures": {label: {"packets": r.capture.packets, "retransmissions": len(r.retransmissions),
                                  "signatures": r.signatures} for label, r in run.captures.items()}}

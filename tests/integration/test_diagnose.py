@@ -154,7 +154,16 @@ def test_ctrl_c_reports_what_was_measured_and_cleans_up(lab, cli):
     p = subprocess.Popen([vnetdiag, "diagnose", "--from", lab.netns("vm1"), "--to", lab.netns("vm3"),
                           "--duration", "20", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    time.sleep(4)
+    # Interrupt once the window is open (the tracer is up, the probe runs) and
+    # some 3 s into it: the countdown writes a line a second to a pipe.
+    seen = ""
+    end = time.monotonic() + 60
+    while seen.count("s left in the window") < 4 and time.monotonic() < end:
+        line = p.stderr.readline()
+        if not line:
+            break
+        seen += line
+    assert "diagnose: probe " in seen, seen
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
     import json

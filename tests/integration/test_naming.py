@@ -125,12 +125,12 @@ def test_a_missing_namespace_is_one_line_with_the_forms(unnamed):
 
 def test_trace_and_counters_of_an_unnamed_namespace_meet_in_one_verdict(unnamed):
     spath = f"/proc/{unnamed['server']}/ns/net"
-    rule = ["INPUT", "-p", "tcp", "--dport", "7421", "-m", "statistic", "--mode", "random",
+    rule = ["INPUT", "-p", "tcp", "--dport", str(PORT + 1), "-m", "statistic", "--mode", "random",
             "--probability", "0.03", "-j", "DROP"]
     run(["iptables", "-w", "-I", *rule], netns=spath)
     try:
         out = _vnetdiag("diagnose", "--from", f"pid:{unnamed['client']}", "--to", spath,
-                        "--streams", "4", "--duration", "2", "--json", timeout=60)
+                        "--streams", "4", "--duration", "2", "--port", str(PORT + 1), "--json", timeout=60)
     finally:
         run(["iptables", "-w", "-D", *rule], netns=spath, check=False)
     assert out.returncode == 1, out.stderr

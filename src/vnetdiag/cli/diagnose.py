@@ -10,9 +10,10 @@ from vnetdiag.errors import UsageError
 
 
 def configure(parser, common) -> None:
-    parser.add_argument("--from", dest="source", required=True, metavar="A",
-                        help="where the probe runs: a lab node, a namespace name or inode, optionally @ADDRESS")
-    parser.add_argument("--to", dest="target", required=True, metavar="B", help="where the server runs (same forms)")
+    parser.add_argument("--from", dest="source", metavar="A",
+                        help="where the probe runs: a namespace in any form (name, inode, netns:INODE, pid:PID, "
+                             "/proc/PID/ns/net) or a lab node, optionally :ADDRESS")
+    parser.add_argument("--to", dest="target", metavar="B", help="where the server runs (same forms)")
     parser.add_argument("--pattern", default="tcp-rr", choices=["tcp-rr", "tcp-crr", "udp-rr"],
                         help="probe traffic: persistent TCP, a connection per transaction, or UDP")
     parser.add_argument("--streams", type=int, default=16, help="concurrent probe streams")
@@ -22,8 +23,21 @@ def configure(parser, common) -> None:
     parser.add_argument("--no-trace", action="store_true", help="do not trace kernel drops (counters only)")
     parser.add_argument("--capture", action="store_true",
                         help="also capture (bounded tcpdump) at both ends and analyse retransmissions")
+    parser.add_argument("--port", type=int, metavar="PORT",
+                        help="the probe server's port at B (default: one the kernel picks for each run, so no "
+                             "earlier connection's packets are taken for the probe's)")
+    parser.add_argument("--backend", choices=("auto", "ebpf", "tracefs"), default="auto",
+                        help="drop tracer: eBPF (each dropped packet's namespace, device and flow), tracefs "
+                             "(device only), or auto (eBPF when it can run here)")
     parser.add_argument("--report", metavar="FILE.html",
                         help="write a self-contained HTML report (default: no report)")
+    from vnetdiag.cli import fleet_diagnose  # --hosts, --via: HOST:A forms across hosts
+
+    fleet_diagnose.add_host_options(parser)
+    parser.add_argument("--save-bundle", metavar="FILE",
+                        help="also write everything the verdicts were drawn from (gzip JSON), to replay them")
+    parser.add_argument("--replay", metavar="FILE",
+                        help="no probe: the verdicts of a saved bundle (--from/--to not needed)")
 
 
 class Countdown:
@@ -96,9 +110,20 @@ class Countdown:
 def run(args, out) -> int:
     import inspect
 
-    from vnetdiag.diagnose import diagnose, document
-    from vnetdiag.report import diagnosis as render
+    from vnetdiag.cli import fleet_diagnose
 
+    if fleet_diagnose.names_hosts(args):
+        return fleet_diagnose.run(args, out)
+
+    from vnetdiag.diagnose import diagnose
+
+    if args.replay:
+        from vnetdiag.collect import bundlefile
+        from vnetdiag.diagnose import diagnosis_of
+
+        return _show(diagnosis_of(bundlefile.read(args.replay)), args, out)
+    if not (args.source and args.target):
+        raise UsageError("diagnose needs --from A and --to B", hint="e.g. vnetdiag diagnose --from vm1 --to vm3")
     if args.streams < 1 or args.duration <= 0:
         raise UsageError("--streams must be at least 1 and --duration positive")
     stop = threading.Event()
@@ -117,9 +142,21 @@ def run(args, out) -> int:
         result = diagnose(source=args.source, target=args.target, pattern=args.pattern, streams=args.streams,
                           duration_s=args.duration, request_bytes=args.request_bytes,
                           response_bytes=args.response_bytes, trace=not args.no_trace, capture=args.capture,
-                          progress=progress, stop=stop)
+                          backend=args.backend, port=args.port, progress=progress, stop=stop)
     finally:
         countdown.stop()
+    if args.save_bundle and result.bundle is not None:
+        from vnetdiag.collect import bundlefile
+
+        bundlefile.write(args.save_bundle, result.bundle)
+        out.info(f"diagnose: bundle written to {args.save_bundle}")
+    return _show(result, args, out)
+
+
+def _show(result, args, out) -> int:
+    from vnetdiag.diagnose import document
+    from vnetdiag.report import diagnosis as render
+
     if args.report:
         with open(args.report, "w") as f:
             f.write(render.html(result))

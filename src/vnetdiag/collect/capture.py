@@ -10,6 +10,7 @@ vnetdiag is SIGKILLed (the next run or ``vnetdiag cleanup`` replays it).
 from __future__ import annotations
 
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -70,7 +71,9 @@ def capture(targets: Sequence[tuple[Namespace | str, str]], *, duration_s: float
     try:
         for ns, dev in targets:
             label = f"{ns.label}:{dev}"
-            path = out_dir / f"{ns.inode}-{dev}.pcap"
+            # The label names the file for people; the inode keeps two alike apart.
+            stem = re.sub(r"[^A-Za-z0-9_.:-]+", "_", f"{ns.label}-{dev}").strip("_")
+            path = out_dir / (f"{stem}.pcap" if ns.name else f"{stem}-{ns.inode}.pcap")
             if temp:
                 journal.record(RemovePath(path=str(path)))
             argv = [tcpdump, "-i", dev, "-w", str(path), "-s", str(snaplen), "-c", str(max_packets),

@@ -8,7 +8,8 @@ from typing import Literal
 SCHEMA = "vnetdiag.diagnosis/1"
 
 EvidenceSource = Literal["trace", "counter", "config", "probe"]
-Cause = Literal["drop", "tx-stall", "conntrack-full", "mtu-mismatch", "queueing", "softnet-drop"]
+Cause = Literal["drop", "tx-stall", "conntrack-full", "mtu-mismatch", "queueing", "softnet-drop", "rp-filter", "no-route",
+                "fragmentation"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -82,6 +83,11 @@ class Verdict:
     """What would confirm or refute this verdict."""
     netns_inode: int | None = None
     """The namespace's identity (None for host-wide causes or an unplaced drop)."""
+    probe_packets: int | None = None
+    """How many of the probe's own lost packets were traced dying here (eBPF flow
+    records); None when no tracer could tell the probe's packets from others'."""
+    background: int = 0
+    """Packets dropped here that were other traffic's, not the probe's."""
     drop_times_s: tuple[float, ...] = ()
     """When the traced drops here happened, in seconds from the start of the
     measured window (at most 2,000): the timeline against the tails."""
@@ -100,7 +106,16 @@ class Diagnosis:
     """What could not be measured (tracer lost events, counters unreadable, ...)."""
     trace_complete: bool | None = None
     """None when the tracer did not run."""
+    shortfall: str | None = None
+    """Why the probe did not measure the path as asked; None when it did."""
+    backend: str | None = None
+    """The drop tracer that ran: "ebpf", "tracefs", or None."""
+
+    @property
+    def measured(self) -> bool:
+        return self.shortfall is None
 
     @property
     def problem_found(self) -> bool:
-        return bool(self.verdicts)
+        """A verdict, or a probe that could not measure the path: never "clean" then."""
+        return bool(self.verdicts) or not self.measured

@@ -52,10 +52,10 @@ def html(run) -> str:
         series.append((name, times))
     note = ("drops are placed in time from the tracer's timestamps" if len(series) > 1 else
             "no traced drop with a timestamp in this window")
-    culprits = {(v.netns, v.device) for v in d.verdicts[:1]}
+    culprits = {(v.netns_inode, v.device) for v in d.verdicts[:1]}
     chains = []
     for direction, title in (("forward", f"{d.source} → {d.target}"), ("reverse", f"{d.target} → {d.source}")):
-        hops = [(h.netns, h.device, (h.netns, h.device) in culprits) for h in d.path if h.direction == direction]
+        hops = [(h.netns, h.device, (h.netns_inode, h.device) in culprits) for h in d.path if h.direction == direction]
         if hops:
             chains.append(f"<h3>{escape(title)}</h3>{svg.path_chain(hops)}")
     s = d.symptom
@@ -100,11 +100,18 @@ def terminal(run, console) -> None:
     console.print(f"tails: {tails}; TcpRetransSegs {s.retrans_segs}, SYN retransmits {s.syn_retrans}"
                   + (f", UDP lost {s.udp_lost}" if s.pattern == "udp-rr" else ""))
     if d.path:
-        culprit = (d.verdicts[0].netns, d.verdicts[0].device) if d.verdicts else None
-        fwd = [f"[bold red]{h.device}[/bold red]" if (h.netns, h.device) == culprit else h.device
+        culprit = (d.verdicts[0].netns_inode, d.verdicts[0].device) if d.verdicts else None
+        fwd = [f"[bold red]{h.device}[/bold red]" if (h.netns_inode, h.device) == culprit else h.device
                for h in d.path if h.direction == "forward"]
         console.print("path: " + " -> ".join(fwd))
-    if not d.verdicts:
+    if d.backend:
+        console.print(f"drop tracer: {d.backend}" + (" (each dropped packet's flow read from the kernel: the "
+                                                     "probe's own lost packets are counted)" if d.backend == "ebpf"
+                                                     else " (placed by device; the probe's own packets cannot be "
+                                                          "told from other traffic's)"))
+    if not d.measured:
+        console.print(f"[bold red]the path was not measured[/bold red]: {d.shortfall}", markup=True)
+    if not d.verdicts and d.measured:
         console.print(f"[green]no problem found on the path[/green]: {s.tails} tails, {s.retrans_segs} retransmitted "
                       f"segments, no drop counter moved on the path"
                       + (", the tracer saw no drop there" if d.trace_complete else ""))
@@ -117,7 +124,8 @@ def terminal(run, console) -> None:
             if not v.on_path:
                 where += "\n(off the path)"
             evidence = "\n".join(f"[{e.source}] {e.text}" for e in v.evidence) + f"\nconfirm: {v.confirm}"
-            rows.append((str(v.rank), where, f"{v.cause}\n{v.reason or ''}", str(v.count), f"{v.confidence:.2f}",
+            count = f"{v.count}\n(the probe's)" if v.probe_packets else str(v.count)
+            rows.append((str(v.rank), where, f"{v.cause}\n{v.reason or ''}", count, f"{v.confidence:.2f}",
                          evidence))
         cols = (Col(header="#", justify="right", key=True), Col(header="where", key=True), Col(header="cause", key=True),
                 Col(header="count", justify="right", key=True), Col(header="conf.", justify="right", drop=1),

@@ -1,0 +1,71 @@
+"""Firewall rules that dropped packets (iptables and native nftables), as written.
+
+One verdict per rule: the rule's counter is the count; traced drops in its
+namespace that the netfilter verdict made (NETFILTER_DROP) are the same
+packets, wherever the trace placed them, so they fold into the rule, and with
+the eBPF backend they say how many of the probe's packets it dropped in each
+direction.
+"""
+
+from __future__ import annotations
+
+from vnetdiag.analyze.evidence.base import Candidates, Context
+
+name = "rule"
+source = "counter"
+weight = 0.4
+confirm = ("{netns}: the rule's counter (iptables -L -v -x, or nft list ruleset) grows with the tails; "
+           "removing or narrowing the rule must stop them")
+
+_NETFILTER = "NETFILTER_DROP"
+_RX_HOOKS = ("prerouting", "input", "ingress")
+_TX_HOOKS = ("output", "postrouting", "egress")
+
+
+def _short(text: str, limit: int = 110) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def candidates(ctx: Context, out: Candidates) -> None:
+    for d in ctx.bundle.rules:
+        rule, n = d.rule, d.packets
+        device = rule.in_device or rule.out_device
+        c = out.at(rule.netns_inode, device, "drop")
+        c.direction = c.direction or ("rx" if rule.in_device or rule.hook in _RX_HOOKS else
+                                      "tx" if rule.out_device or rule.hook in _TX_HOOKS else "")
+        c.queue = c.queue or f"{rule.table} {rule.chain}"
+        c.reason = c.reason if c.reason and not c.reason.endswith(("dropped", "errors", "drops")) else \
+            f"firewall rule {rule.target}"
+        c.add(name, c.counts.get(name, 0) + n, source,
+              f"{rule.where} in {ctx.name(rule.netns_inode)}: +{n} packets dropped by '{_short(rule.rule)}'")
+
+
+def merge(ctx: Context, out: Candidates) -> None:
+    rules = [k for k, c in out.items() if name in c.counts]
+    for rk in rules:
+        r = out.get(rk)
+        if r is None:
+            continue
+        # The rule's own drops, wherever they were traced in its namespace. With
+        # flows (eBPF), the probe's packets it dropped add up across directions.
+        folded = [k for k, c in out.items() if k != rk and c.netns == r.netns and c.cause == "drop"
+                  and c.reason == _NETFILTER and name not in c.counts and not _is_hook_drop(c)]
+        probe = dict(r.directions)
+        traced = r.counts.get("trace", 0)
+        for k in folded:
+            c = out[k]
+            for d, n in c.directions.items():
+                probe[d] = probe.get(d, 0) + n
+            r.probe_packets += c.probe_packets
+            traced += c.counts.get("trace", 0)
+            out.merge(rk, k, reason=True)
+        # Several places' drops were this one rule's: they add up (absorb keeps the largest).
+        r.directions = probe
+        if traced:
+            r.counts["trace"] = traced
+
+
+def _is_hook_drop(c) -> bool:
+    """Dropped by a hook function itself (nf_hook_slow), not by a rule's verdict
+    (nft_do_chain): conntrack refusing the packet (see conntrack.py)."""
+    return bool(c.locations) and c.locations <= {"nf_hook_slow"}
