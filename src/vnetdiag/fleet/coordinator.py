@@ -177,6 +177,17 @@ class Fleet:
             raise failure
         return out
 
+    def call_each(self, op: str, names: Iterable[str], **args) -> dict[str, object]:
+        """``op`` on several agents at once: each host's value, or the VnetdiagError it raised."""
+        futures = {n: self.pool.submit(self.sessions[n].call, op, **args) for n in names}
+        out: dict[str, object] = {}
+        for n, fut in futures.items():
+            try:
+                out[n] = fut.result()
+            except VnetdiagError as exc:
+                out[n] = exc
+        return out
+
     def to_host_mono(self, name: str, coordinator_mono_ns: int) -> int:
         off = self.offsets.get(name)
         return coordinator_mono_ns + (off.offset_ns if off else 0)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from vnetdiag.errors import BadInputError, UsageError, VnetdiagError
 from vnetdiag.fleet import hosts as hosts_mod
 from vnetdiag.fleet.coordinator import Fleet
+from vnetdiag.fleet.transport import AgentDied
 from vnetdiag.model.bundle import Bundle, ProbeFlows, RuleDelta
 from vnetdiag.model.counters import CounterSnapshot
 from vnetdiag.model.diagnosis import Diagnosis, Evidence, PathHop, Verdict
@@ -48,6 +49,7 @@ from vnetdiag.model.tracing import TraceAnalysis
 
 DIAGNOSE_PORT = 7421
 _GRACE_S = 1.5
+_TUNNEL_KINDS = ("vxlan", "geneve", "gre", "gretap", "ipip", "sit", "wireguard")
 _CONNECT_TIMEOUT_S = 5.0
 
 
@@ -75,6 +77,7 @@ class FleetRun:
     """Where the time went: "connect" (ssh + agent start, the slowest host), "window", "collect", "total"."""
     round_trips: dict[str, int] = field(default_factory=dict)
     """Requests answered by each host's agent."""
+    agent_pids: dict[str, int] = field(default_factory=dict)
 
 
 def _correlate(bundle: Bundle):
@@ -109,12 +112,17 @@ def _hops(paths, snap: CounterSnapshot) -> tuple[PathHop, ...]:
     out: list[PathHop] = []
     for result in paths:
         for direction in ("forward", "reverse"):
+            encapsulated = False
             for h in result.hops:
                 if h.ref is None or any((x.netns_inode, x.device, x.direction) == (h.netns_inode, h.name, direction)
                                         for x in out):
                     continue
+                # Past the tunnel the wire carries the guest's packet plus the tunnel's
+                # headers: its MTU is not the guests' to compare.
                 out.append(PathHop(netns=labels.get(h.netns_inode, h.netns_name or "?"), netns_inode=h.netns_inode,
-                                   device=h.name, kind=h.kind, mtu=mtu.get(h.ref), direction=direction))
+                                   device=h.name, kind=h.kind, mtu=None if encapsulated else mtu.get(h.ref),
+                                   direction=direction))
+                encapsulated = encapsulated or h.kind in _TUNNEL_KINDS
     return tuple(out)
 
 
@@ -134,8 +142,9 @@ def _transit_hops(before: CounterSnapshot, after: CounterSnapshot, packets: int)
         if moved >= packets:
             i = ic.interface
             for direction in ("forward", "reverse"):
+                # mtu None: a transit host carries the tunnel's packets, larger than the guests'.
                 out.append(PathHop(netns=labels.get(i.ref.netns_inode, "?"), netns_inode=i.ref.netns_inode,
-                                   device=i.name, kind=i.kind, mtu=i.mtu, direction=direction))
+                                   device=i.name, kind=i.kind, mtu=None, direction=direction))
     return tuple(out)
 
 
@@ -208,10 +217,13 @@ def diagnose_fleet(*, source: str, target: str, hosts_file: str | None = None, v
         fleet.close()
         raise
     round_trips = {n: s.round_trips for n, s in fleet.sessions.items()}
+    pids = {n: s.hello.pid for n, s in fleet.sessions.items()}
     offsets = dict(fleet.offsets)
+    t_close = time.monotonic()
     fleet.close()
+    timings["close"] = time.monotonic() - t_close
     timings["total"] = time.monotonic() - t_start
-    return dataclasses.replace(run, offsets=offsets, timings_s=timings, round_trips=round_trips,
+    return dataclasses.replace(run, offsets=offsets, timings_s=timings, round_trips=round_trips, agent_pids=pids,
                                diagnosis=dataclasses.replace(run.diagnosis,
                                                              notes=run.diagnosis.notes + tuple(fleet.notes)))
 
@@ -247,17 +259,19 @@ def _window(fleet: Fleet, host_a: Host, ep_a: str, host_b: Host, ep_b: str, watc
     names = [h.name for h in watch]
     fleet.call(host_b.name, "serve_start", netns=ns_b, bind=addr_b, port=port)
     traced: set[str] = set()
+    t0 = time.monotonic()
     if trace:
-        for name in names:
-            try:
-                # Per-packet records for the probe's flows only (both directions); the rest counted in the kernel.
-                fleet.call(name, "trace_start", backend=backend,
-                           filter=f"host {addr_a} and host {addr_b} and port {port}")
+        # Per-packet records for the probe's flows only (both directions); the rest counted in the kernel.
+        started = fleet.call_each("trace_start", names, backend=backend,
+                                  filter=f"host {addr_a} and host {addr_b} and port {port}")
+        for name, got in started.items():
+            if isinstance(got, AgentDied):
+                raise got
+            if isinstance(got, VnetdiagError):
+                notes.append(f"{name}: kernel drop tracing unavailable: {got.message}")
+            else:
                 traced.add(name)
-            except VnetdiagError as exc:
-                if type(exc).__name__ == "AgentDied":
-                    raise
-                notes.append(f"{name}: kernel drop tracing unavailable: {exc.message}")
+    timings["trace_start"] = time.monotonic() - t0
     before = {n: from_plain(HostSnapshot, v) for n, v in fleet.call_all("snapshot", names).items()}
     say(f"probe {pattern} x{streams} from {host_a.name}:{ns_a} to {host_b.name}:{ns_b} ({addr_b}) "
         f"for {duration_s:g} s")
@@ -359,6 +373,7 @@ def document(run: FleetRun) -> dict:
                        "clock_offset_ns": run.offsets[r.host.name].offset_ns if r.host.name in run.offsets else None,
                        "clock_rtt_ns": run.offsets[r.host.name].rtt_ns if r.host.name in run.offsets else None,
                        "round_trips": run.round_trips.get(r.host.name, 0),
+                       "agent_pid": run.agent_pids.get(r.host.name),
                        "path": [f"{h.netns}:{h.device}" for h in r.path if h.direction == "forward"]}
                       for r in run.hosts],
             "timings_s": {k: round(v, 3) for k, v in run.timings_s.items()}}

@@ -148,7 +148,8 @@ class AgentProcess:
         said = next((s for s in reversed(self.stderr) if s.strip()), "")
         name = self.host.name
         if status == 255 and isinstance(self.transport, SshTransport):
-            return HostUnreachable(f"cannot reach {name} ({self.host.destination}): {said or 'ssh failed'}",
+            dest = f" ({self.host.destination})" if self.host.destination != name else ""
+            return HostUnreachable(f"cannot reach {name}{dest}: {said or 'ssh failed'}",
                                    hint="check the address, the key (ssh -v) and that sshd runs there")
         if status == 127 or "command not found" in said or "No such file or directory" in said:
             return AgentMissing(f"vnetdiag is not installed on {name} ({self.host.command}: not found)",
