@@ -42,7 +42,9 @@ def build(spec: LabSpec, journal: Journal, lab_dir: Path, progress=None, *, vms:
     image = None
     if vm_nodes:
         from vnetdiag.lab import guest_image
+        from vnetdiag.system.nsexec import need
 
+        need("qemu-system-x86_64", "qemu-system-x86")
         image = guest_image.ensure(say)  # before any kernel change: the slow part on first use
     say(f"namespaces: {', '.join(netns_name(spec, n.name) for n in spec.nodes if n.kind != 'vm')}")
     for node in spec.nodes:

@@ -235,12 +235,12 @@ def _check_unique(spec: LabSpec, c: _Checker) -> None:
         if (x.node, x.underlay) not in seen:
             raise c.fail(f"vxlan {x.node}:{x.name}.underlay", f"no interface {x.underlay!r} in node {x.node!r}")
     vm_nics = {(m.guest.node, m.guest.name) for m in spec.macvtaps} | {(t.guest.node, t.guest.name) for t in spec.taps}
-    for ep in spec.endpoints():
-        if spec.node(ep.node).kind == "vm" and (ep.node, ep.name) not in vm_nics:
-            raise c.fail(f"{ep.node}:{ep.name}", "a VM node's interfaces are the guest ends of taps and macvtaps")
     for host in (*spec.taps, *spec.macvtaps):
         if spec.node(host.node).kind == "vm":
             raise c.fail(f"{host.node}:{host.name}", "a tap or macvtap lives in a namespace node, not in a VM")
+    for ep in spec.endpoints():
+        if spec.node(ep.node).kind == "vm" and (ep.node, ep.name) not in vm_nics:
+            raise c.fail(f"{ep.node}:{ep.name}", "a VM node's interfaces are the guest ends of taps and macvtaps")
     for m in spec.macvtaps:
         if (m.node, m.lower) not in seen:
             raise c.fail(f"macvtap {m.node}:{m.name}.lower", f"no interface {m.lower!r} in node {m.node!r}")
