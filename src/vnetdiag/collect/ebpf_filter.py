@@ -185,7 +185,9 @@ def compile_filter(text: str, prefix: str = "o") -> str | None:
 
 def flow_filter(proto: int | str, a: str, a_port: int, b: str, b_port: int) -> str:
     """Filter words matching one connection in both directions (a probe flow)."""
-    name = {6: "tcp", 17: "udp", 132: "sctp"}.get(proto, proto) if isinstance(proto, int) else proto
+    name = {6: "tcp", 17: "udp", 132: "sctp"}.get(proto) if isinstance(proto, int) else str(proto).lower()
+    if name not in ("tcp", "udp", "sctp"):
+        raise UsageError(f"a probe flow needs a protocol with ports (tcp, udp, sctp), not {proto!r}")
     one = f"src host {a} and src port {a_port} and dst host {b} and dst port {b_port}"
     two = f"src host {b} and src port {b_port} and dst host {a} and dst port {a_port}"
     return f"{name} and (({one}) or ({two}))"

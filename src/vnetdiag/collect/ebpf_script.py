@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 _TAIL_HDRS = (0, 43, 60)  # hop-by-hop, routing, destination options: length in 8-byte units after the first 8
 _FRAG = 44
+MAX_HEAD_BYTES = 128
+"""One 8-byte load per word, all in one printf: more would not fit BPF's stack."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +47,10 @@ class ScriptParams:
     tap_ring_offset: int | None = None
     tap_taps_offset: int | None = None
     count_interval_s: int = 1
+    head_bytes: int = 0
+    """With > 0 (a multiple of 8, at most MAX_HEAD_BYTES): each streamed record is
+    followed by a ``B`` line with the packet's first bytes (see ``_head``); 0 keeps
+    the default path free of those loads."""
 
 
 def _flow(p: str, nh: str) -> str:
@@ -62,6 +68,7 @@ def _flow(p: str, nh: str) -> str:
     $w = *(uint64 *)$nh;
     $v = ($w >> 4) & 0xf; $p = (uint64)0; $l4 = (uint64)0; $sp = (uint64)0; $dp = (uint64)0; $fl = (uint64)0;
     if ($v == 4) {
+      $x = ($w >> 48) & 0xff1f;  // fragment offset: a later fragment has no L4 header
       $l4 = $nh + ($w & 0xf) * 4;
       $w = *(uint64 *)($nh + 8);
       $p = ($w >> 8) & 0xff;
@@ -76,20 +83,52 @@ def _flow(p: str, nh: str) -> str:
       $%(p)sdb = *(uint64 *)($nh + 32);
       $l4 = $nh + 40;
 """ + ext + ext + ext + f"""\
-      if ($p == {_FRAG}) {{ $p = (uint64)*(uint8 *)$l4; $l4 = $l4 + 8; }}
+      $x = (uint64)0;
+      if ($p == {_FRAG}) {{ $x = (uint64)*(uint16 *)($l4 + 2) & 0xf8ff; $p = (uint64)*(uint8 *)$l4; $l4 = $l4 + 8; }}
     }}
     if ($v == 4 || $v == 6) {{
-      if ($p == 6 || $p == 17 || $p == 132) {{
+      if (($p == 6 || $p == 17 || $p == 132) && $x == 0) {{
         $w = *(uint64 *)$l4;
         $sp = (($w & 0xff) << 8) | (($w >> 8) & 0xff);
         $dp = ((($w >> 16) & 0xff) << 8) | (($w >> 24) & 0xff);
         $%(p)sseq = $w >> 32;
       }}
-      if ($p == 6) {{ $fl = (uint64)*(uint8 *)($l4 + 13); }}
+      if ($p == 6 && $x == 0) {{ $fl = (uint64)*(uint8 *)($l4 + 13); }}
       $%(p)sh = $v | ($p << 8) | ($fl << 16) | ($sp << 32) | ($dp << 48);
     }}
 """
     return body % {"p": p, "nh": nh}
+
+
+def _head(n_bytes: int) -> str:
+    """The ``B ts cpu from caplen wirelen w0 .. wK`` line after a ``D`` line (same ts and cpu).
+
+    It starts at the MAC header when one is set and is 14 bytes before the
+    network header (an Ethernet header), else at the network header of an IP
+    packet (``from`` 2: a raw IP link type), else nothing (``from`` 0).
+    ``caplen`` stops at the linear data's end (skb->tail); ``wirelen`` is
+    skb->len plus what was pulled before skb->data. Words are 8-byte
+    little-endian loads, printed in hex: bpftrace 0.17's ``%r`` prints a
+    backslash raw, so its output cannot always be decoded, and ``buf`` stops at
+    64 bytes unless BPFTRACE_STRLEN is raised for every string."""
+    if n_bytes <= 0 or n_bytes % 8 or n_bytes > MAX_HEAD_BYTES:
+        raise ValueError(f"head_bytes must be a multiple of 8 in 8..{MAX_HEAD_BYTES}, not {n_bytes}")
+    words = n_bytes // 8
+    loads = ", ".join(f"*(uint64 *)($st + {8 * k})" for k in range(words))
+    return f"""\
+    $mh = (uint64)$skb->mac_header; $st = (uint64)0; $from = (uint64)0; $cl = (uint64)0; $wl = (uint64)0;
+    if ($mh != 0xffff && $nhoff != 0xffff && $nhoff - $mh == 14) {{ $st = (uint64)$skb->head + $mh; $from = 1; }}
+    else {{ if ($nhoff != 0xffff && ($eth == 0x800 || $eth == 0x86dd)) {{ $st = (uint64)$skb->head + $nhoff; $from = 2; }} }}
+    if ($st != 0) {{
+      $x = (uint64)$skb->head + (uint64)$skb->tail;
+      if ($x > $st) {{ $cl = $x - $st; }}
+      if ($cl > {n_bytes}) {{ $cl = {n_bytes}; }}
+      $wl = (uint64)$skb->len;
+      $x = (uint64)$skb->data;
+      if ($x > $st) {{ $wl = $wl + ($x - $st); }}
+    }}
+    printf("B %llu %u %llu %llu %llu{" %llx" * words}\\n", $t, cpu, $from, $cl, $wl, {loads});
+"""
 
 
 def _zero(p: str) -> str:
@@ -98,7 +137,9 @@ def _zero(p: str) -> str:
 
 def generate(params: ScriptParams) -> str:
     vx = " || ".join(f"$dp == {port}" for port in params.vxlan_ports) or "0"
-    match = " || ".join(f"({p})" for p in (params.predicate_outer, params.predicate_inner) if p) or "0"
+    # The inner headers only count when there are some ("not tcp" must not match every plain packet).
+    preds = [params.predicate_outer, f"$ih != 0 && ({params.predicate_inner})" if params.predicate_inner else None]
+    match = " || ".join(f"({p})" for p in preds if p) or "0"
     ring = ""
     if None not in (params.full_ring_reason, params.tap_handler_addr, params.tap_ring_offset, params.tap_taps_offset):
         ring = f"""\
@@ -132,13 +173,17 @@ tracepoint:skb:kfree_skb
   if ($dev != 0) {{ $ns = (uint64)$dev->nd_net.net->ns.inum; $ifi = (uint64)$dev->ifindex; }}
   else {{ if ($skb->sk != 0) {{ $ns = (uint64)$skb->sk->__sk_common.skc_net.net->ns.inum; }} }}
   if ($ns == 0 && args->rx_sk != 0) {{ $ns = (uint64)((struct sock *)args->rx_sk)->__sk_common.skc_net.net->ns.inum; }}
+  if ($ns == 0 && ($skb->_skb_refdst & ~(uint64)1) != 0) {{  // the route's device (bit 0 is the noref flag)
+    $ns = (uint64)((struct dst_entry *)($skb->_skb_refdst & ~(uint64)1))->dev->nd_net.net->ns.inum;
+  }}
   @drops[$ns, $ifi, args->reason, args->location] = count();
 
 {_zero("o")}{_zero("i")}\
   $x = (uint64)0;
   $nhoff = (uint64)$skb->network_header;
   $eth = (uint64)args->protocol;
-  if ($nhoff != 0xffff && ($eth == 0 || $eth == 0x800 || $eth == 0x86dd)) {{
+  // 0xffff: never set; 0: a fresh skb's default (unix sockets, ...), nothing IP there
+  if ($nhoff != 0xffff && $nhoff != 0 && ($eth == 0 || $eth == 0x800 || $eth == 0x86dd)) {{
 {_flow("o", "(uint64)$skb->head + $nhoff")}\
     if ($oh != 0 && $p == 17 && ({vx})) {{
       if ((*(uint8 *)($l4 + 8)) & 0x08) {{
@@ -154,11 +199,13 @@ tracepoint:skb:kfree_skb
   if ($m) {{ if (@nrec < {params.max_records}) {{ @nrec = @nrec + 1; $emit = 1; }} }}
   else {{ if (@nsample < {params.sample}) {{ @nsample = @nsample + 1; $emit = 1; }} }}
   if ($emit) {{
+    $t = nsecs;
     $pc = (uint64)0; $tsz = (uint64)0; $qb = (uint64)0;
 {ring}\
     printf("D %llu %u %llu %llu %d %u{" %llu" * 18} %s\\n",
-      nsecs, cpu, $ns, $ifi, $skb->skb_iif, args->reason, (uint64)args->location, $eth, $m,
+      $t, cpu, $ns, $ifi, $skb->skb_iif, args->reason, (uint64)args->location, $eth, $m,
       $oh, $osa, $osb, $oda, $odb, $oseq, $ih, $isa, $isb, $ida, $idb, $iseq, $pc, $tsz, $qb, $dev->name);
+{_head(params.head_bytes) if params.head_bytes else ""}\
   }}
 }}
 

@@ -2,7 +2,8 @@
 
     sudo .venv/bin/python tests/golden/ebpf/record.py
 
-Builds two namespaces (hbrec-a, hbrec-b) joined by a veth and a vxlan over it,
+Builds two namespaces (hbrec-a, hbrec-b) joined by a veth and a vxlan over it, closes a unix
+socket with unread data (a drop with no network header),
 drops with iptables: UDP 7202 and TCP 7201 over IPv4 and IPv6, and VXLAN
 (inner UDP 7301) on the underlay; plus UDP to a closed port on loopback.
 Writes, next to this file: bpftrace.jsonl (bpftrace's raw stdout), script.bt
@@ -55,6 +56,11 @@ def build() -> None:
 
 
 def traffic() -> None:
+    # A drop without a network header: unread data on a unix socket that closes (SOCKET_CLOSE).
+    a, b = socket.socketpair()
+    a.send(b"golden")
+    b.close()
+    a.close()
     def sock(family, kind):
         with netns.entered(f"/run/netns/{A}"):
             return socket.socket(family, kind)
@@ -82,7 +88,7 @@ def traffic() -> None:
 def main() -> None:
     build()
     try:
-        src = EbpfDropSource(filter="port 7201 or port 7202 or port 7301 or port 7401", sample=5,
+        src = EbpfDropSource(filter="port 7201 or port 7202 or port 7301 or port 7401", sample=50,
                              vxlan_ports=(4789,), raw_log=HERE / "bpftrace.jsonl")
         src.start()
         try:
