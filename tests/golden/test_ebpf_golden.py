@@ -211,7 +211,7 @@ def test_generated_script_guards_the_inner_predicate_and_unset_headers():
     text = "not tcp"
     script = generate(ScriptParams(predicate_outer=ebpf_filter.compile_filter(text, "o"),
                                    predicate_inner=ebpf_filter.compile_filter(text, "i"), vxlan_ports=(4789, 8472)))
-    assert "($ih != 0 && (!(((($ih >> 8) & 0xff) == 6))))" in script
+    assert "($ih != 0 && (!((($ih >> 8) & 0xff) == 6)))" in script
     assert "$nhoff != 0xffff && $nhoff != 0" in script
     assert "$dp == 4789 || $dp == 8472" in script
     assert "struct tap_dev" not in script  # no ring code without the kernel's offsets
