@@ -30,6 +30,8 @@ def to_plain(obj):
         return [to_plain(x) for x in obj]
     if isinstance(obj, dict):
         return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, bytes):  # packet heads: hex, JSON has no bytes
+        return obj.hex()
     return obj
 
 
@@ -41,6 +43,8 @@ def from_plain(tp, value):
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return from_plain(args[0], value) if len(args) == 1 else value
+    if tp is bytes and isinstance(value, str):
+        return bytes.fromhex(value)
     if dataclasses.is_dataclass(tp):
         hints = _hints(tp)
         return tp(**{k: from_plain(hints[k], v) for k, v in value.items() if k in hints})
