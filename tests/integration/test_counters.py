@@ -9,6 +9,7 @@ import pytest
 
 from vnetdiag.analyze.deltas import delta
 from vnetdiag.collect import Collector, snapshot
+from vnetdiag.testing.plugin import derived_prefix
 
 pytestmark = pytest.mark.root
 
@@ -128,7 +129,8 @@ def test_veth_peers_resolved_across_namespaces(lab):
 
 
 def test_deleted_namespace_is_released_and_reported():
-    name, peer = "cnt-gone", "cntgone0"
+    # Names of this run's own: another run on this machine may run this test too.
+    name, peer = f"{derived_prefix('g')}-gone", f"{derived_prefix('g')}0"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
         subprocess.run(["ip", "link", "add", peer, "type", "veth", "peer", "name", "eth9", "netns", name], check=True)
@@ -187,7 +189,7 @@ def test_without_root_reads_own_namespace_and_says_what_needs_root(lab):
 
 
 def test_sockets_are_kept_and_caches_follow_device_churn():
-    name = "cnt-churn"
+    name = f"{derived_prefix('c')}-churn"
     subprocess.run(["ip", "netns", "delete", name], capture_output=True)
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:

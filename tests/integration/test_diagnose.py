@@ -43,7 +43,9 @@ CASES = [
 
 
 @pytest.mark.parametrize("kind, at, options, probe, cause", CASES, ids=[f"{c[0]}@{c[1]}" for c in CASES])
-def test_top_verdict_names_the_faulty_hop(lab, kind, at, options, probe, cause):
+def test_top_verdict_names_the_faulty_hop(request, lab, kind, at, options, probe, cause):
+    if kind == "conntrack-full":  # a global setting: exclusive use for the whole test
+        request.getfixturevalue("global_settings")
     fault = lab.add_fault(kind, at, **options)
     d = run(lab, **probe)
     v = top(d)

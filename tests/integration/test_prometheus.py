@@ -48,7 +48,7 @@ def _firing(prom: str, name: str) -> list[dict]:
             and a["state"] == "firing"]
 
 
-def test_prometheus_fires_conntrack_alert_from_vnetdiag_export(lab, tmp_path):
+def test_prometheus_fires_conntrack_alert_from_vnetdiag_export(global_settings, lab, tmp_path):
     exp_port, prom_port = _free_port(), _free_port()
     # The shipped rules, with their `for:` durations zeroed to fit a test's time.
     rules = tmp_path / "rules.yml"

@@ -122,7 +122,7 @@ warmup_cycles = 3
     assert others == [], f"alerts elsewhere: {others}"
 
 
-def test_conntrack_full_raises_pressure_and_a_failing_exec_is_retried_within_limits(lab, tmp_path):
+def test_conntrack_full_raises_pressure_and_a_failing_exec_is_retried_within_limits(global_settings, lab, tmp_path):
     got = tmp_path / "got"
     got.mkdir()
     w = WatchProc(tmp_path, f"""

@@ -132,13 +132,27 @@ def _ancestor_mode(path: Path) -> str | None:
     return "WRITE" if "WRITE" in modes else ("READ" if modes else None)
 
 
+def _flock_fair(fd: int, name: str, op: int) -> None:
+    """flock ``fd`` (LOCK_SH or LOCK_EX) after passing the lock's turnstile: a
+    writer waiting for the readers to leave holds the turnstile, so no new
+    reader slips in before it (flock alone lets readers starve a writer)."""
+    gate = os.open(SHARED_SETTINGS_DIR / f"{name}.turnstile", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        fcntl.flock(fd, op)
+    finally:
+        os.close(gate)
+
+
 def acquire_machine_lock(name: str, *, shared: bool = False) -> None:
     """Take the machine-wide lock ``name`` (exclusive, or shared with other
     shared holders), waiting while another process holds it in a conflicting
-    mode. Re-entrant within a process (each acquire needs its release; an
-    exclusive acquire while holding it shared upgrades, its release downgrades),
-    and a no-op in a process whose ancestor holds it. The kernel drops it when
-    the process dies, so a crash never leaves it held."""
+    mode; writers are not starved by a stream of readers. Re-entrant within a
+    process (each acquire needs its release). An exclusive acquire while holding
+    it shared upgrades: it lets go and queues as a writer (two upgraders holding
+    it shared would otherwise wait for each other); its release downgrades. A
+    no-op in a process whose ancestor holds it. The kernel drops it when the
+    process dies, so a crash never leaves it held."""
     with _machine_locks_guard:
         held = _machine_locks.get(name)
         if held is None:
@@ -157,11 +171,12 @@ def acquire_machine_lock(name: str, *, shared: bool = False) -> None:
         fd, n_shared, n_excl = held
         if fd >= 0 and n_excl == 0 and (not shared or n_shared == 0):
             try:
-                fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+                if n_shared:
+                    fcntl.flock(fd, fcntl.LOCK_UN)  # upgrade: queue as a writer like any other
+                _flock_fair(fd, name, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             except BaseException:
-                if n_shared == 0:
-                    os.close(fd)
-                    del _machine_locks[name]
+                os.close(fd)
+                del _machine_locks[name]
                 raise
         held[1 if shared else 2] += 1
 

@@ -127,7 +127,8 @@ def _stable_global_settings(request):
     firewall on the machine refuse new connections. Shared: root tests of
     several runs go on side by side; a fault (exclusive) waits for them, and
     they for it. A fault in the test itself upgrades the hold for its lifetime."""
-    if request.node.get_closest_marker("root") is None or os.geteuid() != 0:
+    if (request.node.get_closest_marker("root") is None or os.geteuid() != 0
+            or "global_settings" in request.fixturenames):  # that one holds it exclusive from the start
         yield
         return
     from vnetdiag.system.undo import stable_global_settings
