@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 
 def configure(parser, common) -> None:
     parser.add_argument("--netns", action="append", default=[], metavar="GLOB",
@@ -16,4 +19,8 @@ def run(args, out) -> int:
     require_root("agent")
     scope = Scope(args.netns)  # bad patterns are a usage error before the hello
     rx, tx = protocol_streams()
-    return serve(scope, rx, tx)
+    status = serve(scope, rx, tx)
+    # Everything is stopped; leave now rather than let interpreter shutdown
+    # wait on the thread still blocked reading stdin.
+    sys.stderr.flush()
+    os._exit(status)

@@ -40,6 +40,7 @@ from vnetdiag.model.fleet import (
     TraceAnswer,
 )
 from vnetdiag.model.namespaces import Namespace
+from vnetdiag.model.plain import to_plain
 
 # Journals of process owners an agent may have left behind when killed.
 _DEAD_OWNER_PREFIXES = ("trace-", "bpftrace-", "capture-")
@@ -305,9 +306,13 @@ def serve(scope: Scope, rx: BinaryIO, tx: BinaryIO) -> int:
             except Exception as exc:  # noqa: BLE001 - every failure is an answer, the agent goes on
                 send(proto.error_of(msg.id, exc))
                 continue
-            from vnetdiag.model.plain import to_plain
-
-            send(proto.Result(id=msg.id, op=msg.op, value=to_plain(value)))
+            try:
+                answer = proto.Result(id=msg.id, op=msg.op, value=to_plain(value))
+                proto.encode(answer)  # what cannot be encoded is an error answer, not a dead agent
+            except (TypeError, ValueError) as exc:
+                send(proto.error_of(msg.id, exc))
+                continue
+            send(answer)
             if msg.op == "bye":
                 return 0
     except _Stopped:

@@ -54,6 +54,7 @@ class Session:
         except VnetdiagError:
             self.proc.close(timeout_s=1)
             raise
+        self.proc.said_hello = True
         self.hello_s = (time.monotonic_ns() - self.started_ns) / 1e9
         """Seconds from starting the transport to the agent's hello (ssh login + agent start)."""
         self.round_trips = 0

@@ -105,6 +105,8 @@ class AgentProcess:
         except FileNotFoundError as exc:
             raise MissingFeatureError(f"cannot start {transport.what}: {exc.filename} is not installed",
                                       hint="apt-get install openssh-client") from None
+        self.said_hello = False
+        """Set by the session once the agent said hello: a failure after it is the agent dying."""
         self.stderr: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES)
         self._lines: queue.Queue = queue.Queue()
         threading.Thread(target=self._read_out, daemon=True, name=f"agent-out-{self.host.name}").start()
@@ -138,7 +140,7 @@ class AgentProcess:
             raise self.failure("it closed its output")
         return line
 
-    def failure(self, what: str, *, started: bool = True) -> VnetdiagError:
+    def failure(self, what: str) -> VnetdiagError:
         """The one-line error for an agent that is gone (waits briefly for its status)."""
         try:
             status = self.proc.wait(timeout=5)
@@ -147,14 +149,18 @@ class AgentProcess:
         self._err_thread.join(timeout=1)
         said = next((s for s in reversed(self.stderr) if s.strip()), "")
         name = self.host.name
-        if status == 255 and isinstance(self.transport, SshTransport):
+        if self.said_hello:
+            pass  # it was up: whatever ssh's status, the agent died (below)
+        elif status == 255 and isinstance(self.transport, SshTransport):
             dest = f" ({self.host.destination})" if self.host.destination != name else ""
             return HostUnreachable(f"cannot reach {name}{dest}: {said or 'ssh failed'}",
                                    hint="check the address, the key (ssh -v) and that sshd runs there")
-        if status == 127 or "command not found" in said or "No such file or directory" in said:
+        elif status == 127 or "command not found" in said or "No such file or directory" in said:
             return AgentMissing(f"vnetdiag is not installed on {name} ({self.host.command}: not found)",
                                 hint="install vnetdiag there, or give its path as vnetdiag_command in the hosts file")
-        if status is not None and status < 0:
+        if status == 255 and isinstance(self.transport, SshTransport):
+            how = "was lost (killed, or the connection dropped)"
+        elif status is not None and status < 0:
             how = f"was killed by signal {-status}"
         elif status is not None:
             how = f"exited with status {status}"
