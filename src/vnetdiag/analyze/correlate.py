@@ -88,7 +88,7 @@ def _rank(ctx: Context, found: Candidates) -> tuple[tuple[Verdict, ...], tuple[s
                 device=c.device, direction=c.direction or "", queue=c.queue, cause=c.cause, reason=c.reason,
                 count=c.probe_packets or c.count, confidence=round(conf, 2), on_path=on_path, exact_match=exact,
                 evidence=tuple(c.evidence + extra), confirm=_confirm(ctx, c, size),
-                probe_packets=c.probe_packets if b.drops is not None and b.probe is not None else None,
+                probe_packets=c.probe_packets if ctx.flows_known else None,
                 background=c.background, drop_times_s=tuple(round(t, 6) for t in times_s[:_MAX_TIMELINE]))
         for i, (on_path, _p, conf, _n, c, exact, extra, times_s) in enumerate(scored))
     return verdicts, tuple(ctx.notes)
@@ -181,7 +181,7 @@ def score(c: Candidate, on_path: bool, symptom: Symptom, ctx: Context, tails: Se
         conf = min(conf, PROBE_FLOOR - 0.01)
         if not (exact or close) and c.cause not in ("tx-stall",) and not (c.config and not losses):
             conf = min(conf, PLACED_CAP)
-        if ctx.bundle.drops is not None and ctx.bundle.probe is not None and c.background and c.count <= c.background:
+        if ctx.flows_known and c.background and c.count <= c.background:
             extra.append(Evidence(source="trace", count=c.background,
                                   text=f"none of the {c.background} packets dropped here was the probe's"))
             conf = min(conf, BACKGROUND_CAP)

@@ -33,5 +33,5 @@ def read(path: str | Path) -> Bundle:
                             hint="give a file written by vnetdiag diagnose --save-bundle")
     try:
         return from_plain(Bundle, data)
-    except (TypeError, KeyError, ValueError) as exc:
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
         raise BadInputError(f"{path}: a damaged bundle ({exc})", hint="record it again") from None

@@ -130,6 +130,13 @@ class Context:
                    path_keys={(h.netns_inode, h.device) for h in b.path},
                    path_netns={h.netns_inode for h in b.path})
 
+    @property
+    def flows_known(self) -> bool:
+        """The tracer read each dropped packet's flow (eBPF), so the probe's own
+        lost packets can be told from other traffic's."""
+        d = self.bundle.drops
+        return d is not None and d.backend == "ebpf" and self.bundle.probe is not None
+
     def name(self, inode: int | None) -> str:
         if inode is None:
             return "an unknown namespace"

@@ -52,7 +52,7 @@ def direction(p: PacketDrop, probe: ProbeFlows) -> str | None:
 
 def probe_packets(ctx: Context) -> list[tuple[PacketDrop, str]]:
     b = ctx.bundle
-    if b.drops is None or b.probe is None:
+    if not ctx.flows_known:
         return []
     return [(p, d) for p in b.drops.packets if (d := direction(p, b.probe)) is not None]
 
