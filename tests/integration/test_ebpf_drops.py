@@ -397,3 +397,15 @@ def test_full_ring_at_a_stopped_macvtap_reader_shows_the_ring_full_and_none_when
         _burst(lab, lab.ip("vm2"), 100)
     assert _rx_dropped(hv1, "mvtap0") == before
     assert not [x for x in t.result.tallies if x.netns_inode == inode(hv1) and x.reason == "FULL_RING"]
+
+
+def test_missing_btf_or_tracepoint_is_a_feature_error_with_a_hint(tmp_path):
+    from vnetdiag.errors import MissingFeatureError
+    from vnetdiag.system import bpftrace
+
+    with pytest.raises(MissingFeatureError) as e:
+        bpftrace.check_usable(btf_path=tmp_path / "no-vmlinux")
+    assert e.value.exit_status == 3 and "BTF" in e.value.message and "tracefs" in e.value.hint
+    with pytest.raises(MissingFeatureError) as e:
+        bpftrace.check_usable(("skb", "no_such_tracepoint"))
+    assert "no_such_tracepoint" in e.value.message and e.value.hint
