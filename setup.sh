@@ -9,11 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 RUNTIME_DEBS=(
-  python3-venv iproute2 iptables nftables conntrack ethtool kmod procps psmisc
+  python3-venv iproute2 iputils-ping iptables nftables conntrack ethtool kmod procps psmisc
   tcpdump bpftrace graphviz
 )
 TEST_DEBS=(
-  iputils-ping tshark sockperf iperf3 chromium prometheus openssh-server openssh-client
+  tshark sockperf iperf3 chromium prometheus openssh-server openssh-client
   babeltrace2 python3-bt2 qemu-system-x86 busybox-static
 )
 want_test=0

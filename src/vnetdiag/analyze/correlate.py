@@ -81,6 +81,15 @@ def _rank(ctx: Context, found: Candidates) -> tuple[tuple[Verdict, ...], tuple[s
         shown = ", ".join(f"{c.count} x {c.reason} at {ctx.where(c)}" for c in weak[:3])
         ctx.notes.append(f"{len(weak)} more places dropped packets off the path, too weakly tied to the symptom "
                          f"to be verdicts (largest: {shown})")
+    if ctx.flows_known and any(s[1] for s in scored):
+        # Where the probe's own packets were traced dying, places that dropped only
+        # other traffic's packets are context, not causes: notes.
+        context = [s for s in scored if not s[1] and s[4].background and s[4].count <= s[4].background]
+        for s in context:
+            c = s[4]
+            ctx.notes.append(f"on the path, other traffic's drops (none of the probe's): {c.background} x "
+                             f"{c.reason} at {ctx.where(c)}")
+        scored = [s for s in scored if s not in context]
     scored.sort(key=lambda s: s[:4], reverse=True)
     size = max((h.mtu or 0) for h in b.path) if b.path else 1500
     verdicts = tuple(

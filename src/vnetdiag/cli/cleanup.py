@@ -15,8 +15,7 @@ def run(args, out) -> int:
     require_root("cleanup")
     report = cleanup()
     if out.json_mode:
-        out.document({"schema": "vnetdiag.cleanup/1", "undone": report.undone, "removed": report.removed,
-                      "skipped": report.skipped, "failures": report.failures})
+        out.document(report.document())
     else:
         for owner in report.undone:
             out.console.print(f"undone: {owner}")

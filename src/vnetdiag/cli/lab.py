@@ -24,6 +24,9 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
     p.add_argument("node", help="lab node to run in (vm1, hv1, ...)")
     p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD", help="the command and its arguments")
 
+    p = sub.add_parser("background", parents=[common, prefix],
+                       help="start or stop other tenants' traffic and IPv6 multicast across the lab")
+    p.add_argument("switch", choices=("start", "stop"), help="start (replacing any running) or stop")
     fault = sub.add_parser("fault", help="add, clear or list faults").add_subparsers(
         dest="fault_command", metavar="ACTION", required=True)
     kinds = "; ".join(f"{f.kind}: {f.summary}" for f in FAULTS)
@@ -78,6 +81,15 @@ def run(args, out) -> int:
         os.execvp("ip", ["ip", "netns", "exec", ns, *argv])
     if action == "fault":
         return _fault(lab, args, out)
+    if action == "background":
+        pids = lab.start_background() if args.switch == "start" else []
+        failures = [] if args.switch == "start" else lab.stop_background()
+        if out.json_mode:
+            out.document({"schema": "vnetdiag.lab-background/1", "prefix": lab.prefix, "running": pids,
+                          "failures": failures})
+        else:
+            out.console.print(f"background traffic: {len(pids)} senders" if pids else "background traffic stopped")
+        return 3 if failures else 0
     raise UsageError(f"unknown lab action {action}")
 
 

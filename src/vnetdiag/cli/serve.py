@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-from dataclasses import asdict
 
 from vnetdiag.cli.options import listen_address, port_number
 
@@ -72,8 +71,7 @@ def run(args, out) -> int:
         server.stop()
     stats = server.stats()
     if out.json_mode:
-        out.document({"schema": "vnetdiag.serve/1", "bind": host, "port": port, "netns": args.netns,
-                      **asdict(stats)})
+        out.document(server.document(args.netns))
     else:
         out.info(f"vnetdiag serve: stopped after {stats.accepted} connections "
                  f"({stats.rejected} refused at the limit, {stats.protocol_errors} protocol errors)")

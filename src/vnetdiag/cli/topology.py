@@ -64,9 +64,7 @@ def run(args, out) -> int:
 
         d = diff(old, views.document(topo))
         if out.json_mode:
-            out.document({"schema": "vnetdiag.topology-diff/1", "appeared": d.appeared,
-                          "disappeared": d.disappeared, "edges_added": d.edges_added,
-                          "edges_removed": d.edges_removed, "moved": d.moved})
+            out.document(d.document())
             return 0
         if d.empty():
             out.console.print(f"no change since {args.diff}")

@@ -49,6 +49,10 @@ def _lab_journal(prefix: str) -> Journal:
     return Journal(f"lab-{prefix}", persistent=True)
 
 
+def _background_journal(prefix: str) -> Journal:
+    return Journal(f"lab-{prefix}-background", persistent=True)
+
+
 def _fault_journal(prefix: str, fault_id: str) -> Journal:
     return Journal(f"lab-{prefix}-fault-{fault_id}", persistent=True)
 
@@ -196,6 +200,25 @@ class Lab:
                 raise
         return record
 
+    # -- background traffic -------------------------------------------------
+    def start_background(self) -> list[int]:
+        """Other tenants' traffic and IPv6 multicast on every guest link (lab/background.py);
+        journaled, so stop_background(), lab down or cleanup stops it."""
+        from vnetdiag.lab import background
+
+        self.stop_background()
+        journal = _background_journal(self.prefix).open()
+        try:
+            return background.start(self, journal)
+        except BaseException:
+            journal.undo()
+            raise
+
+    def stop_background(self) -> list[str]:
+        """Stop the background senders; returns what could not be undone."""
+        j = _background_journal(self.prefix)
+        return j.undo() if j.path.exists() else []
+
     def faults(self) -> list[FaultRecord]:
         return [FaultRecord(**f) for f in self._read().get("faults", [])]
 
@@ -300,6 +323,10 @@ def down(prefix: str | None = None, *, progress: Callable[[str], None] | None = 
     for path in fault_journals:
         say(f"clearing fault {path.stem.rsplit('-', 1)[-1]}")
         failures += Journal(path.stem, persistent=True).undo()
+    background = _background_journal(prefix)
+    if background.path.exists():
+        say("stopping background traffic")
+        failures += background.undo()
     lab_journal = _lab_journal(prefix)
     if lab_journal.path.exists():
         say(f"removing lab {prefix}")

@@ -22,9 +22,9 @@ from vnetdiag.model.lab import Endpoint, LabSpec, Macvtap
 from vnetdiag.system import proc
 from vnetdiag.system.undo import DeleteNetns, Journal, KillProcess, RemovePath
 
-# Lab namespaces stay quiet unless traffic is sent: no IPv6 autoconfiguration
-# chatter moving counters that tests compare with ip/tc/nstat.
-_NETNS_SYSCTLS = {
+# A quiet lab (ipv6 = false): no IPv6 autoconfiguration chatter moving the
+# counters that a test compares with ip/tc/nstat.
+_QUIET_SYSCTLS = {
     "net.ipv6.conf.all.disable_ipv6": "1",
     "net.ipv6.conf.default.disable_ipv6": "1",
 }
@@ -54,7 +54,7 @@ def build(spec: LabSpec, journal: Journal, lab_dir: Path, progress=None, *, vms:
         journal.record(DeleteNetns(name=ns))
         run(["ip", "netns", "add", ns])
         run(["ip", "-n", ns, "link", "set", "lo", "up"])
-        for key, value in _NETNS_SYSCTLS.items():
+        for key, value in (() if spec.ipv6 else _QUIET_SYSCTLS.items()):
             in_netns(ns, ["sysctl", "-qw", f"{key}={value}"])
         for br in node.bridges:
             run(["ip", "-n", ns, "link", "add", br, "type", "bridge", "stp_state", "0", "mcast_snooping", "0"])

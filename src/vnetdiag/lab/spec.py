@@ -81,7 +81,10 @@ class _Checker:
 
 def parse(data: dict, source: str = "<built-in>") -> LabSpec:
     c = _Checker(source)
-    c.only(data, "", {"prefix", "nodes", "veth", "vxlan", "macvtap", "tap"})
+    c.only(data, "", {"prefix", "nodes", "veth", "vxlan", "macvtap", "tap", "ipv6"})
+    ipv6 = data.get("ipv6", True)
+    if not isinstance(ipv6, bool):
+        raise c.fail("ipv6", f"must be true or false, got {ipv6!r}")
     prefix = data.get("prefix", "vnd")
     if not isinstance(prefix, str) or not _PREFIX.match(prefix):
         raise c.fail("prefix", f"{prefix!r} must be 1-8 lowercase letters or digits, starting with a letter")
@@ -216,7 +219,7 @@ def parse(data: dict, source: str = "<built-in>") -> LabSpec:
                         queues=c.integer(td, "queues", where, 1, 8, 1) or 1))
 
     spec = LabSpec(prefix=prefix, nodes=tuple(nodes), veths=tuple(veths), vxlans=tuple(vxlans),
-                   macvtaps=tuple(macvtaps), taps=tuple(taps), source=source)
+                   macvtaps=tuple(macvtaps), taps=tuple(taps), ipv6=ipv6, source=source)
     _check_unique(spec, c)
     return spec
 

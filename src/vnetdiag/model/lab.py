@@ -93,6 +93,9 @@ class LabSpec:
     vxlans: tuple[Vxlan, ...] = ()
     macvtaps: tuple[Macvtap, ...] = ()
     taps: tuple[Tap, ...] = ()
+    ipv6: bool = True
+    """IPv6 on in every namespace, as on a real host (neighbour discovery and MLD
+    on each new link); false for a quiet lab whose counters only the test moves."""
     source: str = "<built-in>"
 
     def node(self, name: str) -> Node:

@@ -96,7 +96,8 @@ class Server:
                 self._open_sockets()
         else:
             self._open_sockets()
-        return self.address
+        self._bound = self.address  # kept for the document after stop() closes the socket
+        return self._bound
 
     @property
     def address(self) -> tuple[str, int]:
@@ -165,6 +166,14 @@ class Server:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def document(self, netns_label: str | None = None) -> dict:
+        """The ``vnetdiag.serve/1`` document: where it listened and what it served."""
+        from dataclasses import asdict
+
+        host, port = self._bound
+        return {"schema": "vnetdiag.serve/1", "bind": host, "port": port, "netns": netns_label,
+                **asdict(self.stats())}
 
     def stats(self) -> ServerStats:
         return ServerStats(connections=len(self._conns), accepted=self.accepted, rejected=self.rejected,

@@ -30,12 +30,17 @@ class CleanupReport:
     """Journals left alone because their owner process is still running."""
     failures: list[str] = field(default_factory=list)
 
+    def document(self) -> dict:
+        """The ``vnetdiag.cleanup/1`` document."""
+        return {"schema": "vnetdiag.cleanup/1", "undone": self.undone, "removed": self.removed,
+                "skipped": self.skipped, "failures": self.failures}
+
 
 def _order(j: Journal) -> tuple[int, str]:
     # Process-owned journals (tracers) first, then lab faults, then labs.
     if not j.owner.startswith("lab-"):
         return (0, j.owner)
-    return (1 if "-fault-" in j.owner else 2, j.owner)
+    return (1 if "-fault-" in j.owner or j.owner.endswith("-background") else 2, j.owner)
 
 
 def replay_journals(report: CleanupReport) -> None:

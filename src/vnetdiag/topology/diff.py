@@ -21,6 +21,11 @@ class TopologyDiff:
     def empty(self) -> bool:
         return not (self.appeared or self.disappeared or self.edges_added or self.edges_removed or self.moved)
 
+    def document(self) -> dict:
+        """The ``vnetdiag.topology-diff/1`` document."""
+        return {"schema": "vnetdiag.topology-diff/1", "appeared": self.appeared, "disappeared": self.disappeared,
+                "edges_added": self.edges_added, "edges_removed": self.edges_removed, "moved": self.moved}
+
 
 def check(doc: object, source: str) -> dict:
     """Refuse anything that is not a topology document, in one line."""
