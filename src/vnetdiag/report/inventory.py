@@ -6,6 +6,7 @@ from dataclasses import asdict
 
 from vnetdiag.model.counters import CounterSnapshot
 from vnetdiag.model.interfaces import Interface
+from vnetdiag.model.namespaces import inode_label
 from vnetdiag.report.tables import Col, fitted
 
 SCHEMA = "vnetdiag.inventory/1"
@@ -95,7 +96,7 @@ def rows(s: CounterSnapshot) -> list[dict[str, str]]:
             how.append(f"{x.num_vf} VFs")
         offl = ",".join(k for k, f in SUMMARY_FEATURES.items() if x.features.get(f))
         out.append({
-            "namespace": labels.get(x.ref.netns_inode, str(x.ref.netns_inode)),
+            "namespace": labels.get(x.ref.netns_inode) or inode_label(x.ref.netns_inode),
             "ifindex": str(x.ref.ifindex), "name": x.name, "kind": x.kind or "-",
             "driver": x.driver or "-", "mac": x.mac or "-", "mtu": str(x.mtu), "qlen": str(x.txqlen),
             "state": x.operstate, "master": master.name if master else "", "link": link,
