@@ -18,10 +18,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inventory": ("vnetdiag.cli.inventory", "every interface in every namespace and how it is built"),
     "pcap": ("vnetdiag.cli.pcap", "conversations, retransmissions and their timer signatures in a capture file"),
     "probe": ("vnetdiag.cli.probe", "request/response latency with many streams, log-scale histograms and tail signatures"),
+    "handshake": ("vnetdiag.cli.handshake", "server-less round trips a peer's kernel answers: TCP SYN, ICMP echo"),
     "serve": ("vnetdiag.cli.serve", "the probe server: bounded, token-guarded, loopback unless told otherwise"),
     "topology": ("vnetdiag.cli.topology", "namespaces, interfaces and how they connect: tree, dot, html, json, diff"),
     "path": ("vnetdiag.cli.path", "the devices a packet from FROM to TO crosses, both directions"),
     "watch": ("vnetdiag.cli.watch", "detect TX stalls, drop anomalies, conntrack pressure, link changes; act; journal"),
     "export": ("vnetdiag.cli.export", "serve every namespace's counters as Prometheus /metrics"),
+    "fleet": ("vnetdiag.cli.fleet", "rank drop places across hosts from Prometheus (fleet top)"),
+    "agent": ("vnetdiag.cli.agent", "answer the fleet protocol on stdin/stdout (the coordinator starts it over ssh)"),
     "cleanup": ("vnetdiag.cli.cleanup", "remove everything vnetdiag left in the kernel"),
 }
