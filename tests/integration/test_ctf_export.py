@@ -104,7 +104,9 @@ def _recording_counts(path: Path) -> tuple[Counter, Counter]:
 def test_recording_exported_as_ctf_reads_back_with_the_same_counts(lab_factory, tmp_path):
     prefix = os.environ.get("VNETDIAG_LAB_PREFIX", "vnt") + "x"
     lab = lab_factory(_spec(prefix))
-    env = {**os.environ, "VNETDIAG_STATE_DIR": str(tmp_path / "state")}
+    env = {**os.environ, "VNETDIAG_STATE_DIR": str(tmp_path / "state"),
+            # Not this run's lab prefix: cleanup in this empty state would sweep its lab as lost.
+            "VNETDIAG_LAB_PREFIX": f"x{os.getpid() % 1000000}"}
     rec_path = tmp_path / "ping.vtr"
     rec_doc = _record_while_pinging(lab, rec_path, env)
     assert rec_doc["events_read"] > 0

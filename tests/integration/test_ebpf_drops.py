@@ -237,7 +237,9 @@ def test_drop_timestamps_are_on_clock_monotonic():
 
 @pytest.fixture
 def state_env(tmp_path):
-    return {**os.environ, "VNETDIAG_STATE_DIR": str(tmp_path / "state")}
+    return {**os.environ, "VNETDIAG_STATE_DIR": str(tmp_path / "state"),
+            # Not this run's lab prefix: cleanup in this empty state would sweep its lab as lost.
+            "VNETDIAG_LAB_PREFIX": f"x{os.getpid() % 1000000}"}
 
 
 def _bpftrace_pid(journals: Path) -> int | None:

@@ -136,7 +136,10 @@ def test_slow_guest_gives_macvtap_full_ring_equal_to_rx_dropped(lab):
     dropped = _rx_dropped(lab, f"{T}tap") - before
     assert dropped > 50
     # The packet was last seen on the macvtap's lower device; the location names the macvtap.
-    got = [d for d in w.result.drops if d.reason == "FULL_RING" and d.location == "tap_handle_frame"]
+    # The trace sees the whole machine: other runs' labs have full macvtap rings too.
+    # Ours are the drops placed in this lab's hv1 (its device names are this run's).
+    got = [d for d in w.result.drops if d.reason == "FULL_RING" and d.location == "tap_handle_frame"
+           and d.netns == _ns(lab, "hv1")]
     assert sum(d.count for d in got) == dropped
     assert {d.device for d in got} == {f"{T}l"}
 
@@ -198,7 +201,9 @@ def _tracer_ready(inst: Path) -> bool:
 
 @pytest.fixture
 def state_env(tmp_path):
-    return {**os.environ, "VNETDIAG_STATE_DIR": str(tmp_path / "state")}
+    return {**os.environ, "VNETDIAG_STATE_DIR": str(tmp_path / "state"),
+            # Not this run's lab prefix: cleanup in this empty state would sweep its lab as lost.
+            "VNETDIAG_LAB_PREFIX": f"x{os.getpid() % 1000000}"}
 
 
 def test_normal_exit_removes_instance_and_events(state_env, tmp_path):

@@ -27,11 +27,12 @@ import subprocess
 import time
 
 from vnetdiag.model.watch import ActionResult, ActionSpec, Alert
+from vnetdiag.system.nsexec import argv_in
 from vnetdiag.system.undo import Journal, RunCommand
 
 
 def _in_ns(ns_path: str | None, argv: list[str]) -> list[str]:
-    return ["nsenter", f"--net={ns_path}", *argv] if ns_path else argv
+    return argv_in(ns_path, argv)
 
 
 def plan(spec: ActionSpec, alert: Alert, ns_path: str | None) -> list[list[str]]:
