@@ -8,14 +8,6 @@ from dataclasses import asdict
 from vnetdiag.model.topology import Topology
 
 SCHEMA = "vnetdiag.topology/1"
-EDGE_STYLE = {  # DOT style per edge type
-    "veth-peer": 'color="#1f77b4" penwidth=2 dir=none',
-    "master": 'color="#7f7f7f" style=dashed',
-    "lower": 'color="#2ca02c"',
-    "vxlan": 'color="#d62728" penwidth=2 style=bold',
-    "tap-owner": 'color="#9467bd" style=dotted dir=none',
-    "fdb": 'color="#ff7f0e" style=dotted constraint=false',
-}
 
 
 def document(t: Topology) -> dict:
@@ -48,7 +40,10 @@ def _names(t: Topology) -> dict[str, str]:
 
 def tree_lines(t: Topology) -> list[str]:
     """namespaces -> interfaces -> what each one connects to."""
+    from vnetdiag.topology.details import addresses
+
     names = _names(t)
+    addrs = addresses(t)
     by_src: dict[str, list] = {}
     for e in t.edges:
         by_src.setdefault(e.source, []).append(e)
@@ -66,7 +61,8 @@ def tree_lines(t: Topology) -> list[str]:
             a = i.attrs
             extra = f" vni {a['vni']} local {a.get('local') or '*'}" if "vni" in a else ""
             lines.append(f"{'└─' if last else '├─'} {i.name} [{i.kind or a.get('driver') or 'device'}] "
-                         f"mtu {a.get('mtu')} {a.get('operstate')}{extra}")
+                         f"mtu {a.get('mtu')} {a.get('operstate')}{extra}"
+                         + (f"  {' '.join(addrs[i.id])}" if i.id in addrs else ""))
             pre = "   " if last else "│  "
             for e in by_src.get(i.id, ()):
                 other = e.target if e.source == i.id else e.source
@@ -101,36 +97,60 @@ def tree_lines(t: Topology) -> list[str]:
     return lines
 
 
-def _q(s: str) -> str:
-    return json.dumps(s)
-
-
 def dot(t: Topology) -> str:
-    """Graphviz: one cluster per namespace, processes outside."""
-    out = ["digraph vnetdiag {", "  rankdir=LR; compound=true; node [shape=box, fontname=Helvetica, fontsize=10];"]
-    for k, ns in enumerate(n for n in t.nodes if n.type == "netns"):
-        out.append(f"  subgraph cluster_{k} {{ label={_q(ns.name)}; style=rounded; color=\"#999999\";")
-        for i in t.nodes:
-            if i.type == "interface" and i.netns_inode == ns.netns_inode:
-                label = f"{i.name}\\n{i.kind or i.attrs.get('driver') or ''}"
-                if "vni" in i.attrs:
-                    label += f" vni {i.attrs['vni']}"
-                out.append(f"    {_q(i.id)} [label=\"{label}\"];")
-        out.append("  }")
-    for p in t.nodes:
-        if p.type == "process":
-            out.append(f"  {_q(p.id)} [label={_q(p.name)}, shape=ellipse, color=\"#9467bd\"];")
-    for e in t.edges:
-        label = f" label={_q(str(e.attrs.get('vni', '')))}" if e.type == "vxlan" else ""
-        out.append(f"  {_q(e.source)} -> {_q(e.target)} [{EDGE_STYLE[e.type]}{label}];")
-    out.append("}")
-    return "\n".join(out) + "\n"
+    """Graphviz DOT: namespaces grouped by role (topology/drawing.py)."""
+    from vnetdiag.topology.drawing import dot as draw
+
+    return draw(t)
 
 
-def html(t: Topology) -> str:
-    """A self-contained interactive page: the document inlined, no network access."""
+def page_view(t: Topology) -> dict:
+    """What the page's script reads besides the document: labelled fields,
+    labels, SVG ids and roles per node (so the page computes nothing of its own)."""
+    from vnetdiag.topology import drawing
+    from vnetdiag.topology.details import fields, global_addresses, names
+    from vnetdiag.topology.roles import TIERS, namespace_roles
+
+    roles = namespace_roles(t)
+    addrs = global_addresses(t)
+    shown = drawing._shown(t)
+    caption = {}
+    for n in shown:
+        if n.type == "interface":
+            caption[n.id] = [f"{n.name}  {n.kind or n.attrs.get('driver') or ''} mtu {n.attrs.get('mtu')}",
+                             *addrs.get(n.id, [])[:2]]
+        else:
+            caption[n.id] = [n.name]
+    return {"fields": fields(t), "names": names(t), "dom": {n.id: drawing.dom_id(n.id) for n in shown},
+            "roles": {n.id: roles.get(n.netns_inode, "other") for n in t.nodes if n.type == "netns"},
+            "tiers": list(TIERS), "caption": caption, "edge_titles": drawing.EDGE_TITLE}
+
+
+def _inline_svg(svg_text: str) -> str:
+    """dot's SVG without its XML prologue and DOCTYPE, ready to sit inside HTML."""
+    return svg_text[svg_text.index("<svg"):]
+
+
+def html(t: Topology, *, layout: str | None = None) -> str:
+    """A self-contained offline page: Graphviz's layout of dot(t) inlined as SVG
+    with the document and readable details. ``layout``: the SVG to use; by
+    default dot is run now, and without Graphviz the page says so and draws
+    its simple fallback layout in the browser."""
     from importlib import resources
 
+    from vnetdiag.errors import MissingFeatureError
+    from vnetdiag.system import graphviz
+
+    note = ""
+    if layout is None:
+        try:
+            layout = graphviz.svg(dot(t))
+        except MissingFeatureError:
+            layout = ""
+            note = ('<p class="note">Graphviz (<code>dot</code>) is not installed, so this page uses vnetdiag\'s '
+                    "simple fallback layout. For the grouped layout: <code>apt-get install graphviz</code>.</p>")
     template = resources.files("vnetdiag.report").joinpath("templates/topology.html").read_text()
     data = json.dumps(document(t)).replace("</", "<\\/")
-    return template.replace("__TOPOLOGY_JSON__", data)
+    view = json.dumps(page_view(t)).replace("</", "<\\/")
+    return (template.replace("__LAYOUT_NOTE__", note).replace("__TOPOLOGY_SVG__", _inline_svg(layout) if layout else "")
+            .replace("__FIELDS_JSON__", view).replace("__TOPOLOGY_JSON__", data))
