@@ -21,6 +21,9 @@ def configure(parser, common) -> None:
                         help="also export ethtool -S counters, per queue with a queue label (many series)")
     parser.add_argument("--netstat-fields", metavar="REGEX", default=None,
                         help="netstat/snmp counters to export, as Section_Counter (default: node_exporter's set)")
+    from vnetdiag.cli import export_drops
+
+    export_drops.add_options(parser)
 
 
 def run(args, out) -> int:
@@ -37,6 +40,9 @@ def run(args, out) -> int:
         except re.error as exc:
             raise UsageError(f"--netstat-fields: not a regular expression: {exc}") from None
     require_root("export")
+    from contextlib import ExitStack
+
+    from vnetdiag.cli import export_drops
     from vnetdiag.collect import Collector
     from vnetdiag.export.metrics import Filters
     from vnetdiag.export.server import MetricsServer, live_source
@@ -50,7 +56,9 @@ def run(args, out) -> int:
         server = MetricsServer(live_source(col), filters, addr, port)
         out.info(f"vnetdiag export: serving http://{server.addr}:{server.port}/metrics")
         try:
-            stop.wait()
+            with ExitStack() as stack:
+                export_drops.start(args, server, stack, out)
+                stop.wait()
         finally:
             server.close()
             for s, h in old.items():

@@ -113,3 +113,25 @@ class TraceAnswer:
     """Its ``analysis`` is carried in ``analysis`` below (typed), not here."""
     analysis: TraceAnalysis | None = None
     """The tracefs backend's analysis (None for eBPF)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DropPlace:
+    """One place of the fleet ranking: a host's device dropping for a reason, at a rate."""
+
+    host: str
+    """The ``host`` label of the scrape target (``instance`` when it has none)."""
+    netns: str
+    device: str
+    reason: str
+    rate_per_s: float
+    role: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FleetAlert:
+    name: str
+    host: str
+    state: str
+    """"pending" (its ``for`` has not elapsed) or "firing"."""
+    value: float | None = None
