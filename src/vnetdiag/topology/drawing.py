@@ -164,3 +164,7 @@ def dot(t: Topology, *, fdb_edges: bool = False) -> str:
         out.append(f"  {_q(tail)} -> {_q(head)} [{EDGE_STYLE[e.type]}, class={_q('edge ' + e.type)}{label}];")
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+visible_nodes = _shown
+"""The nodes the picture draws (tests check the page against it)."""
