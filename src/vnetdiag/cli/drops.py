@@ -24,6 +24,9 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
                              "ftrace reader; auto (default): ebpf when it can run here, else tracefs with a note")
     parser.add_argument("--filter", metavar="EXPR", help="per-packet records for drops matching pcap-filter words "
                         "(host/src/dst ADDR, port/sport/dport N, tcp/udp/icmp/ip/ip6, not/and/or; ebpf backend)")
+    parser.add_argument("--pcapng", metavar="FILE", help="write the dropped packets' first bytes to FILE as pcapng "
+                        "(one interface per namespace and device, a comment naming reason, location and namespace "
+                        "on each packet; those matching --filter, else every drop; ebpf backend)")
 
 
 def run(args, out) -> int:
@@ -42,8 +45,14 @@ def run(args, out) -> int:
     if args.light and args.backend == "ebpf":
         raise UsageError("--light is the tracefs backend's reasons-only mode", hint="drop --light or --backend ebpf")
     namespaces = [args.netns] if args.netns else None
-    window = DropTrace(backend="tracefs" if args.light else args.backend, filter=args.filter,
-                       namespaces=namespaces, light=args.light)
+    backend, ebpf_options = "tracefs" if args.light else args.backend, {}
+    if args.pcapng:
+        from vnetdiag.cli import drops_pcapng
+
+        backend, ebpf_options = drops_pcapng.options(args)
+    window = DropTrace(backend=backend, filter=args.filter, namespaces=namespaces, light=args.light,
+                       **ebpf_options)
+    wall_offset_ns = time.time_ns() - time.monotonic_ns()  # records are CLOCK_MONOTONIC
 
     def pick(result):
         if result.backend == "ebpf":
@@ -84,6 +93,8 @@ def run(args, out) -> int:
         from vnetdiag.cli import drops_ebpf_view
 
         doc = drops_ebpf_view.document(result, pick(result))
+        if args.pcapng:
+            doc["pcapng"] = drops_pcapng.write(args, result, pick(result), wall_offset_ns, out)
     else:
         doc = {**view.drops_document(result.analysis, pick(result)), "backend": "tracefs", "note": result.note}
     if out.json_mode:

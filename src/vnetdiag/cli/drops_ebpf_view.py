@@ -29,6 +29,7 @@ def _flow_row(f: FlowDrops) -> dict:
 
 def _packet(p: PacketDrop) -> dict:
     d = asdict(p)
+    d["head"] = p.head.hex()
     d["ring"] = None if p.ring is None else {**asdict(p.ring), "occupied_entries": p.ring.occupied_entries}
     return d
 

@@ -13,6 +13,7 @@ on recorded bpftrace output.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import struct
 import threading
@@ -74,6 +75,24 @@ def parse_record(line: str, reasons: Mapping[int, str], symbolize: Symbolizer) -
     return PacketDrop(ts_ns=ts, cpu=cpu, netns_inode=ns, ifindex=ifi, device=parts[_FIELDS].strip(),
                       input_ifindex=iif, reason=reasons.get(reason, str(reason)), location=symbolize(loc),
                       ethertype=eth, outer=outer, inner=inner, ring=ring, matched=bool(matched))
+
+
+_HEAD_FROM = {1: "mac", 2: "network"}
+
+
+def parse_head(line: str) -> tuple[tuple[int, int], str, bytes, int] | None:
+    """One ``B ts cpu from caplen wirelen w0 ..`` line (collect/ebpf_script._head):
+    ((cpu, ts), head_from, first bytes, wire length); None for other lines."""
+    if not line.startswith("B "):
+        return None
+    parts = line.split()
+    if len(parts) < 6:
+        return None
+    ts, cpu, frm, caplen, wirelen = (int(x) for x in parts[1:6])
+    raw = b"".join(int(w, 16).to_bytes(8, "little") for w in parts[6:])
+    if frm not in _HEAD_FROM:
+        return (cpu, ts), "", b"", 0
+    return (cpu, ts), _HEAD_FROM[frm], raw[:caplen], wirelen
 
 
 def parse_counts(data: dict, reasons: Mapping[int, str], function: Symbolizer) -> tuple[DropTally, ...]:
@@ -139,13 +158,16 @@ class EbpfDropSource:
     """bpftrace counting every drop and streaming the selected ones; see the module docstring."""
 
     def __init__(self, *, filter: str | None = None, flows: Iterable = (), vxlan_ports: Sequence[int] | None = None,
-                 max_records: int = 100_000, sample: int = 200, raw_log=None) -> None:
+                 max_records: int = 100_000, sample: int = 200, raw_log=None, head_bytes: int = 0) -> None:
+        """``head_bytes`` > 0: every record also carries the packet's first bytes (PacketDrop.head)."""
         self.filter = combined_filter(filter, flows)
         ebpf_filter.parse(self.filter)  # bad words fail now, before anything starts
         self.vxlan_ports = tuple(vxlan_ports) if vxlan_ports is not None else None
         self.max_records = max_records
         self.sample = sample
         self.raw_log = raw_log
+        self.head_bytes = head_bytes
+        self._awaiting_head: dict[tuple[int, int], int] = {}  # (cpu, ts) -> index in records
         self.records: list[PacketDrop] = []
         self._raw: list[str] = []
         self.tallies: tuple[DropTally, ...] = ()
@@ -164,7 +186,7 @@ class EbpfDropSource:
             self.vxlan_ports = vxlan_ports()
         params = kernel_params(self.filter, vxlan_ports=self.vxlan_ports, max_records=self.max_records,
                                sample=self.sample, syms=self.syms, reasons=self.reasons)
-        self.script = generate(params)
+        self.script = generate(dataclasses.replace(params, head_bytes=self.head_bytes))
         self._proc = bpftrace.BpftraceProcess(self.script, self._on_message, ready=_is_begin,
                                               raw_log=self.raw_log)
         self._proc.start()
@@ -174,7 +196,7 @@ class EbpfDropSource:
         with self._lock:
             if msg.kind == "printf":
                 text = str(msg.data)
-                if text.startswith("D "):
+                if text.startswith(("D ", "B ")):
                     # Parsed when asked for (snapshot, stop): during a drop storm the
                     # reader thread only appends, leaving the CPU to the workload.
                     self._raw.append(text)
@@ -204,10 +226,24 @@ class EbpfDropSource:
 
     def _parse_pending(self) -> None:
         for text in self._raw:
+            if text.startswith("B "):
+                self._attach_head(text)
+                continue
             rec = parse_record(text, self.reasons, self.syms.symbolize)
             if rec is not None:
+                if self.head_bytes:
+                    self._awaiting_head[(rec.cpu, rec.ts_ns)] = len(self.records)
                 self.records.append(rec)
         self._raw.clear()
+
+    def _attach_head(self, text: str) -> None:
+        # The program printed it right after its D line, on the same CPU (one
+        # perf buffer, in order): that D line has been parsed before it.
+        got = parse_head(text)
+        i = self._awaiting_head.pop(got[0], None) if got is not None else None
+        if i is not None:
+            self.records[i] = dataclasses.replace(self.records[i], head_from=got[1], head=got[2],
+                                                  wire_len_bytes=got[3])
 
     def _result(self, duration_s: float, *, final: bool = False) -> DropTraceResult:
         self._parse_pending()

@@ -89,6 +89,12 @@ class PacketDrop:
     """For a FULL_RING drop at a macvtap/tap queue: the ring's state."""
     matched: bool = True
     """True when the packet matched the caller's filter; False for a sample of the rest."""
+    head: bytes = b""
+    """The packet's first bytes from ``head_from`` on; empty unless asked for (drops --pcapng)."""
+    head_from: Literal["", "mac", "network"] = ""
+    """Where ``head`` starts: the Ethernet header, or the IP header when the skb had no MAC header."""
+    wire_len_bytes: int = 0
+    """The packet's whole length from ``head_from`` on (``head`` holds at most the first bytes of it)."""
 
     def matches_tuple(self, five: tuple[int, str, int, str, int]) -> bool:
         return any(f is not None and f.five_tuple == five for f in (self.outer, self.inner))
