@@ -304,15 +304,29 @@ def test_signal_during_drops_prints_the_result_and_leaves_nothing(state_env, tmp
     try:
         pid = wait_for(lambda: _bpftrace_pid(journals), "the journaled bpftrace", timeout_s=30)
         helper = proc.ProcessId(pid=pid, start_ticks=proc.start_ticks(pid) or 0)
-        wait_for(lambda: _held_prog_ids(pid), "bpftrace's programs loaded")
+        # The probes are live once vnetdiag says it is tracing (bpftrace's BEGIN
+        # ran); a signal before that interrupts the start, which is an error.
+        before = _stderr_until_tracing(p)
+        assert "tracing kernel drops" in before, before
         p.send_signal(sig)
         out, err = p.communicate(timeout=30)
+        err = before + err
     finally:
         p.kill()
     doc = json.loads(out)
     assert doc["backend"] == "ebpf" and doc["schema"] == "vnetdiag.drops/1", err
     assert not proc.is_alive(helper)
     assert not list(journals.glob("*.jsonl"))
+
+
+def _stderr_until_tracing(p: subprocess.Popen) -> str:
+    """stderr up to vnetdiag's "tracing kernel drops ..." line (or its end)."""
+    seen = []
+    for line in p.stderr:
+        seen.append(line)
+        if line.startswith("tracing kernel drops"):
+            break
+    return "".join(seen)
 
 
 def _cmdline(d: Path) -> bytes:

@@ -71,12 +71,14 @@ def run(args, out) -> int:
     try:
         window.start()
         deadline = None if duration is None else time.monotonic() + duration
+        # On stderr with --json too: the moment from which a signal ends the
+        # window with a result rather than interrupting the start.
+        out.info("tracing kernel drops" + (f" for {duration:g} s" if duration else " until Ctrl-C") + " ...")
         if out.json_mode:
             _wait(deadline, args.interval, lambda: None)
         else:
             from rich.live import Live
 
-            out.info("tracing kernel drops" + (f" for {duration:g} s" if duration else " until Ctrl-C") + " ...")
             with Live(console=out.console, auto_refresh=False, transient=True) as live:
                 def refresh():
                     from rich.console import Group
