@@ -77,8 +77,10 @@ def run(args, out) -> int:
         argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
         if not argv:
             raise UsageError("lab exec needs a command", hint="vnetdiag lab exec vm1 -- ping -c1 198.51.100.3")
-        ns = lab.netns(args.node)
-        os.execvp("ip", ["ip", "netns", "exec", ns, *argv])
+        from vnetdiag.lab import shell
+
+        full = shell.argv_in(lab.netns(args.node), argv)
+        os.execvp(full[0], full)
     if action == "fault":
         return _fault(lab, args, out)
     if action == "background":

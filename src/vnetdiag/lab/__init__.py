@@ -139,8 +139,10 @@ class Lab:
         if any(n.name == node and n.kind == "vm" for n in self.spec.nodes):
             raise UsageError(f"lab node {node} is a VM: there is no namespace to run commands in",
                              hint=f"reach it over the network, e.g. ping {self.ip(node)} from another node")
-        result = subprocess.run(["ip", "netns", "exec", self.netns(node), *argv], capture_output=True,
-                                text=True, timeout=timeout, **kw)
+        from vnetdiag.lab import shell
+
+        result = subprocess.run(shell.argv_in(self.netns(node), argv), capture_output=True, text=True,
+                                timeout=timeout, **kw)
         if check and result.returncode != 0:
             raise subprocess.CalledProcessError(result.returncode, result.args, result.stdout, result.stderr)
         return result

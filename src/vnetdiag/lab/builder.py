@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from vnetdiag.errors import KernelError
-from vnetdiag.lab.shell import in_netns, run
+from vnetdiag.lab.shell import in_netns, ip, run
 from vnetdiag.model.lab import Endpoint, LabSpec, Macvtap
 from vnetdiag.system import proc
 from vnetdiag.system.undo import DeleteNetns, Journal, KillProcess, RemovePath
@@ -53,32 +53,32 @@ def build(spec: LabSpec, journal: Journal, lab_dir: Path, progress=None, *, vms:
         ns = netns_name(spec, node.name)
         journal.record(DeleteNetns(name=ns))
         run(["ip", "netns", "add", ns])
-        run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        ip(ns, ["ip", "link", "set", "lo", "up"])
         for key, value in (() if spec.ipv6 else _QUIET_SYSCTLS.items()):
             in_netns(ns, ["sysctl", "-qw", f"{key}={value}"])
         for br in node.bridges:
-            run(["ip", "-n", ns, "link", "add", br, "type", "bridge", "stp_state", "0", "mcast_snooping", "0"])
-            run(["ip", "-n", ns, "link", "set", br, "up"])
+            ip(ns, ["ip", "link", "add", br, "type", "bridge", "stp_state", "0", "mcast_snooping", "0"])
+            ip(ns, ["ip", "link", "set", br, "up"])
     say("links: veth pairs, vxlan overlay, macvtap")
     for veth in spec.veths:
         a, b = veth.a, veth.b
-        run(["ip", "-n", netns_name(spec, a.node), "link", "add", a.name, "type", "veth",
+        ip(netns_name(spec, a.node), ["ip", "link", "add", a.name, "type", "veth",
              "peer", "name", b.name, "netns", netns_name(spec, b.node)])
     for x in spec.vxlans:
         ns = netns_name(spec, x.node)
-        run(["ip", "-n", ns, "link", "add", x.name, "type", "vxlan", "id", str(x.vni), "local", x.local,
+        ip(ns, ["ip", "link", "add", x.name, "type", "vxlan", "id", str(x.vni), "local", x.local,
              "dev", x.underlay, "dstport", str(x.dstport)])
         for remote in x.remotes:
-            run(["bridge", "-n", ns, "fdb", "append", "00:00:00:00:00:00", "dev", x.name, "dst", remote])
+            ip(ns, ["bridge", "fdb", "append", "00:00:00:00:00:00", "dev", x.name, "dst", remote])
     for m in spec.macvtaps:
         ns = netns_name(spec, m.node)
-        run(["ip", "-n", ns, "link", "add", "link", m.lower, "name", m.name, "type", "macvtap", "mode", m.mode])
+        ip(ns, ["ip", "link", "add", "link", m.lower, "name", m.name, "type", "macvtap", "mode", m.mode])
         if spec.is_vm(m.guest.node):
             continue  # QEMU takes the macvtap's /dev/tapN and uses its MAC (start_vms)
-        run(["ip", "-n", netns_name(spec, m.guest.node), "tuntap", "add", "dev", m.guest.name, "mode", "tap"])
+        ip(netns_name(spec, m.guest.node), ["ip", "tuntap", "add", "dev", m.guest.name, "mode", "tap"])
         # The "VM" must use the macvtap's MAC: macvtap only takes frames sent to it.
         mac = _mac_of(ns, m.name)
-        run(["ip", "-n", netns_name(spec, m.guest.node), "link", "set", m.guest.name, "address", mac])
+        ip(netns_name(spec, m.guest.node), ["ip", "link", "set", m.guest.name, "address", mac])
     # A VM's tap exists while a descriptor holds it: opened here, handed to
     # QEMU, gone with it (and with the namespace).
     tap_fds = {}
@@ -96,7 +96,7 @@ def build(spec: LabSpec, journal: Journal, lab_dir: Path, progress=None, *, vms:
         if node.firewall:
             _firewall(netns_name(spec, node.name), [x for x in spec.vxlans if x.node == node.name])
         for to, via in node.routes if node.kind != "vm" else ():
-            run(["ip", "-n", netns_name(spec, node.name), "route", "add", to, "via", via])
+            ip(netns_name(spec, node.name), ["ip", "route", "add", to, "via", via])
     backends = []
     for m in spec.macvtaps:
         if spec.is_vm(m.guest.node):
@@ -181,7 +181,7 @@ def wait_carrier(spec: LabSpec, timeout_s: float = 10.0) -> None:
     pending = {n.name for n in spec.nodes if n.kind != "vm"}
     while pending:
         for node in sorted(pending):
-            links = json.loads(run(["ip", "-n", netns_name(spec, node), "-j", "link", "show"]).stdout)
+            links = json.loads(ip(netns_name(spec, node), ["ip", "-j", "link", "show"]).stdout)
             if all("LOWER_UP" in link.get("flags", []) for link in links if link["ifname"] != "lo"):
                 pending.discard(node)
         if pending and time.monotonic() > deadline:
@@ -192,19 +192,19 @@ def wait_carrier(spec: LabSpec, timeout_s: float = 10.0) -> None:
 
 
 def _mac_of(ns: str, dev: str) -> str:
-    out = run(["ip", "-n", ns, "-br", "link", "show", "dev", dev]).stdout.split()
+    out = ip(ns, ["ip", "-br", "link", "show", "dev", dev]).stdout.split()
     return out[2]
 
 
 def _configure(spec: LabSpec, ep: Endpoint) -> None:
     ns = netns_name(spec, ep.node)
     if ep.mtu:
-        run(["ip", "-n", ns, "link", "set", ep.name, "mtu", str(ep.mtu)])
+        ip(ns, ["ip", "link", "set", ep.name, "mtu", str(ep.mtu)])
     if ep.master:
-        run(["ip", "-n", ns, "link", "set", ep.name, "master", ep.master])
+        ip(ns, ["ip", "link", "set", ep.name, "master", ep.master])
     if ep.address:
-        run(["ip", "-n", ns, "addr", "add", ep.address, "dev", ep.name])
-    run(["ip", "-n", ns, "link", "set", ep.name, "up"])
+        ip(ns, ["ip", "addr", "add", ep.address, "dev", ep.name])
+    ip(ns, ["ip", "link", "set", ep.name, "up"])
 
 
 # A security group as clouds build it: stateful, conntrack on every forwarded

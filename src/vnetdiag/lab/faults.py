@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from vnetdiag.errors import BadInputError, KernelError, UsageError
-from vnetdiag.lab.shell import in_netns, run
+from vnetdiag.lab.shell import argv_in, in_netns, ip
 from vnetdiag.model.lab import LabSpec
 from vnetdiag.system.undo import Journal, ReleaseSharedSetting, RemovePath, RunCommand, hold_shared_setting
 
@@ -96,16 +96,16 @@ class Loss(Fault):
         rule = [*match, "-m", "statistic", "--mode", "random", "--probability",
                 f"{opts['percent'] / 100:.6f}", "-m", "comment", "--comment", f"vnetdiag-fault-{journal.owner}",
                 "-j", "DROP"]
-        journal.record(RunCommand(argv=("ip", "netns", "exec", target.netns, "iptables", "-w", "-t", table,
-                                        "-D", chain, *rule)))
+        journal.record(RunCommand(argv=argv_in(target.netns, ["iptables", "-w", "-t", table,
+                                        "-D", chain, *rule])))
         in_netns(target.netns, ["iptables", "-w", "-t", table, "-I", chain, *rule])
 
 
 def _replace_root_qdisc(target: Target, journal: Journal, qdisc: list[str]) -> None:
     # Deleting the root qdisc gives the device back its default (noqueue for
     # veth, pfifo_fast or similar for others): that is the undo.
-    journal.record(RunCommand(argv=("tc", "-n", target.netns, "qdisc", "del", "dev", target.device, "root")))
-    run(["tc", "-n", target.netns, "qdisc", "replace", "dev", target.device, "root", *qdisc])
+    journal.record(RunCommand(argv=argv_in(target.netns, ["tc", "qdisc", "del", "dev", target.device, "root"])))
+    ip(target.netns, ["tc", "qdisc", "replace", "dev", target.device, "root", *qdisc])
 
 
 class QueueOverflow(Fault):
@@ -159,11 +159,11 @@ class SlowGuest(Fault):
                                         f"kill -HUP {backend['pid']} 2>/dev/null; true")))
         journal.record(RemovePath(path=f"{control}.ack"))
         if opts["queue_len"]:
-            qlen = run(["ip", "-n", target.netns, "-j", "link", "show", "dev", target.device]).stdout
+            qlen = ip(target.netns, ["ip", "-j", "link", "show", "dev", target.device]).stdout
             old = json.loads(qlen)[0].get("txqlen", 500)
-            journal.record(RunCommand(argv=("ip", "-n", target.netns, "link", "set", "dev", target.device,
-                                            "txqueuelen", str(old))))
-            run(["ip", "-n", target.netns, "link", "set", "dev", target.device, "txqueuelen", str(opts["queue_len"])])
+            journal.record(RunCommand(argv=argv_in(target.netns, ["ip", "link", "set", "dev", target.device,
+                                            "txqueuelen", str(old)])))
+            ip(target.netns, ["ip", "link", "set", "dev", target.device, "txqueuelen", str(opts["queue_len"])])
         generation = time.monotonic_ns()
         control.write_text(json.dumps({"rx_pps": opts["rate"], "generation": generation}) + "\n")
         os.kill(backend["pid"], signal.SIGHUP)
@@ -203,8 +203,8 @@ class ConntrackFull(Fault):
         holder = str(journal.path.absolute())
         journal.record(ReleaseSharedSetting(path=CONNTRACK_MAX, holder=holder))
         hold_shared_setting(CONNTRACK_MAX, holder)
-        journal.record(RunCommand(argv=("ip", "netns", "exec", target.netns, "conntrack", "-D",
-                                        "-s", str(_PHANTOM_NET))))
+        journal.record(RunCommand(argv=argv_in(target.netns, ["conntrack", "-D",
+                                        "-s", str(_PHANTOM_NET)])))
         count = int(in_netns(target.netns, ["cat", "/proc/sys/net/netfilter/nf_conntrack_count"]).stdout)
         Path(CONNTRACK_MAX).write_text(f"{opts['max']}\n")
         hosts = list(_PHANTOM_NET.hosts())
@@ -225,11 +225,11 @@ class MtuMismatch(Fault):
             raise UsageError(f"mtu-mismatch --mtu must be 68-65535, got {opts['mtu']}")
 
     def inject(self, target: Target, opts: dict, journal: Journal) -> None:
-        out = run(["ip", "-n", target.netns, "-j", "link", "show", "dev", target.device]).stdout
+        out = ip(target.netns, ["ip", "-j", "link", "show", "dev", target.device]).stdout
         old = json.loads(out)[0]["mtu"]
-        journal.record(RunCommand(argv=("ip", "-n", target.netns, "link", "set", "dev", target.device,
-                                        "mtu", str(old))))
-        run(["ip", "-n", target.netns, "link", "set", "dev", target.device, "mtu", str(opts["mtu"])])
+        journal.record(RunCommand(argv=argv_in(target.netns, ["ip", "link", "set", "dev", target.device,
+                                        "mtu", str(old)])))
+        ip(target.netns, ["ip", "link", "set", "dev", target.device, "mtu", str(opts["mtu"])])
 
 
 class VmPause(Fault):
@@ -262,9 +262,9 @@ class VmPause(Fault):
                     continue
                 node, dev = nic["host"].split(":", 1)
                 ns = f"{target.spec.prefix}-{node}"
-                old = json.loads(run(["ip", "-n", ns, "-j", "link", "show", "dev", dev]).stdout)[0].get("txqlen", 500)
-                journal.record(RunCommand(argv=("ip", "-n", ns, "link", "set", "dev", dev, "txqueuelen", str(old))))
-                run(["ip", "-n", ns, "link", "set", "dev", dev, "txqueuelen", str(opts["queue_len"])])
+                old = json.loads(ip(ns, ["ip", "-j", "link", "show", "dev", dev]).stdout)[0].get("txqlen", 500)
+                journal.record(RunCommand(argv=argv_in(ns, ["ip", "link", "set", "dev", dev, "txqueuelen", str(old)])))
+                ip(ns, ["ip", "link", "set", "dev", dev, "txqueuelen", str(opts["queue_len"])])
         vm_mod.qmp_command(vm["qmp"], "stop")
         status = vm_mod.qmp_command(vm["qmp"], "query-status")
         if status.get("running"):

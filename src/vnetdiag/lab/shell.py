@@ -14,6 +14,22 @@ def run(argv: Sequence[str], *, check: bool = True, timeout_s: float = 30.0):
     return nsexec.run(argv, check=check, timeout_s=timeout_s)
 
 
-def in_netns(netns: str, argv: Sequence[str], **kw):
-    """Run a command inside a lab namespace (with /sys of that namespace)."""
-    return nsexec.run(argv, netns=f"/run/netns/{netns}", sysfs=True, **kw)
+def path(netns: str) -> str:
+    """The namespace file of a lab namespace (named: the lab names all of them)."""
+    return f"{nsexec.NAMED_DIR}{netns}"
+
+
+def in_netns(netns: str, argv: Sequence[str], *, sysfs: bool = True, **kw):
+    """Run a command inside a lab namespace (with /sys of that namespace unless
+    ``sysfs`` is False, for tools that only speak netlink)."""
+    return nsexec.run(argv, netns=path(netns), sysfs=sysfs, **kw)
+
+
+def argv_in(netns: str, argv: Sequence[str]) -> tuple[str, ...]:
+    """``argv`` as it runs inside a lab namespace, for the undo journal."""
+    return tuple(nsexec.argv_in(path(netns), argv, sysfs=argv[0] not in nsexec.IPROUTE2_TOOLS))
+
+
+def ip(netns: str, argv: Sequence[str], **kw):
+    """An iproute2 command (ip, tc, bridge) inside a lab namespace."""
+    return in_netns(netns, argv, sysfs=False, **kw)

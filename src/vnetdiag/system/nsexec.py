@@ -66,11 +66,19 @@ def _is_here(path: str) -> bool:
         return False
 
 
+NAMED_DIR = "/run/netns/"
+IPROUTE2_TOOLS = frozenset({"ip", "tc", "bridge"})
+"""Tools that enter a named namespace themselves (``-n NAME``): no nsenter process."""
+
+
 def argv_in(target: NsTarget, argv: Sequence[str], *, sysfs: bool = False) -> list[str]:
     """``argv`` wrapped so that it runs in the namespace ``target``."""
     path = ns_path(target)
     if path is None or (not sysfs and _is_here(path)):
         return list(argv)
+    name = path[len(NAMED_DIR):] if path.startswith(NAMED_DIR) else ""
+    if not sysfs and argv and argv[0] in IPROUTE2_TOOLS and name and "/" not in name:
+        return [argv[0], "-n", name, *argv[1:]]
     if sysfs:
         # A private mount namespace, then this namespace's sysfs over /sys: what
         # `ip netns exec` does, for any namespace file.
