@@ -16,25 +16,59 @@ from vnetdiag.report.units import fmt_us
 us = fmt_us
 
 
-def moved_counters(run, *, limit: int = 60) -> list[tuple[str, str, str, int]]:
-    """(namespace, device, counter, delta) for loss-related counters, largest first."""
+def moved_counters(run, *, limit: int = 60) -> list[tuple[int, str, str, str, int]]:
+    """(netns inode, namespace, device, counter, delta) for loss-related counters, largest first."""
     d = counter_delta(run.before, run.after)
     rows = []
     for i in d.interfaces:
         for m in i.stats:
             if any(k in m.name for k in ("drop", "error", "missed", "fifo")):
-                rows.append((i.netns_name, i.name, m.name, m.delta))
+                rows.append((i.ref.netns_inode, i.netns_name, i.name, m.name, m.delta))
         for q in i.qdiscs:
             for m in q.moves:
                 if m.name in ("drops", "overlimits", "requeues"):
-                    rows.append((i.netns_name, i.name, f"qdisc {q.kind} {q.handle} {m.name}", m.delta))
+                    rows.append((i.ref.netns_inode, i.netns_name, i.name, f"qdisc {q.kind} {q.handle} {m.name}",
+                                 m.delta))
     for n in d.namespaces:
         for m in n.conntrack:
-            rows.append((n.netns_name, "", f"conntrack {m.name}", m.delta))
+            rows.append((n.netns_inode, n.netns_name, "", f"conntrack {m.name}", m.delta))
         for section, m in n.snmp:
             if m.name in ("RetransSegs", "TCPSynRetrans", "TCPLossProbes", "ListenDrops", "ListenOverflows"):
-                rows.append((n.netns_name, "", f"{section} {m.name}", m.delta))
-    return sorted(rows, key=lambda r: -r[3])[:limit]
+                rows.append((n.netns_inode, n.netns_name, "", f"{section} {m.name}", m.delta))
+    return sorted(rows, key=lambda r: -r[4])[:limit]
+
+
+def split_by_path(rows, path) -> tuple[list, list]:
+    """Counter rows in the path's namespaces, and the others' (other tenants'
+    activity, which the verdicts do not rest on). Without a path, all are shown."""
+    on_path = {h.netns_inode for h in path}
+    if not on_path:
+        return list(rows), []
+    return [r for r in rows if r[0] in on_path], [r for r in rows if r[0] not in on_path]
+
+
+def path_pictures(d) -> str:
+    """Each direction of the path as Graphviz lays it out (topology/drawing.py),
+    arrows the way the probe's packets go, the top verdict's device in red;
+    a numbered list where Graphviz is not installed."""
+    from vnetdiag.errors import MissingFeatureError
+    from vnetdiag.system import graphviz
+    from vnetdiag.topology.drawing import path_dot
+
+    culprits = {(v.netns_inode, v.device) for v in d.verdicts[:1]}
+    out = []
+    for direction, title in (("forward", f"{d.source} → {d.target}"), ("reverse", f"{d.target} → {d.source}")):
+        hops = [h for h in d.path if h.direction == direction]
+        if not hops:
+            continue
+        try:
+            picture = graphviz.inline(graphviz.svg(path_dot(hops, culprits=culprits)))
+        except MissingFeatureError:
+            picture = "<ol class=\"hops\">" + "".join(
+                f"<li class=\"{'hop culprit' if (h.netns_inode, h.device) in culprits else 'hop'}\">"
+                f"{escape(h.device)} <span class=\"sub\">{escape(h.netns)}</span></li>" for h in hops) + "</ol>"
+        out.append(f'<h3>{escape(title)}</h3><div class="path-picture" data-direction="{direction}">{picture}</div>')
+    return "".join(out) or "<p>path not resolved</p>"
 
 
 def html(run) -> str:
@@ -52,19 +86,14 @@ def html(run) -> str:
         series.append((name, times))
     note = ("drops are placed in time from the tracer's timestamps" if len(series) > 1 else
             "no traced drop with a timestamp in this window")
-    culprits = {(v.netns_inode, v.device) for v in d.verdicts[:1]}
-    chains = []
-    for direction, title in (("forward", f"{d.source} → {d.target}"), ("reverse", f"{d.target} → {d.source}")):
-        hops = [(h.netns, h.device, (h.netns_inode, h.device) in culprits) for h in d.path if h.direction == direction]
-        if hops:
-            chains.append(f"<h3>{escape(title)}</h3>{svg.path_chain(hops)}")
+    on_path, elsewhere = split_by_path(moved_counters(run), d.path)
     s = d.symptom
     clean = (f"{s.transactions} transactions, p99 {us(s.p99_us)}, max {us(s.max_us)}, {s.tails} tails, "
              f"{s.retrans_segs} retransmitted segments; tracer {'complete' if d.trace_complete else 'incomplete or off'}.")
     return template.render(d=d, s=s, probe=probe, us=us, version=__version__,
                            generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"), histogram=histogram,
                            timeline=svg.timeline(series, duration_s=max(d.window_s, 0.001)), timeline_note=note,
-                           path="".join(chains) or svg.path_chain([]), counters=moved_counters(run),
+                           path=path_pictures(d), counters=on_path, other_counters=elsewhere,
                            clean_figures=clean)
 
 

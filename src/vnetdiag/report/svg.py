@@ -9,41 +9,61 @@ from html import escape
 from vnetdiag.report.units import edge_us
 
 
-def log_histogram(bins: Sequence[tuple[float, float, int]], *, width: int = 720, height: int = 240,
+def _count(n: int) -> str:
+    return f"{n:,}"
+
+
+def log_histogram(bins: Sequence[tuple[float, float, int]], *, width: int = 720, height: int = 260,
                   marks: Sequence[tuple[float, str]] = ()) -> str:
-    """Bars of (low_us, high_us, count) on a log-x, log-y chart, like seed 001's figure.
+    """Bars of (low_us, high_us, count) on a log-x, log-y chart, like seed 001's figure,
+    with both axes labelled: latency with its unit, counts at each power of ten.
     ``marks`` are vertical lines (latency_us, label), e.g. the minimum RTO."""
     bins = [b for b in bins if b[2] > 0]
     if not bins:
-        return '<svg width="10" height="10"></svg>'
-    pad_l, pad_b, pad_t = 50, 36, 10
+        return '<p class="sub">no transaction completed: nothing to plot</p>'
+    pad_l, pad_r, pad_b, pad_t = 70, 12, 44, 12
     lo = math.log10(min(b[0] for b in bins) or 1)
     hi = math.log10(max(max(b[1] for b in bins), *(m[0] * 1.2 for m in marks)) if marks else max(b[1] for b in bins))
-    top = math.log10(max(b[2] for b in bins)) + 0.2
     span = max(hi - lo, 1e-9)
+    # Counts from 0.5 (so a bin of one transaction still shows a bar) to the next power of ten.
+    y_lo, y_hi = math.log10(0.5), max(1, math.ceil(math.log10(max(b[2] for b in bins)) + 0.05))
+    base = height - pad_b
 
     def x(us: float) -> float:
-        return pad_l + (math.log10(max(us, 1e-3)) - lo) / span * (width - pad_l - 10)
+        return pad_l + (math.log10(max(us, 1e-3)) - lo) / span * (width - pad_l - pad_r)
 
     def y(count: float) -> float:
-        return pad_t + (1 - math.log10(count + 1) / (top + 0.001)) * (height - pad_t - pad_b)
+        return pad_t + (1 - (math.log10(count) - y_lo) / (y_hi - y_lo)) * (base - pad_t)
 
-    out = [f'<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">']
+    out = [f'<svg class="chart histogram" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+           f'role="img" aria-label="latency histogram">']
+    for decade in range(0, y_hi + 1):
+        n = 10 ** decade
+        out.append(f'<line class="grid" x1="{pad_l}" x2="{width - pad_r}" y1="{y(n):.1f}" y2="{y(n):.1f}"/>'
+                   f'<text class="ytick" x="{pad_l - 6}" y="{y(n) + 4:.1f}" text-anchor="end">{_count(n)}</text>')
+    for decade in range(math.floor(lo), math.ceil(hi) + 1):
+        us = 10 ** decade
+        if pad_l - 1 <= x(us) <= width - pad_r + 1:
+            out.append(f'<line class="grid" x1="{x(us):.1f}" x2="{x(us):.1f}" y1="{pad_t}" y2="{base}"/>'
+                       f'<text class="xtick" x="{x(us):.1f}" y="{base + 15}" text-anchor="middle">{edge_us(us)}</text>')
     for b_lo, b_hi, n in bins:
         x0, x1 = x(b_lo), max(x(b_hi) - 1, x(b_lo) + 1)
         out.append(f'<rect class="bar" x="{x0:.1f}" y="{y(n):.1f}" width="{x1 - x0:.1f}" '
-                   f'height="{height - pad_b - y(n):.1f}"><title>{edge_us(b_lo)}–{edge_us(b_hi)}: {n}</title></rect>')
-    for decade in range(math.floor(lo), math.ceil(hi) + 1):
-        us = 10 ** decade
-        if x(us) >= pad_l - 1:
-            out.append(f'<line class="grid" x1="{x(us):.1f}" x2="{x(us):.1f}" y1="{pad_t}" y2="{height - pad_b}"/>'
-                       f'<text x="{x(us):.1f}" y="{height - pad_b + 14}" text-anchor="middle">{edge_us(us)}</text>')
+                   f'height="{base - y(n):.1f}"><title>{edge_us(b_lo)}–{edge_us(b_hi)}: {_count(n)} '
+                   f'transactions</title></rect>')
     for us, label in marks:
-        out.append(f'<line class="mark" x1="{x(us):.1f}" x2="{x(us):.1f}" y1="{pad_t}" y2="{height - pad_b}"/>'
-                   f'<text class="mark" x="{x(us) + 3:.1f}" y="{pad_t + 12}">{escape(label)}</text>')
-    out.append(f'<text x="{width / 2:.0f}" y="{height - 4}" text-anchor="middle">latency (log scale)</text>'
-               f'<text x="12" y="{height / 2:.0f}" transform="rotate(-90 12 {height / 2:.0f})" '
-               f'text-anchor="middle">transactions (log)</text></svg>')
+        # Near the right edge the label goes left of its line, where it stays on the chart.
+        right = x(us) > pad_l + 0.7 * (width - pad_l - pad_r)
+        out.append(f'<line class="mark" x1="{x(us):.1f}" x2="{x(us):.1f}" y1="{pad_t}" y2="{base}"/>'
+                   f'<text class="mark" x="{x(us) + (-3 if right else 3):.1f}" y="{pad_t + 12}" '
+                   f'text-anchor="{"end" if right else "start"}">{escape(label)}</text>')
+    out.append(f'<line class="axis" x1="{pad_l}" x2="{pad_l}" y1="{pad_t}" y2="{base}"/>'
+               f'<line class="axis" x1="{pad_l}" x2="{width - pad_r}" y1="{base}" y2="{base}"/>'
+               f'<text class="axis-title" x="{(pad_l + width - pad_r) / 2:.0f}" y="{height - 6}" '
+               f'text-anchor="middle">latency of a transaction (log scale; us, ms, s)</text>'
+               f'<text class="axis-title" x="14" y="{(pad_t + base) / 2:.0f}" '
+               f'transform="rotate(-90 14 {(pad_t + base) / 2:.0f})" text-anchor="middle">'
+               f'transactions per bin (count, log scale)</text></svg>')
     return "".join(out)
 
 
@@ -65,31 +85,7 @@ def timeline(series: Sequence[tuple[str, Sequence[float]]], *, duration_s: float
     for k in range(6):
         t = dur * k / 5
         xt = pad_l + k / 5 * (width - pad_l - 10)
-        out.append(f'<text x="{xt:.0f}" y="{height - 6}" text-anchor="middle">{t:.1f} s</text>')
+        anchor = "start" if k == 0 else "end" if k == 5 else "middle"  # the ends stay inside the chart
+        out.append(f'<text x="{xt:.0f}" y="{height - 6}" text-anchor="{anchor}">{t:.1f} s</text>')
     out.append("</svg>")
     return "".join(out)
-
-
-def path_chain(hops: Sequence[tuple[str, str, bool]], *, width: int = 720) -> str:
-    """Boxes for (netns, device, is_culprit) in order, left to right, wrapping."""
-    if not hops:
-        return "<p>path not resolved</p>"
-    box_w, box_h, gap = 132, 44, 22
-    per_row = max(1, (width + gap) // (box_w + gap))
-    rows = math.ceil(len(hops) / per_row)
-    height = rows * (box_h + 26) + 10
-    out = [f'<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">']
-    for i, (netns, device, culprit) in enumerate(hops):
-        r, c = divmod(i, per_row)
-        x0, y0 = c * (box_w + gap) + 2, r * (box_h + 26) + 6
-        cls = "hop culprit" if culprit else "hop"
-        out.append(f'<g class="{cls}" data-device="{escape(device)}"><rect x="{x0}" y="{y0}" width="{box_w}" '
-                   f'height="{box_h}" rx="6"/><text x="{x0 + box_w / 2}" y="{y0 + 18}" text-anchor="middle">'
-                   f'{escape(device)}</text><text class="ns" x="{x0 + box_w / 2}" y="{y0 + 34}" '
-                   f'text-anchor="middle">{escape(netns)}</text></g>')
-        if c < per_row - 1 and i < len(hops) - 1:
-            out.append(f'<line class="edge" x1="{x0 + box_w}" x2="{x0 + box_w + gap}" y1="{y0 + box_h / 2}" '
-                       f'y2="{y0 + box_h / 2}"/>')
-    out.append("</svg>")
-    return "".join(out)
-

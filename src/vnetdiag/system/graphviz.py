@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 from vnetdiag.system import nsexec
+
+_SIZE = re.compile(r'<svg width="([0-9.]+)pt" height="([0-9.]+)pt"')
+_XMLNS = re.compile(r'\s+xmlns(:xlink)?="[^"]*"')
 
 
 def available() -> bool:
@@ -17,3 +21,16 @@ def svg(dot_text: str, *, timeout_s: float = 30.0) -> str:
     nsexec.need("dot", "graphviz")
     return nsexec.run(["dot", "-Tsvg"], input=dot_text, timeout_s=timeout_s,
                       hint="the DOT came from vnetdiag: please report it with `vnetdiag topology --format dot`").stdout
+
+
+def inline(svg_text: str) -> str:
+    """dot's SVG ready to sit inside HTML: no XML prologue or DOCTYPE, and
+    sized by its viewBox to its container's width, never wider than dot drew
+    it (dot writes a fixed size in points, which a narrower page cuts off).
+    The XML namespace declarations go too: HTML's parser knows SVG's and
+    xlink's, and a report then names no URL at all."""
+    body = svg_text[svg_text.index("<svg"):]
+    head = body.index(">")
+    body = _XMLNS.sub("", body[:head]) + body[head:]
+    return _SIZE.sub(lambda m: f'<svg width="100%" style="max-width: {m.group(1)}pt; height: auto" '
+                               f'data-width-pt="{m.group(1)}" preserveAspectRatio="xMinYMin meet"', body, count=1)

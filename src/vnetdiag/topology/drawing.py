@@ -1,4 +1,4 @@
-"""The topology as Graphviz DOT laid out for people (pure).
+"""The topology, and a probe's path through it, as Graphviz DOT laid out for people (pure).
 
 Namespaces are clusters inside one cluster per role, left to right host ->
 fabric -> hypervisors -> guests (topology/roles.py). Dot ranks nodes along
@@ -7,6 +7,10 @@ the lower tier to the higher one, and inside a namespace from the underlay
 towards the guests (lower device -> upper device, uplink port -> bridge ->
 guest ports). Edges are orthogonal. FDB entries are facts about ports, not
 wires: they stay in the details, off the picture, where they would cross it.
+
+A path (``path_dot``) is drawn with the same boxes: one cluster per namespace
+in the order the packets enter them, top to bottom, the devices of a
+namespace side by side, and arrows in the direction the probe's packets move.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ from __future__ import annotations
 import json
 from html import escape
 
+from collections.abc import Collection, Sequence
+
+from vnetdiag.model.diagnosis import PathHop
 from vnetdiag.model.topology import Edge, Node, Topology
 from vnetdiag.topology.details import global_addresses
 from vnetdiag.topology.roles import TIER_TITLE, TIERS, namespace_roles
@@ -45,19 +52,39 @@ def _shown(t: Topology) -> list[Node]:
     return [n for n in t.nodes if n.type != "interface" or n.name != "lo" or n.id in linked]
 
 
+def _html_label(name: str, sub: str, extra: Sequence[str] = ()) -> str:
+    """A node's label: the name in bold, a grey line of facts, blue lines of addresses."""
+    lines = [f"<B>{escape(name)}</B>", f"<FONT POINT-SIZE=\"9\" COLOR=\"#555555\">{escape(sub)}</FONT>"]
+    lines += [f"<FONT POINT-SIZE=\"9\" COLOR=\"#0b5394\">{escape(x)}</FONT>" for x in extra]
+    return "<" + "<BR/>".join(lines) + ">"
+
+
 def _label(n: Node, addrs: dict[str, list[str]]) -> str:
     if n.type == "process":
         vm = n.attrs.get("vm")
-        sub = f"QEMU pid {n.attrs.get('pid')}" if vm else f"pid {n.attrs.get('pid')}"
-        return f"<<B>{escape(n.name)}</B><BR/><FONT POINT-SIZE=\"9\" COLOR=\"#555555\">{escape(sub)}</FONT>>"
+        return _html_label(n.name, f"QEMU pid {n.attrs.get('pid')}" if vm else f"pid {n.attrs.get('pid')}")
     a = n.attrs
     kind = n.kind or a.get("driver") or "device"
     sub = f"{kind} · mtu {a.get('mtu')}"
     if "vni" in a:
         sub += f" · vni {a['vni']}"
-    lines = [f"<B>{escape(n.name)}</B>", f"<FONT POINT-SIZE=\"9\" COLOR=\"#555555\">{escape(sub)}</FONT>"]
-    lines += [f"<FONT POINT-SIZE=\"9\" COLOR=\"#0b5394\">{escape(x)}</FONT>" for x in addrs.get(n.id, [])[:3]]
-    return "<" + "<BR/>".join(lines) + ">"
+    return _html_label(n.name, sub, addrs.get(n.id, [])[:3])
+
+
+def _header(rankdir: str, *, ranksep_in: float = 0.55) -> list[str]:
+    """Graph, node and edge defaults shared by every picture."""
+    return ["digraph vnetdiag {",
+            f'  graph [rankdir={rankdir}, splines=ortho, newrank=true, nodesep=0.3, ranksep={ranksep_in}, '
+            'fontname="Helvetica", fontsize=11, bgcolor="white", pad=0.2];',
+            '  node [shape=box, style="rounded,filled", fillcolor="white", color="#555555", '
+            'fontname="Helvetica", fontsize=10, margin="0.12,0.05"];',
+            '  edge [arrowsize=0.7, fontname="Helvetica", fontsize=9, fontcolor="#d62728"];']
+
+
+def _ns_cluster(key: str, name: str, element_id: str, *, extra: str = "") -> str:
+    """The opening line of a namespace's box."""
+    return (f'subgraph cluster_ns_{key} {{ label=<<B>{escape(name)}</B>>; id={_q(element_id)}; '
+            f'style="rounded,filled"; fillcolor="#f4f6f9"; color="#8a94a6";{extra}')
 
 
 def _tiers(t: Topology, shown: list[Node]) -> tuple[dict[str, int], dict[int, str]]:
@@ -120,12 +147,7 @@ def dot(t: Topology, *, fdb_edges: bool = False) -> str:
     shown = _shown(t)
     tier, roles = _tiers(t, shown)
     addrs = global_addresses(t)
-    out = ["digraph vnetdiag {",
-           '  graph [rankdir=LR, splines=ortho, newrank=true, nodesep=0.3, ranksep=0.55, '
-           'fontname="Helvetica", fontsize=11, bgcolor="white", pad=0.2];',
-           '  node [shape=box, style="rounded,filled", fillcolor="white", color="#555555", '
-           'fontname="Helvetica", fontsize=10, margin="0.12,0.05"];',
-           '  edge [arrowsize=0.7, fontname="Helvetica", fontsize=9, fontcolor="#d62728"];']
+    out = _header("LR")
     netns_nodes = [n for n in shown if n.type == "netns"]
     for role in TIERS:
         members = [n for n in netns_nodes if roles.get(n.netns_inode, "other") == role]
@@ -135,8 +157,7 @@ def dot(t: Topology, *, fdb_edges: bool = False) -> str:
         out.append(f'  subgraph cluster_tier_{role} {{ label={_q(TIER_TITLE[role])}; id={_q("tier-" + role)}; '
                    f'style="dashed"; color="#bbbbbb"; fontcolor="#777777"; labeljust=l;')
         for ns in sorted(members, key=lambda n: n.name):
-            out.append(f'    subgraph cluster_ns_{ns.netns_inode} {{ label=<<B>{escape(ns.name)}</B>>; '
-                       f'id={_q(dom_id(ns.id))}; style="rounded,filled"; fillcolor="#f4f6f9"; color="#8a94a6";')
+            out.append("    " + _ns_cluster(str(ns.netns_inode), ns.name, dom_id(ns.id)))
             for n in shown:
                 if n.type in ("interface", "process") and n.netns_inode == ns.netns_inode and not n.attrs.get("vm"):
                     cls = "process" if n.type == "process" else "interface"
@@ -162,6 +183,50 @@ def dot(t: Topology, *, fdb_edges: bool = False) -> str:
             continue
         label = f", xlabel={_q('VNI ' + str(e.attrs.get('vni')))}" if e.type == "vxlan" else ""
         out.append(f"  {_q(tail)} -> {_q(head)} [{EDGE_STYLE[e.type]}, class={_q('edge ' + e.type)}{label}];")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def hop_id(direction: str, index: int) -> str:
+    """A path hop's node id in the SVG: what pages and tests select on."""
+    return f"hop-{direction}-{index}"
+
+
+def path_dot(hops: Sequence[PathHop], *, culprits: Collection[tuple[int, str]] = ()) -> str:
+    """One direction of a path: the hops in order (all of one ``direction``),
+    boxed by namespace, arrows from each device to the next; hops whose
+    (netns inode, device) is in ``culprits`` are drawn red."""
+    # Room between the rows for the arrow from one row's end to the next row's start.
+    out = _header("TB", ranksep_in=0.8)
+    order: list[int] = []  # namespaces in the order the packets enter them
+    for h in hops:
+        if h.netns_inode not in order:
+            order.append(h.netns_inode)
+    for k, inode in enumerate(order):
+        mine = [(i, h) for i, h in enumerate(hops) if h.netns_inode == inode]
+        out.append("  " + _ns_cluster(f"{k}", mine[0][1].netns, f"path-ns-{mine[0][1].direction}-{k}",
+                                  extra=" labeljust=l;"))
+        for i, h in mine:
+            culprit = (h.netns_inode, h.device) in culprits
+            style = ', fillcolor="#ffe3e0", color="#c62828", penwidth=2' if culprit else ""
+            sub = f"#{i + 1} · {h.kind or 'device'}" + (f" · mtu {h.mtu}" if h.mtu else "")
+            out.append(f"    {_q(hop_id(h.direction, i))} [id={_q(hop_id(h.direction, i))}, "
+                       f"class={_q('hop culprit' if culprit else 'hop')}, tooltip={_q(h.netns + '/' + h.device)}, "
+                       f"label={_html_label(h.device, sub)}{style}];")
+        # The devices of one namespace side by side, so the picture grows downwards.
+        out.append("    { rank=same; " + " ".join(_q(hop_id(h.direction, i)) for i, h in mine) + " }")
+        out.append("  }")
+    # Rows start at the left, as lines of text do: an invisible, heavy edge
+    # joins the first devices of successive namespaces, and the arrow from a
+    # row's end to the next row's start does not pull the next row sideways.
+    firsts = [next(i for i, h in enumerate(hops) if h.netns_inode == inode) for inode in order]
+    for a, b in zip(firsts, firsts[1:]):
+        out.append(f"  {_q(hop_id(hops[a].direction, a))} -> {_q(hop_id(hops[b].direction, b))} "
+                   "[style=invis, weight=100];")
+    for i in range(len(hops) - 1):
+        across = hops[i].netns_inode != hops[i + 1].netns_inode
+        out.append(f"  {_q(hop_id(hops[i].direction, i))} -> {_q(hop_id(hops[i + 1].direction, i + 1))} "
+                   f'[color="#1f77b4", penwidth=2, arrowsize=0.9, class="step"{", weight=0" if across else ""}];')
     out.append("}")
     return "\n".join(out) + "\n"
 

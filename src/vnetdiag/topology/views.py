@@ -126,11 +126,6 @@ def page_view(t: Topology) -> dict:
             "tiers": list(TIERS), "caption": caption, "edge_titles": drawing.EDGE_TITLE}
 
 
-def _inline_svg(svg_text: str) -> str:
-    """dot's SVG without its XML prologue and DOCTYPE, ready to sit inside HTML."""
-    return svg_text[svg_text.index("<svg"):]
-
-
 def html(t: Topology, *, layout: str | None = None) -> str:
     """A self-contained offline page: Graphviz's layout of dot(t) inlined as SVG
     with the document and readable details. ``layout``: the SVG to use; by
@@ -152,5 +147,5 @@ def html(t: Topology, *, layout: str | None = None) -> str:
     template = resources.files("vnetdiag.report").joinpath("templates/topology.html").read_text()
     data = json.dumps(document(t)).replace("</", "<\\/")
     view = json.dumps(page_view(t)).replace("</", "<\\/")
-    return (template.replace("__LAYOUT_NOTE__", note).replace("__TOPOLOGY_SVG__", _inline_svg(layout) if layout else "")
+    return (template.replace("__LAYOUT_NOTE__", note).replace("__TOPOLOGY_SVG__", graphviz.inline(layout) if layout else "")
             .replace("__FIELDS_JSON__", view).replace("__TOPOLOGY_JSON__", data))
