@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("vnetdiag.cli.serve", "the probe server: bounded, token-guarded, loopback unless told otherwise"),
     "topology": ("vnetdiag.cli.topology", "namespaces, interfaces and how they connect: tree, dot, html, json, diff"),
     "path": ("vnetdiag.cli.path", "the devices a packet from FROM to TO crosses, both directions"),
+    "compare": ("vnetdiag.cli.compare", "probe several paths interleaved: latency, loss and build side by side"),
     "watch": ("vnetdiag.cli.watch", "detect TX stalls, drop anomalies, conntrack pressure, link changes; act; journal"),
     "export": ("vnetdiag.cli.export", "serve every namespace's counters as Prometheus /metrics"),
     "fleet": ("vnetdiag.cli.fleet", "rank drop places across hosts from Prometheus (fleet top)"),
