@@ -23,6 +23,7 @@ import pytest
 from vnetdiag.system import nsexec
 from vnetdiag.system.state import journals_dir
 from vnetdiag.testing.fleetsim import SimFleet
+from vnetdiag.testing.simbase import wait_for
 
 pytestmark = pytest.mark.root
 
@@ -84,17 +85,6 @@ def children(pid: int) -> set[int]:
         if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
             out.add(int(p.name))
     return out
-
-
-def wait_for(cond, *, deadline_s: float = 15, what: str = "condition"):
-    end = time.monotonic() + deadline_s
-    while True:
-        got = cond()
-        if got:
-            return got
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def assert_nothing_left(sim, pids: set[int]) -> None:

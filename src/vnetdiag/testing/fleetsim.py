@@ -28,6 +28,7 @@ from pathlib import Path
 
 from vnetdiag.system import nsexec, proc
 from vnetdiag.system.undo import DeleteNetns, Journal, KillProcess
+from vnetdiag.testing.simbase import Simulated
 
 RELAY = """\
 import os, socket, sys, threading
@@ -66,7 +67,7 @@ def _ip(*argv: str, netns: str | None = None) -> None:
     nsexec.run(["ip", *argv], netns=f"/run/netns/{netns}" if netns else None)
 
 
-class SimFleet:
+class SimFleet(Simulated):
     def __init__(self, directory: Path, *, prefix: str = "hm", hosts: int = 3,
                  vnetdiag: str | None = None) -> None:
         self.dir = Path(directory)
@@ -112,17 +113,6 @@ class SimFleet:
         return self.dir / "hosts.ini"
 
     # ---- build -----------------------------------------------------------------
-
-    def __enter__(self) -> SimFleet:
-        try:
-            self.up()
-        except BaseException:
-            self.down()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.down()
 
     def up(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
