@@ -47,6 +47,8 @@ def correlate(bundle: Bundle) -> tuple[tuple[Verdict, ...], tuple[str, ...]]:
 def _on_path(ctx: Context, c: Candidate) -> bool:
     if c.cause == "softnet-drop":
         return True  # a CPU's backlog serves every path through this host
+    if c.probe_packets:
+        return True  # the probe's own packets died here: a way they took (one leg of a multipath route)
     if c.device is None:
         return c.netns in ctx.path_netns
     return (c.netns, c.device) in ctx.path_keys

@@ -10,6 +10,7 @@ direction.
 from __future__ import annotations
 
 from vnetdiag.analyze.evidence.base import Candidates, Context
+from vnetdiag.model.diagnosis import Evidence
 
 name = "rule"
 source = "counter"
@@ -63,6 +64,38 @@ def merge(ctx: Context, out: Candidates) -> None:
         r.directions = probe
         if traced:
             r.counts["trace"] = traced
+    _merge_uncounted(ctx, out)
+
+
+def _merge_uncounted(ctx: Context, out: Candidates) -> None:
+    """A rule without a counter (common in native nftables) is read by no one,
+    and the trace places its drops at each packet's input device: a rule dropping
+    both directions of a forwarded flow shows at two devices. Without a counted
+    rule in the namespace the kernel cannot tell rules apart, so the probe's
+    packets its netfilter verdicts dropped are one verdict for the namespace's
+    firewall, their counts (and directions) added up."""
+    by_netns: dict[int, list] = {}
+    for k, c in out.items():
+        if (c.netns is not None and c.cause == "drop" and c.reason == _NETFILTER and c.probe_packets
+                and name not in c.counts and not _is_hook_drop(c)):
+            by_netns.setdefault(c.netns, []).append(k)
+    for netns, keys in by_netns.items():
+        if len(keys) < 2 or (netns, None, "drop") in out:
+            continue
+        parts = [out.pop(k) for k in keys]
+        merged = out.at(netns, None, "drop", reason=_NETFILTER, queue="netfilter")
+        for c in parts:
+            merged.absorb(c)
+        merged.probe_packets = sum(c.probe_packets for c in parts)
+        merged.background = sum(c.background for c in parts)
+        merged.directions = {d: sum(c.directions.get(d, 0) for c in parts) for d in {"forward", "reverse"}
+                             if any(d in c.directions for c in parts)}
+        for kind in {k for c in parts for k in c.counts}:
+            merged.counts[kind] = sum(c.counts.get(kind, 0) for c in parts)
+        devices = ", ".join(f"{c.probe_packets} at {c.device}" for c in parts)
+        merged.evidence.append(Evidence(source="trace", count=merged.probe_packets, text=(
+            f"one firewall, no rule counter to tell its rules apart: the probe's packets dropped by netfilter "
+            f"verdicts in {ctx.name(netns)} add up ({devices})")))
 
 
 def _is_hook_drop(c) -> bool:
