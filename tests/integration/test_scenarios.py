@@ -1,0 +1,112 @@
+"""diagnose on topologies built with plain ip/tc/iptables/nft/sysctl/bridge
+commands (tests/scenarios), IPv6 on and other tenants' traffic running, one
+fault each (or none): the top verdict is the fault's place and cause, its count
+of the probe's packets is the kernel's (nft meter counters at both ends), other
+traffic's drops never outrank it, and a clean path has no verdict.
+
+VNETDIAG_RECORD_SCENARIOS=1 also writes each run's bundle and truth to
+tests/golden/bundles/scenarios/ for the rootless replay
+(tests/golden/test_correlate_scenario_bundles.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from scenarios import SCENARIOS
+from scenarios.bed import Bed
+from vnetdiag.analyze.correlate import BACKGROUND_CAP, PROBE_FLOOR
+from vnetdiag.collect import bundlefile
+from vnetdiag.diagnose import diagnose
+from vnetdiag.testing.plugin import _base36
+
+pytestmark = pytest.mark.root
+
+RUN_PREFIX = f"hs{_base36(os.getpid())}"
+"""Every namespace of this run starts with it: concurrent runs never collide."""
+PROBE_PORT = 20000 + os.getpid() % 10000
+"""Below the ephemeral range and apart from the background's 52xx: only the probe uses it."""
+WINDOW_S = 3.0
+RECORD = Path(__file__).resolve().parents[1] / "golden" / "bundles" / "scenarios"
+
+
+def _leftovers() -> list[str]:
+    try:
+        return sorted(n for n in os.listdir("/run/netns") if n.startswith(RUN_PREFIX))
+    except FileNotFoundError:
+        return []
+
+
+@pytest.fixture
+def bed(request):
+    if os.geteuid() != 0:
+        pytest.skip("needs root: builds real network namespaces")
+    tag = request.node.callspec.params["scenario"][1]
+    b = Bed(prefix=f"{RUN_PREFIX}{tag}", probe_port=PROBE_PORT)
+    yield b
+    failures = b.teardown()
+    assert not failures, failures
+    assert not [n for n in _leftovers() if n.startswith(b.prefix)]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s[0] for s in SCENARIOS])
+def test_scenario_top_verdict_is_the_kernels_truth(bed, scenario):
+    name, _tag, build = scenario
+    case = build(bed)
+    started = time.monotonic()
+    run = diagnose(source=case.source, target=case.target, duration_s=WINDOW_S, warmup_s=0.3, backend="ebpf",
+                   port=PROBE_PORT, **case.probe)
+    wall_s = time.monotonic() - started
+    lost = case.meter.lost()
+    fault = case.fault_counters()
+    d = run.diagnosis
+    top = d.verdicts[0] if d.verdicts else None
+    summary = {"scenario": name, "wall_s": round(wall_s, 2), "lost": lost, "fault": fault,
+               "shortfall": d.shortfall, "verdicts": [_brief(v) for v in d.verdicts[:4]]}
+    print(json.dumps(summary))
+    if os.environ.get("VNETDIAG_RECORD_SCENARIOS"):
+        _record(name, case, bed, run, lost)
+    assert d.backend == "ebpf", d.backend
+    assert case.fault_fired(fault), f"the fault did not fire: {fault}"
+    # Other traffic's drops are never a confident verdict, whatever the path.
+    for v in d.verdicts:
+        if v.probe_packets == 0 and v.background:
+            assert v.confidence <= BACKGROUND_CAP, v
+    if case.expect is None:
+        assert lost["forward"] == lost["reverse"] == 0, lost
+        assert not d.problem_found and d.verdicts == (), d.verdicts
+        return
+    assert lost["forward"] + lost["reverse"] > 0, f"the probe lost nothing: {lost}"
+    assert d.problem_found and top is not None, f"no verdict; notes: {d.notes}"
+    want = case.expect
+    assert (top.netns_inode, top.device, top.cause) in {
+        (bed.nodes[want.node].inode, dev, cause) for dev in want.devices for cause in want.causes}, summary
+    assert top.on_path and top.probe_packets, summary
+    assert top.confidence >= PROBE_FLOOR, summary
+    if want.exact_count:
+        assert top.probe_packets == lost["forward"] + lost["reverse"], summary
+    # Places where only other traffic's packets died rank below every place of the probe's.
+    ranks = [bool(v.probe_packets) for v in d.verdicts]
+    assert ranks == sorted(ranks, reverse=True), [_brief(v) for v in d.verdicts]
+
+
+def _brief(v) -> str:
+    return (f"{v.netns}:{v.device} {v.cause} {v.reason} count {v.count} conf {v.confidence} "
+            f"probe {v.probe_packets} bg {v.background}")
+
+
+def _record(name, case, bed: Bed, run, lost) -> None:
+    RECORD.mkdir(parents=True, exist_ok=True)
+    bundlefile.write(RECORD / f"{name}.json.gz", run.bundle)
+    labels = {n.inode: n.label for n in run.bundle.after.namespaces}
+    want = case.expect
+    expect = {"cause": None} if want is None else {
+        "netns": labels[bed.nodes[want.node].inode], "devices": sorted(want.devices, key=str),
+        "causes": sorted(want.causes), "probe_packets": lost["forward"] + lost["reverse"] if want.exact_count
+        else None, "lost": lost}
+    (RECORD / f"{name}.expect.json").write_text(json.dumps(expect, indent=1) + "\n")
