@@ -18,10 +18,11 @@ import math
 import re
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from vnetdiag.analyze.difference import PathRounds, differences
+from vnetdiag.analyze.difference import MIN_ROUNDS, PathRounds, differences
 from vnetdiag.errors import BadInputError, UsageError, VnetdiagError
 from vnetdiag.model.compare import (METRICS, SCHEMA, CompareResult, HopBuild, PathBuild, PathFigures, PathSpec,
                                     Slice)
@@ -40,13 +41,14 @@ def parse_path(text: str) -> PathSpec:
     what comes before the first "=", when that part has no arrow; FROM and TO
     are endpoints as ``vnetdiag.naming.endpoint`` takes them."""
     label, sep, rest = text.partition("=")
-    if not sep or _ARROW.search(label):
+    labelled = bool(sep) and not _ARROW.search(label)
+    if not labelled:
         label, rest = "", text
     ends = _ARROW.split(rest.strip())
     if len(ends) != 2 or not all(ends):
         raise UsageError(f"--path {text!r}: expected {PATH_HELP.split(':')[0]}", hint=PATH_HELP)
     label = label.strip()
-    if label and not _LABEL.fullmatch(label):
+    if labelled and not _LABEL.fullmatch(label):
         raise UsageError(f"--path {text!r}: label {label!r} must be 1-32 letters, digits or . + - _",
                          hint="e.g. --path veth=vm1->vm3")
     return PathSpec(label=label or f"{ends[0]}->{ends[1]}", source=ends[0], target=ends[1])
@@ -106,7 +108,17 @@ def shared_edges_us(arrays: Sequence[np.ndarray], per_decade: int = _HIST_PER_DE
     return 10 ** (np.arange(lo, max(hi, lo + 1) + 1) / per_decade)
 
 
-def _figures(spec: PathSpec, a: Endpoint, b: Endpoint, slices: Sequence[Slice], edges: np.ndarray,
+@dataclass(frozen=True, kw_only=True)
+class Where:
+    """Where a path's ends were found: the labels and addresses the run used."""
+
+    source_netns: str
+    target_netns: str
+    client_address: str | None
+    server_address: str
+
+
+def _figures(spec: PathSpec, where: Where, slices: Sequence[Slice], edges: np.ndarray,
              build: PathBuild | None) -> PathFigures:
     from vnetdiag.probe import histograms as H
 
@@ -121,14 +133,41 @@ def _figures(spec: PathSpec, a: Endpoint, b: Endpoint, slices: Sequence[Slice], 
         for k, v in s.tails.items():
             tails[k] = tails.get(k, 0) + v
     return PathFigures(
-        label=spec.label, source=spec.source, target=spec.target, source_netns=a.ns.label, target_netns=b.ns.label,
-        client_address=a.address, server_address=b.address or "", slices=len(slices), duration_s=duration,
+        label=spec.label, source=spec.source, target=spec.target, source_netns=where.source_netns,
+        target_netns=where.target_netns, client_address=where.client_address, server_address=where.server_address,
+        slices=len(slices), duration_s=duration,
         transactions=len(latency), rate_per_s=len(latency) / duration if duration > 0 else 0.0,
         latency=H.summarize(hist), trials=trials, lost=lost, loss_rate=lost / trials if trials else 0.0,
         errors=sum(s.errors for s in slices), retrans_segs=sum(s.retrans_segs for s in slices), tails=tails,
         histogram=tuple(HistogramBin(low_us=float(edges[k]), high_us=float(edges[k + 1]), count=int(c))
                         for k, c in enumerate(counts)),
         build=build, shortfalls=tuple(f"round {s.round + 1}: {s.shortfall}" for s in slices if s.shortfall))
+
+
+def assemble(paths: Sequence[PathSpec], where: Sequence[Where], slices: Sequence[Slice], *, rounds_asked: int,
+             slice_s: float, warmup_s: float, pattern: str, streams: int, builds: Sequence[PathBuild | None] = (),
+             interrupted: bool = False, level: float = 0.95, resamples: int = 2000,
+             seed: int = 0) -> CompareResult:
+    """The result of a run from its slices (no I/O: recorded slices give the same result)."""
+    builds = list(builds) or [None] * len(paths)
+    done = max((s.round + 1 for s in slices), default=0)
+    per_path = [[s for s in slices if s.path == i] for i in range(len(paths))]
+    edges = shared_edges_us([s.latency_us for s in slices])
+    figures = tuple(_figures(p, w, own, edges, build) for p, w, own, build in zip(paths, where, per_path, builds))
+    rounds_of = [PathRounds(label=f.label, latency_us=[s.latency_us for s in own], lost=[s.lost for s in own],
+                            trials=[s.trials for s in own], transactions=[s.transactions for s in own],
+                            duration_s=[s.duration_s for s in own]) for f, own in zip(figures, per_path)]
+    diffs, inference = differences(rounds_of, [{m: f.metric(m) for m in METRICS} for f in figures],
+                                   level=level, resamples=resamples, seed=seed)
+    notes = []
+    if interrupted:
+        notes.append(f"interrupted: {done} of {rounds_asked} rounds complete")
+    if done < MIN_ROUNDS:
+        notes.append(f"{done} rounds: too few for intervals (need {MIN_ROUNDS}; give a longer --duration or a "
+                     "shorter --slice)")
+    return CompareResult(pattern=pattern, streams=streams, slice_s=slice_s, warmup_s=warmup_s, rounds=done,
+                         paths=figures, differences=diffs, inference=inference, slices=tuple(slices),
+                         interrupted=interrupted, notes=tuple(notes))
 
 
 def compare(paths: Sequence[PathSpec], *, duration_s: float = 5.0, slice_s: float = 0.5, warmup_s: float = 0.1,
@@ -170,29 +209,22 @@ def compare(paths: Sequence[PathSpec], *, duration_s: float = 5.0, slice_s: floa
         slices, interrupted = run_interleaved(legs, rounds=rounds, slice_s=slice_s, warmup_s=warmup_s,
                                               pattern=pattern, streams=streams, request_bytes=request_bytes,
                                               response_bytes=response_bytes, progress=say, stop=stop)
+        for i, p in enumerate(paths):
+            own = [s for s in slices if s.path == i]
+            if own and not any(s.transactions for s in own):
+                raise BadInputError(f"path {p.label}: no slice measured anything ({own[0].shortfall})",
+                                    hint=f"check that {p.source} reaches {p.target}: vnetdiag path {p.source} "
+                                         f"{p.target}")
         builds: list[PathBuild | None] = [None] * len(paths)
         if describe:
             say("reading how each path is built")
             after = collector.snapshot()  # the bridges have learned the endpoints by now
             builds = [_hops(collector, after, a, b) for a, b in ends]
-    done = max((s.round + 1 for s in slices), default=0)
-    per_path = [[s for s in slices if s.path == i] for i in range(len(paths))]
-    edges = shared_edges_us([s.latency_us for s in slices])
-    figures = tuple(_figures(p, a, b, own, edges, build)
-                    for p, (a, b), own, build in zip(paths, ends, per_path, builds))
-    rounds_of = [PathRounds(label=f.label, latency_us=[s.latency_us for s in own], lost=[s.lost for s in own],
-                            trials=[s.trials for s in own], transactions=[s.transactions for s in own],
-                            duration_s=[s.duration_s for s in own]) for f, own in zip(figures, per_path)]
-    diffs, inference = differences(rounds_of, [{m: f.metric(m) for m in METRICS} for f in figures],
-                                   level=level, resamples=resamples, seed=seed)
-    notes = []
-    if interrupted:
-        notes.append(f"interrupted: {done} of {rounds} rounds complete")
-    if done < 3:
-        notes.append(f"{done} rounds: too few for intervals (need 3; give a longer --duration or a shorter --slice)")
-    return CompareResult(pattern=pattern, streams=streams, slice_s=slice_s, warmup_s=warmup_s, rounds=done,
-                         paths=figures, differences=diffs, inference=inference, slices=slices,
-                         interrupted=interrupted, notes=tuple(notes))
+    where = [Where(source_netns=a.ns.label, target_netns=b.ns.label, client_address=a.address,
+                   server_address=b.address or "") for a, b in ends]
+    return assemble(paths, where, slices, rounds_asked=rounds, slice_s=slice_s, warmup_s=warmup_s, pattern=pattern,
+                    streams=streams, builds=builds, interrupted=interrupted, level=level, resamples=resamples,
+                    seed=seed)
 
 
 def document(result: CompareResult) -> dict:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vnetdiag.errors import UsageError
+from vnetdiag.errors import UsageError, VnetdiagError
 from vnetdiag.model.compare import Slice
 from vnetdiag.model.probe import ProbeResult
 
@@ -74,9 +74,16 @@ def slice_of(result: ProbeResult, raw: str, *, path: int, round_: int, position:
                  retrans_segs=retrans, tails=tails, latency_us=_latencies(raw), shortfall=result.shortfall)
 
 
+def failed_slice(why: str, *, path: int, round_: int, position: int, started_s: float) -> Slice:
+    """A slice whose probe could not run (no session, no stream connected)."""
+    return Slice(path=path, round=round_, position=position, started_s=started_s, duration_s=0.0, transactions=0,
+                 trials=0, lost=0, errors=1, retrans_segs=0, tails={}, latency_us=np.zeros(0),
+                 shortfall=f"the probe could not run: {why}")
+
+
 def run_interleaved(legs: Sequence[Leg], *, rounds: int, slice_s: float, warmup_s: float = 0.1,
                     pattern: str = "tcp-rr", streams: int = 4, request_bytes: int = 1, response_bytes: int = 1,
-                    connect_timeout_s: float = 5.0, progress: Progress | None = None,
+                    connect_timeout_s: float = 10.0, progress: Progress | None = None,
                     stop: threading.Event | None = None) -> tuple[tuple[Slice, ...], bool]:
     """Probe every leg ``rounds`` times for ``slice_s`` measured seconds each,
     interleaved. Returns the slices of the complete rounds, and whether the run
@@ -106,10 +113,17 @@ def run_interleaved(legs: Sequence[Leg], *, rounds: int, slice_s: float, warmup_
                 for position, i in enumerate(order_of(r, len(legs))):
                     leg, raw = legs[i], io.StringIO()
                     started = time.monotonic() - t0
-                    result = run_probe(leg.server_address, port=ports[i], pattern=pattern, streams=streams,
-                                       duration_s=slice_s, warmup_s=warmup_s, request_bytes=request_bytes,
-                                       response_bytes=response_bytes, netns=leg.client_netns, raw=raw,
-                                       connect_timeout_s=connect_timeout_s, stop=stop)
+                    try:
+                        result = run_probe(leg.server_address, port=ports[i], pattern=pattern, streams=streams,
+                                           duration_s=slice_s, warmup_s=warmup_s, request_bytes=request_bytes,
+                                           response_bytes=response_bytes, netns=leg.client_netns, raw=raw,
+                                           connect_timeout_s=connect_timeout_s, stop=stop)
+                    except VnetdiagError as exc:
+                        # A path too lossy to set a session up is a finding, not the end of the
+                        # run: the slice is kept, empty, with the reason.
+                        done.append(failed_slice(exc.message, path=i, round_=r, position=position,
+                                                 started_s=started))
+                        continue
                     if result.interrupted:
                         raise KeyboardInterrupt
                     done.append(slice_of(result, raw.getvalue(), path=i, round_=r, position=position,

@@ -59,13 +59,13 @@ def differences_table(result: CompareResult):
     for d in result.differences:
         rows.append((d.path, METRIC_NAMES[d.metric], value_text(d.metric, d.estimate, signed=True), interval_text(d),
                      "yes" if d.significant else "no"))
-        styles.append("bold red" if d.significant and _worse(d) else ("bold green" if d.significant else None))
+        styles.append("bold red" if d.significant and worse(d) else ("bold green" if d.significant else None))
     base = result.paths[0].label if result.paths else "?"
     return fitted(cols, rows, styles=styles, title_justify="left",
                   title=f"against {base}: {inf.method}, {inf.resamples} draws of {inf.rounds} rounds")
 
 
-def _worse(d: Difference) -> bool:
+def worse(d: Difference) -> bool:
     """Higher latency or loss, or a lower rate, than the baseline."""
     return d.estimate < 0 if d.metric == "rate_per_s" else d.estimate > 0
 
