@@ -232,11 +232,13 @@ class Prometheus:
     """Debian's prometheus on a free loopback port, scraping ``targets`` every ``scrape_interval_s``."""
 
     def __init__(self, directory: Path, *, targets: list[dict], rules: Sequence[Path] = (),
-                 scrape_interval_s: float = 1.0, binary: str = "prometheus") -> None:
+                 scrape_interval_s: float = 1.0, scrape_self: bool = False, binary: str = "prometheus") -> None:
         self.dir = Path(directory)
         self.targets = targets
         self.rules = [str(r) for r in rules]
         self.interval = scrape_interval_s
+        self.scrape_self = scrape_self
+        """Also scrape Prometheus' own /metrics (job "self"): a Go exporter to compare with."""
         self.binary = binary
         self.port = 0
         self.process: subprocess.Popen | None = None
@@ -251,18 +253,20 @@ class Prometheus:
         return {"global": {"scrape_interval": interval, "evaluation_interval": interval,
                            "scrape_timeout": interval},
                 "rule_files": self.rules,
-                "scrape_configs": [{"job_name": "vnetdiag", "static_configs": self.targets}]}
+                "scrape_configs": [{"job_name": "vnetdiag", "static_configs": self.targets}]
+                + ([{"job_name": "self", "static_configs": [{"targets": [f"127.0.0.1:{self.port}"]}]}]
+                   if self.scrape_self else [])}
 
     def __enter__(self) -> Prometheus:
         if shutil.which(self.binary) is None:
             raise FileNotFoundError(f"{self.binary} not installed (Debian package prometheus)")
         self.dir.mkdir(parents=True, exist_ok=True)
         cfg = self.dir / "prometheus.yml"
-        cfg.write_text(json.dumps(self.config(), indent=1))  # JSON is YAML
         self.journal.open()
         try:
             for _ in range(3):
                 self.port = free_port()
+                cfg.write_text(json.dumps(self.config(), indent=1))  # JSON is YAML
                 log = self.dir / "prometheus.log"
                 self.process = _journaled_popen(
                     self.journal, [self.binary, f"--config.file={cfg}", f"--storage.tsdb.path={self.dir / 'data'}",
