@@ -38,10 +38,15 @@ def test_inventory_keeps_names_and_macs_whole(lab, width):
     assert ns in tokens
     for link in _links(ns):
         assert link["ifname"] in tokens, link["ifname"]
+    before = {link["ifname"]: link["address"] for link in _links(ns)}
     wide = _cli(["--wide", "inventory", "--netns", ns], width)
+    after = {link["ifname"]: link["address"] for link in _links(ns)}
     assert "not shown" not in wide
-    for link in _links(ns):
-        assert link["address"] in set(wide.split()), link["address"]
+    for name, mac in after.items():
+        # A MAC that changed while the command ran (a bridge takes its lowest
+        # port's) is the lab's doing, not the table's.
+        if before.get(name) == mac:
+            assert mac in set(wide.split()), (name, mac, [r for r in wide.splitlines() if f" {name} " in r])
 
 
 @pytest.mark.parametrize("width", [80, 120])

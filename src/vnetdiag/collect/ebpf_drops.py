@@ -158,8 +158,10 @@ class EbpfDropSource:
     """bpftrace counting every drop and streaming the selected ones; see the module docstring."""
 
     def __init__(self, *, filter: str | None = None, flows: Iterable = (), vxlan_ports: Sequence[int] | None = None,
-                 max_records: int = 100_000, sample: int = 200, raw_log=None, head_bytes: int = 0) -> None:
-        """``head_bytes`` > 0: every record also carries the packet's first bytes (PacketDrop.head)."""
+                 max_records: int = 100_000, sample: int = 200, raw_log=None, head_bytes: int = 0,
+                 count_interval_ms: int = 1000) -> None:
+        """``head_bytes`` > 0: every record also carries the packet's first bytes (PacketDrop.head);
+        ``count_interval_ms``: how fresh the kernel counts of ``snapshot()`` are."""
         self.filter = combined_filter(filter, flows)
         ebpf_filter.parse(self.filter)  # bad words fail now, before anything starts
         self.vxlan_ports = tuple(vxlan_ports) if vxlan_ports is not None else None
@@ -167,6 +169,7 @@ class EbpfDropSource:
         self.sample = sample
         self.raw_log = raw_log
         self.head_bytes = head_bytes
+        self.count_interval_ms = count_interval_ms
         self._awaiting_head: dict[tuple[int, int], int] = {}  # (cpu, ts) -> index in records
         self.records: list[PacketDrop] = []
         self._raw: list[str] = []
@@ -186,7 +189,8 @@ class EbpfDropSource:
             self.vxlan_ports = vxlan_ports()
         params = kernel_params(self.filter, vxlan_ports=self.vxlan_ports, max_records=self.max_records,
                                sample=self.sample, syms=self.syms, reasons=self.reasons)
-        self.script = generate(dataclasses.replace(params, head_bytes=self.head_bytes))
+        self.script = generate(dataclasses.replace(params, head_bytes=self.head_bytes,
+                                                   count_interval_ms=self.count_interval_ms))
         self._proc = bpftrace.BpftraceProcess(self.script, self._on_message, ready=_is_begin,
                                               raw_log=self.raw_log)
         self._proc.start()

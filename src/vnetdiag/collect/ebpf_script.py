@@ -46,7 +46,8 @@ class ScriptParams:
     tap_handler_addr: int | None = None
     tap_ring_offset: int | None = None
     tap_taps_offset: int | None = None
-    count_interval_s: int = 1
+    count_interval_ms: int = 1000
+    """How often the in-kernel counts are printed (what snapshots between prints see)."""
     head_bytes: int = 0
     """With > 0 (a multiple of 8, at most MAX_HEAD_BYTES): each streamed record is
     followed by a ``B`` line with the packet's first bytes (see ``_head``); 0 keeps
@@ -209,7 +210,7 @@ tracepoint:skb:kfree_skb
   }}
 }}
 
-interval:s:{params.count_interval_s} {{ print(@drops); }}
+interval:ms:{params.count_interval_ms} {{ print(@drops); }}
 
 END {{ print(@drops); print(@nrec); print(@nsample); clear(@drops); clear(@nrec); clear(@nsample); }}
 """

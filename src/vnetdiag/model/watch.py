@@ -138,6 +138,16 @@ class XmitTimeout:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class ReasonCount:
+    """Kernel drops of one reason on one interface during a cycle (the tracer's)."""
+
+    netns_inode: int
+    ifindex: int
+    reason: str
+    count: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Observation:
     """What detectors get each cycle: two successive snapshots (``previous`` is
     None on the first cycle) and what only other sources can tell."""
@@ -146,7 +156,7 @@ class Observation:
     current: CounterSnapshot
     xmit_timeouts: tuple[XmitTimeout, ...] = ()
     """Watchdog events seen during the interval (only when the tracer runs)."""
-    drop_reasons: tuple[tuple[str, str, str, int], ...] = ()
-    """(netns label, device, kernel drop reason, count) from the tracer, when it runs."""
+    drop_reasons: tuple[ReasonCount, ...] = ()
+    """Drops per interface and kernel reason from the tracer, when it runs."""
     port_range: tuple[int, int] | None = None
     """net.ipv4.ip_local_port_range used for the ephemeral-port arithmetic."""

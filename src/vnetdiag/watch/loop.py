@@ -65,7 +65,7 @@ class Watcher:
         if config.tracer:
             from vnetdiag.watch.tracing import WatchTracer
 
-            self.tracer = WatchTracer(config.namespaces)
+            self.tracer = WatchTracer(config.namespaces, interval_s=config.interval_s)
         self.lock = threading.Lock()
         self.view = WatchView(detectors=tuple(d.name for d in self.detectors))
         self.errors = 0
@@ -75,12 +75,14 @@ class Watcher:
         if self.tracer is not None:
             self.tracer.start()
         self.journal.write("start", config=asdict(self.config), detectors=[d.name for d in self.detectors],
-                           port_range=self.port_range)
+                           port_range=self.port_range,
+                           tracer=None if self.tracer is None else {"backend": self.tracer.backend,
+                                                                    "note": self.tracer.trace.note})
 
     def cycle(self) -> CycleResult:
         t0 = time.monotonic()
         snap = self.collector.snapshot()
-        reasons = self.tracer.take() if self.tracer is not None else ()
+        reasons = self.tracer.take(snap) if self.tracer is not None else ()
         obs = Observation(previous=self.previous, current=snap, port_range=self.port_range, drop_reasons=reasons)
         transitions = det.run_all(self.detectors, obs)
         for t in transitions:

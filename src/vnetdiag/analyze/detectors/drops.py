@@ -129,14 +129,16 @@ class DropAnomaly(Detector):
                     sample(label, f"{section}.{name}", m, netns=label, netns_inode=s.netns_inode)
         # Kernel drop reasons (only when the tracer runs): a series per device and reason.
         if self.p["drop_reasons"]:
-            by_name = {(i.interface.netns_name, i.interface.name): i.interface for i in obs.current.interfaces}
-            for netns, device, reason, count in obs.drop_reasons:
-                i = by_name.get((netns, device))
-                dev = dict(netns=netns, device=device, netns_inode=i.ref.netns_inode if i else None,
-                           ifindex=i.ref.ifindex if i else None)
-                present.add(device_subject(netns, device))
-                sample(device_subject(netns, device), f"kfree_skb {reason}", count,
-                       evidence={"source": "skb:kfree_skb"}, **dev)
+            here = {(i.interface.ref.netns_inode, i.interface.ref.ifindex): i.interface
+                    for i in obs.current.interfaces}
+            for r in obs.drop_reasons:
+                i = here.get((r.netns_inode, r.ifindex))
+                if i is None:
+                    continue  # gone since the snapshot: no device to baseline
+                subject = device_subject(i.netns_name, i.name)
+                present.add(subject)
+                sample(subject, f"kfree_skb {r.reason}", r.count, evidence={"source": "skb:kfree_skb"},
+                       netns=i.netns_name, device=i.name, netns_inode=r.netns_inode, ifindex=r.ifindex)
         if self.p["softnet"]:
             prev_cpu = {c.cpu: c for c in prev.softnet}
             for c in obs.current.softnet:
