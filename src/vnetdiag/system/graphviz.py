@@ -23,6 +23,12 @@ def svg(dot_text: str, *, timeout_s: float = 30.0) -> str:
                       hint="the DOT came from vnetdiag: please report it with `vnetdiag topology --format dot`").stdout
 
 
+def width_pt(svg_text: str) -> float:
+    """The width dot drew ``svg_text`` at, in points."""
+    m = _SIZE.search(svg_text)
+    return float(m.group(1)) if m else 0.0
+
+
 def inline(svg_text: str) -> str:
     """dot's SVG ready to sit inside HTML: no XML prologue or DOCTYPE, and
     sized by its viewBox to its container's width, never wider than dot drew

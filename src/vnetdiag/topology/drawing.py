@@ -1,7 +1,8 @@
 """The topology, and a probe's path through it, as Graphviz DOT laid out for people (pure).
 
-Namespaces are clusters inside one cluster per role, left to right host ->
-fabric -> hypervisors -> guests (topology/roles.py). Dot ranks nodes along
+Namespaces are clusters inside one cluster per role, in the order host ->
+fabric -> hypervisors -> guests (topology/roles.py), left to right or top to
+bottom. Dot ranks nodes along
 edge directions, so every edge is written pointing away from the host: from
 the lower tier to the higher one, and inside a namespace from the underlay
 towards the guests (lower device -> upper device, uplink port -> bridge ->
@@ -142,12 +143,14 @@ def _oriented(t: Topology, tier: dict[str, int]) -> list[tuple[str, str, Edge]]:
     return out
 
 
-def dot(t: Topology, *, fdb_edges: bool = False) -> str:
-    """The DOT text; ``fdb_edges`` adds the FDB entries as dotted lines (they cross the picture)."""
+def dot(t: Topology, *, fdb_edges: bool = False, rankdir: str = "LR") -> str:
+    """The DOT text; ``fdb_edges`` adds the FDB entries as dotted lines (they cross the picture).
+    ``rankdir``: LR draws the tiers as columns, TB as rows (views.html picks the
+    one that fits a page better)."""
     shown = _shown(t)
     tier, roles = _tiers(t, shown)
     addrs = global_addresses(t)
-    out = _header("LR")
+    out = _header(rankdir)
     netns_nodes = [n for n in shown if n.type == "netns"]
     for role in TIERS:
         members = [n for n in netns_nodes if roles.get(n.netns_inode, "other") == role]
@@ -181,7 +184,9 @@ def dot(t: Topology, *, fdb_edges: bool = False) -> str:
     for tail, head, e in _oriented(t, tier):
         if e.type == "fdb" and not fdb_edges:
             continue
-        label = f", xlabel={_q('VNI ' + str(e.attrs.get('vni')))}" if e.type == "vxlan" else ""
+        # Top to bottom the tunnel joins two nodes of one rank, where dot puts its
+        # label over them; both ends name the VNI anyway.
+        label = f", xlabel={_q('VNI ' + str(e.attrs.get('vni')))}" if e.type == "vxlan" and rankdir == "LR" else ""
         out.append(f"  {_q(tail)} -> {_q(head)} [{EDGE_STYLE[e.type]}, class={_q('edge ' + e.type)}{label}];")
     out.append("}")
     return "\n".join(out) + "\n"

@@ -97,11 +97,30 @@ def tree_lines(t: Topology) -> list[str]:
     return lines
 
 
-def dot(t: Topology) -> str:
+def dot(t: Topology, *, rankdir: str = "LR") -> str:
     """Graphviz DOT: namespaces grouped by role (topology/drawing.py)."""
     from vnetdiag.topology.drawing import dot as draw
 
-    return draw(t)
+    return draw(t, rankdir=rankdir)
+
+
+PAGE_WIDTH_PT = 760.0
+"""The picture's share of a common 1400-px window, in points (1 pt = 4/3 px)."""
+
+
+def fitting_layout(t: Topology) -> str:
+    """dot's SVG, tiers left to right or top to bottom: whichever is drawn
+    larger when fitted to the page's width (ties: left to right). A few wide
+    hypervisors read better in rows, many guests in columns."""
+    from vnetdiag.system import graphviz
+
+    best, best_scale = "", 0.0
+    for rankdir in ("LR", "TB"):
+        svg = graphviz.svg(dot(t, rankdir=rankdir))
+        scale = min(1.0, PAGE_WIDTH_PT / max(graphviz.width_pt(svg), 1.0))
+        if scale > best_scale + 0.05:
+            best, best_scale = svg, scale
+    return best
 
 
 def page_view(t: Topology) -> dict:
@@ -139,7 +158,7 @@ def html(t: Topology, *, layout: str | None = None) -> str:
     note = ""
     if layout is None:
         try:
-            layout = graphviz.svg(dot(t))
+            layout = fitting_layout(t)
         except MissingFeatureError:
             layout = ""
             note = ('<p class="note">Graphviz (<code>dot</code>) is not installed, so this page uses vnetdiag\'s '
