@@ -331,6 +331,73 @@ def traces(r: Run) -> None:
     write("trace-export.txt", out.replace(str(ctf), "/tmp/ctf"))
 
 
+_WATCH_TOML = """interval_s = 1
+namespaces = ["{glob}"]
+
+[detectors.tx_stall]
+raise_after = 2
+[[detectors.tx_stall.actions]]
+kind = "qdisc-reset"
+cooldown_s = 5
+max_attempts = 1
+
+[detectors.conntrack]
+clients = 4
+
+[detectors.link]
+enabled = false
+"""
+
+
+def watch(r: Run) -> None:
+    """watch through a tx-stall at hv2:vm3-p (reset by its action), then conntrack-full at hv1."""
+    import queue
+    import signal
+
+    from vnetdiag.system.undo import exclusive_global_settings
+
+    (r.tmp / "watch.toml").write_text(_WATCH_TOML.format(glob=r.glob))
+    args = ["watch", "--config", "watch.toml", "--journal", "journal.jsonl"]
+    p = subprocess.Popen([VNETDIAG, *args], cwd=r.tmp, env={**r.env, "PYTHONUNBUFFERED": "1"},
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(ln) for ln in p.stdout], daemon=True).start()
+    seen: list[str] = []
+
+    def until(pattern: str, *, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not any(re.search(pattern, ln) for ln in seen):
+            try:
+                seen.append(lines.get(timeout=max(0.1, deadline - time.monotonic())))
+            except queue.Empty:
+                p.kill()
+                raise SystemExit(f"watch: no line matching {pattern!r} in {timeout_s:.0f} s: {''.join(seen)[-800:]}")
+
+    try:
+        until(r"^vnetdiag watch:")
+        r.fault("tx-stall", "hv2:vm3-p")
+        r.node("vm1", "ping", "-q", "-c", "50", "-i", "0.02", "-s", "1000", "-W", "1", "198.51.100.3", check=False)
+        until(r"CLEARED tx_stall")
+        r.clear()
+        with exclusive_global_settings():
+            r.node("hv1", "conntrack", "-F", check=False)
+            r.fault("conntrack-full", "hv1")
+            for _ in range(3):  # new flows the full table refuses
+                r.node("vm1", "ping", "-q", "-c", "2", "-i", "0.2", "-W", "1", "198.51.100.3", check=False)
+            until(r"RAISED\s+conntrack/refusing")
+            r.clear()
+        until(r"CLEARED conntrack/table-nearly-full")
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=30)
+    time.sleep(0.2)  # the reader thread drains the pipe after exit
+    while not lines.empty():
+        seen.append(lines.get())
+    write("watch.txt", f"$ sudo vnetdiag {shlex.join(args)}   # lab {r.prefix!r}: tx-stall at hv2:vm3-p, "
+                       "then conntrack-full at hv1\n" + "".join(seen))
+    write("watch-journal.jsonl", (r.tmp / "journal.jsonl").read_text())
+
+
 def demo(r: Run) -> None:
     # The demo builds and removes a lab of its own: under a prefix of its own too.
     env = {**r.env, "VNETDIAG_LAB_PREFIX": r.prefix + "d", "PYTHONUNBUFFERED": "1"}  # lines in the order printed
@@ -355,8 +422,48 @@ def screenshots(r: Run) -> None:
 
 SAMPLES: dict[str, Callable[[Run], None]] = {
     "inventory": inventory, "counters": counters, "topology": topology, "path": paths, "probe": probes,
-    "conntrack-full": conntrack_full, "drops": drops, "trace": traces, "demo": demo, "screenshots": screenshots,
+    "conntrack-full": conntrack_full, "drops": drops, "trace": traces, "watch": watch, "demo": demo, "screenshots": screenshots,
 }
+
+
+_FENCE = re.compile(r"^```")
+_REF = re.compile(r"samples/([\w.-]+)")
+
+
+def quoted_blocks(page: Path) -> list[tuple[int, str, list[str]]]:
+    """(line number, sample, lines) of each fenced block in a docs page that
+    quotes a sample: one named in the three lines before it."""
+    lines = page.read_text().splitlines()
+    out, i = [], 0
+    while i < len(lines):
+        if _FENCE.match(lines[i]):
+            end = next((j for j in range(i + 1, len(lines)) if _FENCE.match(lines[j])), len(lines))
+            refs = _REF.findall("\n".join(lines[max(0, i - 3):i]))
+            if refs:
+                out.append((i + 1, refs[-1], lines[i + 1:end]))
+            i = end + 1
+        else:
+            i += 1
+    return out
+
+
+def check_docs() -> int:
+    """Lines of quoted blocks that are not in their sample ("..." and "$ " lines
+    are the page's own); prints them, returns how many blocks differ."""
+    bad = 0
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        for line_no, sample, block in quoted_blocks(page):
+            path = OUT / sample
+            if not path.is_file() or path.suffix not in (".txt", ".json", ".jsonl", ".hlog", ".dot"):
+                continue
+            have = {ln.rstrip() for ln in path.read_text().splitlines()}
+            missing = [ln for ln in block if ln.strip() not in ("...", "…") and not ln.startswith("$ ")
+                       and ln.rstrip() not in have]
+            if missing:
+                bad += 1
+                print(f"{page.relative_to(ROOT)}:{line_no}: {len(missing)} of {len(block)} lines not in "
+                      f"samples/{sample}, first: {missing[0][:100]!r}")
+    return bad
 
 
 def main() -> int:
@@ -364,10 +471,14 @@ def main() -> int:
     ap.add_argument("--prefix", default="smp", help="lab prefix (default smp)")
     ap.add_argument("--only", action="append", choices=list(SAMPLES), help="only these samples (repeatable)")
     ap.add_argument("--list", action="store_true", help="list the samples and exit")
+    ap.add_argument("--check-docs", action="store_true",
+                    help="only check that the docs pages' quotes of samples are in the samples")
     args = ap.parse_args()
     if args.list:
         print("\n".join(SAMPLES))
         return 0
+    if args.check_docs:
+        return 1 if check_docs() else 0
     if os.geteuid() != 0:
         raise SystemExit("regen_samples: needs root (it builds the lab)")
     from vnetdiag import lab as lab_mod
@@ -376,6 +487,7 @@ def main() -> int:
     lab_mod.down(args.prefix)
     lab_mod.up(spec.default(args.prefix))
     started = time.monotonic()
+    failed: list[str] = []
     try:
         with tempfile.TemporaryDirectory(prefix="vnetdiag-samples-") as tmp:
             run = Run(args.prefix, Path(tmp))
@@ -384,14 +496,19 @@ def main() -> int:
                 if args.only and name not in args.only:
                     continue
                 print(f"{name}:")
-                make(run)
+                try:
+                    make(run)
+                except SystemExit as exc:  # one sample's failure leaves the others to be made
+                    failed.append(name)
+                    print(f"  FAILED: {exc}", file=sys.stderr)
                 run.clear()
     finally:
         failures = lab_mod.down(args.prefix)
         if failures:
             print(f"lab down left: {failures}", file=sys.stderr)
-    print(f"samples regenerated in {time.monotonic() - started:.0f} s")
-    return 0
+    print(f"samples regenerated in {time.monotonic() - started:.0f} s" + (f"; failed: {', '.join(failed)}"
+                                                                            if failed else ""))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
