@@ -18,8 +18,6 @@ SIGTERM is turned into KeyboardInterrupt while a tracer runs, so the same
 from __future__ import annotations
 
 import os
-import signal
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -28,6 +26,7 @@ from vnetdiag.collect import tracedecode as td
 from vnetdiag.errors import MissingFeatureError, UsageError
 from vnetdiag.model.tracing import Completeness
 from vnetdiag.system import privileges, tracefs
+from vnetdiag.system.sigterm import TermAsInterrupt
 from vnetdiag.system.undo import Journal, RemovePath
 
 # Which tracepoints each --events choice enables.
@@ -60,7 +59,7 @@ class Tracer:
         self.instance: tracefs.Instance | None = None
         self._journal: Journal | None = None
         self._fds: dict[int, int] = {}
-        self._old_sigterm = None
+        self._sigterm = TermAsInterrupt()
         self.pages_read = 0
         self.missed_in_pages = 0
         self.started_ns = 0
@@ -87,7 +86,7 @@ class Tracer:
         self.instance = tracefs.Instance(root, self.name)
         self._journal = Journal(f"trace-{os.getpid()}", directory=self.journal_dir).open()
         self._journal.record(RemovePath(path=str(self.instance.path)))
-        self._install_sigterm()
+        self._sigterm.install()
         try:
             self.instance.create()
             inst = self.instance
@@ -149,21 +148,7 @@ class Tracer:
         if self._journal is not None:
             self._journal.undo()
             self._journal = None
-        self._restore_sigterm()
-
-    def _install_sigterm(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-
-        def on_term(signum, frame):
-            raise KeyboardInterrupt
-
-        self._old_sigterm = signal.signal(signal.SIGTERM, on_term)
-
-    def _restore_sigterm(self) -> None:
-        if self._old_sigterm is not None:
-            signal.signal(signal.SIGTERM, self._old_sigterm)
-            self._old_sigterm = None
+        self._sigterm.restore()
 
     def __enter__(self) -> "Tracer":
         self.start()

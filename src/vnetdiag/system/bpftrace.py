@@ -30,6 +30,7 @@ from typing import Any
 
 from vnetdiag.errors import KernelError, MissingFeatureError, PrivilegeError
 from vnetdiag.system import btf, proc, tracefs
+from vnetdiag.system.sigterm import TermAsInterrupt
 from vnetdiag.system.state import state_dir
 from vnetdiag.system.undo import Journal, KillProcess, RemovePath
 
@@ -144,7 +145,7 @@ class BpftraceProcess:
         self._reader: threading.Thread | None = None
         self._stderr: list[str] = []
         self._attached = threading.Event()
-        self._old_sigterm = None
+        self._sigterm = TermAsInterrupt()
 
     def start(self) -> None:
         exe = check_usable()
@@ -153,7 +154,7 @@ class BpftraceProcess:
         self._journal.record(RemovePath(path=str(self.script_path)))
         self.script_path.parent.mkdir(parents=True, exist_ok=True)
         self.script_path.write_text(self.script)
-        self._install_sigterm()
+        self._sigterm.install()
         try:
             self.started_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
             # A session of its own: Ctrl-C at the terminal reaches vnetdiag, which
@@ -242,21 +243,7 @@ class BpftraceProcess:
         if self._journal is not None:
             self._journal.undo()
             self._journal = None
-        self._restore_sigterm()
-
-    def _install_sigterm(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-
-        def on_term(signum, frame):
-            raise KeyboardInterrupt
-
-        self._old_sigterm = signal.signal(signal.SIGTERM, on_term)
-
-    def _restore_sigterm(self) -> None:
-        if self._old_sigterm is not None:
-            signal.signal(signal.SIGTERM, self._old_sigterm)
-            self._old_sigterm = None
+        self._sigterm.restore()
 
 
 def script_owner(cmdline: bytes) -> int | None:

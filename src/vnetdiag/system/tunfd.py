@@ -33,6 +33,17 @@ def borrow(pid: int, fd: int) -> int | None:
         os.close(pidfd)
 
 
+def ask_borrowed(pid: int, fd: int, ask):
+    """``ask(copy)`` of ``pid``'s descriptor ``fd`` (None if it cannot be borrowed); the copy is closed after."""
+    mine = borrow(pid, fd)
+    if mine is None:
+        return None
+    try:
+        return ask(mine)
+    finally:
+        os.close(mine)
+
+
 def tun_netns_inode(fd: int) -> int | None:
     """Inode of the namespace of the tun/tap device attached to ``fd``."""
     try:

@@ -100,7 +100,7 @@ def scan_device_holders(proc_root: Path = Path("/proc"), sys_root: Path = Path("
                     if line.startswith("iff:"):
                         item = {"tun_name": line.split(":", 1)[1].strip()}
                 if item is not None:
-                    item["tun_netns_inode"] = _borrowed(pid, int(fd), tunfd.tun_netns_inode)
+                    item["tun_netns_inode"] = tunfd.ask_borrowed(pid, int(fd), tunfd.tun_netns_inode)
             else:
                 try:
                     st = os.stat(f"{fd_dir}/{fd}")
@@ -117,7 +117,7 @@ def scan_device_holders(proc_root: Path = Path("/proc"), sys_root: Path = Path("
                 if "net" in parts[:-1] and parts[-1].startswith("tap") and parts[-1][3:].isdigit():
                     name = parts[len(parts) - 1 - parts[::-1].index("net") + 1]
                     item = {"macvtap_name": name, "macvtap_ifindex": int(parts[-1][3:]),
-                            "macvtap_mac": _borrowed(pid, int(fd), tunfd.tap_mac)}
+                            "macvtap_mac": tunfd.ask_borrowed(pid, int(fd), tunfd.tap_mac)}
             if item is None:
                 continue
             key = (pid, tuple(sorted(item.items())))
@@ -134,16 +134,6 @@ def scan_device_holders(proc_root: Path = Path("/proc"), sys_root: Path = Path("
                 comm = "?"
             out.append({"pid": pid, "comm": comm, "netns_inode": ns_inode, **item})
     return out
-
-
-def _borrowed(pid: int, fd: int, ask):
-    mine = tunfd.borrow(pid, fd)
-    if mine is None:
-        return None
-    try:
-        return ask(mine)
-    finally:
-        os.close(mine)
 
 
 def discover(snap: CounterSnapshot, pool: NetlinkPool, *, holders: list[dict] | None = None,

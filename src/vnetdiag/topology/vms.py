@@ -90,7 +90,7 @@ def held_device(pid: int, fd: int, proc_root: Path = Path("/proc"), sys_root: Pa
         for line in info.splitlines():
             if line.startswith("iff:"):
                 return HeldDevice(kind="tap", name=line.split(":", 1)[1].strip(),
-                                  netns_inode=_borrowed(pid, fd, tunfd.tun_netns_inode))
+                                  netns_inode=tunfd.ask_borrowed(pid, fd, tunfd.tun_netns_inode))
         return None
     try:
         st = os.stat(base / "fd" / str(fd))
@@ -102,18 +102,8 @@ def held_device(pid: int, fd: int, proc_root: Path = Path("/proc"), sys_root: Pa
     parts = link.split("/")  # ../../devices/virtual/net/mvtap0/macvtap/tap8
     if "net" in parts[:-1] and parts[-1].startswith("tap") and parts[-1][3:].isdigit():
         name = parts[len(parts) - parts[::-1].index("net")]
-        return HeldDevice(kind="macvtap", name=name, ifindex=int(parts[-1][3:]), mac=_borrowed(pid, fd, tunfd.tap_mac))
+        return HeldDevice(kind="macvtap", name=name, ifindex=int(parts[-1][3:]), mac=tunfd.ask_borrowed(pid, fd, tunfd.tap_mac))
     return None
-
-
-def _borrowed(pid: int, fd: int, ask):
-    mine = tunfd.borrow(pid, fd)
-    if mine is None:
-        return None
-    try:
-        return ask(mine)
-    finally:
-        os.close(mine)
 
 
 def _tun_fds_by_name(pid: int, proc_root: Path) -> dict[str, list[int]]:
