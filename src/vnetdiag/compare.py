@@ -175,9 +175,10 @@ def compare(paths: Sequence[PathSpec], *, duration_s: float = 5.0, slice_s: floa
             level: float = 0.95, resamples: int = 2000, seed: int = 0, describe: bool = True,
             progress: Callable[[str], None] | None = None, stop: threading.Event | None = None) -> CompareResult:
     """Probe ``paths`` in interleaved slices for ``duration_s`` measured seconds
-    each (``ceil(duration_s / slice_s)`` rounds) and compare them with the first."""
+    each (``ceil(duration_s / slice_s)`` rounds, rounded up to whole order
+    designs: a multiple of n paths, of 2n for an odd n) and compare them with the first."""
     from vnetdiag.collect import Collector
-    from vnetdiag.probe.compare import Leg, run_interleaved
+    from vnetdiag.probe.compare import Leg, balanced_rounds, run_interleaved
     from vnetdiag.system.privileges import require_root
     from vnetdiag.topology import discover
 
@@ -191,7 +192,7 @@ def compare(paths: Sequence[PathSpec], *, duration_s: float = 5.0, slice_s: floa
         raise UsageError(f"two paths are labelled {next(x for x in labels if labels.count(x) > 1)!r}",
                          hint="give each --path its own LABEL=")
     say = progress or (lambda _m: None)
-    rounds = max(1, math.ceil(duration_s / slice_s - 1e-9))
+    rounds = balanced_rounds(max(1, math.ceil(duration_s / slice_s - 1e-9)), len(paths))
     with Collector() as collector:
         snap = collector.snapshot()
         ends = [(endpoint(p.source, snap.namespaces), endpoint(p.target, snap.namespaces)) for p in paths]

@@ -3,9 +3,9 @@
 A slow minute of the machine (another tenant, a timer storm, a CPU that
 clocks down) would favour whichever path happened to run in another minute.
 Cutting each path's run into short slices and taking the paths in turn,
-round after round, puts that noise on all of them alike; the order rotates
-each round so no path always runs first (right after the pause between
-rounds). Each path has its own probe server, started once in its TO
+round after round, puts that noise on all of them alike; the order changes
+each round (``design``) so no path always runs first, or always right after
+the same other path. Each path has its own probe server, started once in its TO
 namespace on a port the kernel picks; every slice is one ``run_probe``
 session with its own short warm-up, and its transactions are read back
 exactly from the probe's raw log.
@@ -42,9 +42,34 @@ class Leg:
     server_address: str
 
 
+def design(paths: int) -> list[list[int]]:
+    """The orders of the rounds, a Williams design: every path runs in every
+    place, and right after every other path, equally often (n rows for an even
+    number of paths, 2n for an odd one). A slice can leave something behind
+    for the next (a lossy path's connections still retransmitting, a server
+    thread still busy): with plain rotation the same path would always pay
+    for it, and a path measured twice would differ from itself."""
+    first, low, high = [0], 1, paths - 1
+    while len(first) < paths:  # 0, 1, n-1, 2, n-2, ...
+        first.append(low)
+        low += 1
+        if len(first) < paths:
+            first.append(high)
+            high -= 1
+    rows = [[(v + k) % paths for v in first] for k in range(paths)]
+    return rows if paths % 2 == 0 else rows + [row[::-1] for row in rows]
+
+
 def order_of(round_: int, paths: int) -> list[int]:
-    """The paths' order in a round: rotated by one each round."""
-    return [(round_ + k) % paths for k in range(paths)]
+    """The paths' order in a round (``design``, round after round)."""
+    rows = design(paths)
+    return rows[round_ % len(rows)]
+
+
+def balanced_rounds(rounds: int, paths: int) -> int:
+    """``rounds`` rounded up to whole designs, so the balance holds."""
+    n = len(design(paths))
+    return -(-rounds // n) * n
 
 
 def _latencies(raw: str) -> np.ndarray:

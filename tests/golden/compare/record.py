@@ -28,7 +28,7 @@ def main() -> None:
     lab.add_fault("loss", at="hv1:mvl0-p", percent=5)
     try:
         result = compare([parse_path(p) for p in ("veth=vm1->vm3", "twin=vm1->vm3", "macvtap-loss=vm2->vm3")],
-                         duration_s=1.2, slice_s=0.15, streams=2, progress=print)
+                         duration_s=0.9, slice_s=0.15, streams=2, progress=print)
     finally:
         lab.clear_faults()
     print(save(result, "lab_loss"))
