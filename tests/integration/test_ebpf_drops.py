@@ -425,3 +425,39 @@ def test_missing_btf_or_tracepoint_is_a_feature_error_with_a_hint(tmp_path):
     with pytest.raises(MissingFeatureError) as e:
         bpftrace.check_usable(("skb", "no_such_tracepoint"))
     assert "no_such_tracepoint" in e.value.message and e.value.hint
+
+
+def test_trace_record_keeps_the_ebpf_drops_and_report_reads_old_and_new_files(make_ns, tmp_path):
+    """`trace record` writes the eBPF tracer's drops of the same window into the
+    file (version 2); `trace report` shows them, and still reads version 1."""
+    a, b = make_ns("ra"), make_ns("rb")
+    veth(a, "eth0", b, "p0")
+    sh("ip", "-n", a, "addr", "add", "10.205.0.1/24", "dev", "eth0")
+    sh("ip", "-n", b, "addr", "add", "10.205.0.2/24", "dev", "p0")
+    drop_rule(a, "iptables", "udp", 7501, "-i", "eth0")
+    out = tmp_path / "rec.gz"
+    p = subprocess.Popen([VNETDIAG, "trace", "record", "-o", str(out), "--events", "drops", "--duration", "60",
+                          "--filter", "udp port 7501", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        assert "recording drops events" in p.stderr.readline()
+        send_udp(b, socket.AF_INET, ("10.205.0.2", 0), ("10.205.0.1", 7501), 7)
+        wait_for(lambda: rule_packets(a, "iptables", 7501, "udp") == 7, "the rule to count 7")
+        p.send_signal(signal.SIGINT)
+        stdout, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert json.loads(stdout)["drop_backend"] == "ebpf", err
+    rep = subprocess.run([VNETDIAG, "trace", "report", str(out), "--json"], capture_output=True, text=True,
+                         timeout=60)
+    assert rep.returncode == 0, rep.stderr
+    doc = json.loads(rep.stdout)
+    assert doc["ebpf_drops"]["backend"] == "ebpf"
+    mine = [f for f in doc["ebpf_drops"]["flows"] if f["outer"] and f["outer"]["dport"] == 7501]
+    assert sum(f["count"] for f in mine) == rule_packets(a, "iptables", 7501, "udp") == 7
+    assert {f["netns_inode"] for f in mine} == {inode(a)} and {f["reason"] for f in mine} == {"NETFILTER_DROP"}
+    v1 = Path(__file__).parents[1] / "golden" / "tracing" / "recording.vtr"  # a version 1 recording
+    rep1 = subprocess.run([VNETDIAG, "trace", "report", str(v1), "--json"], capture_output=True, text=True,
+                          timeout=60)
+    assert rep1.returncode == 0, rep1.stderr
+    assert json.loads(rep1.stdout)["ebpf_drops"] is None and "vnetdiag.trace/1" in rep1.stdout

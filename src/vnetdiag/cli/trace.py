@@ -20,6 +20,12 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
                         "all: + GRO, FDB, TX timeouts (default paths)")
     p.add_argument("--netns", metavar="NS",
                    help="place device names among namespaces matching this glob (default: every namespace)")
+    p.add_argument("--backend", choices=("auto", "ebpf", "tracefs"), default="auto",
+                   help="drops: auto and ebpf also record the eBPF tracer's drops (exact namespace, device, "
+                        "flows) in the file; tracefs records tracefs events only (default auto)")
+    p.add_argument("--filter", metavar="EXPR",
+                   help="eBPF drops: per-packet records only for packets matching these pcap-filter words "
+                        "(counts cover every drop)")
     p = sub.add_parser("export", parents=[common], help="write a recording as a CTF trace (LTTng event names)")
     p.add_argument("file", metavar="FILE", help="a recording written by 'trace record'")
     p.add_argument("--ctf", required=True, metavar="DIR", help="directory to write the CTF trace to (new or empty)")
@@ -41,17 +47,25 @@ def run(args, out) -> int:
     from vnetdiag.collect import tracefile
     from vnetdiag.collect.tracewindow import analyze_recording
 
+    from vnetdiag.cli import drops_ebpf_view
+
     rec = tracefile.read(Path(args.file))
     result = analyze_recording(rec)
-    meta = {"file": args.file, "kernel": rec.meta.get("kernel"), "events": rec.meta.get("events"),
-            "pages": len(rec.pages)}
+    meta = {"file": args.file, "schema": rec.meta.get("schema"), "kernel": rec.meta.get("kernel"),
+            "events": rec.meta.get("events"), "pages": len(rec.pages)}
     if out.json_mode:
-        out.document(view.report_document(result, meta))
+        doc = view.report_document(result, meta)
+        doc["ebpf_drops"] = drops_ebpf_view.document(rec.drops, rec.drops.tallies) if rec.drops else None
+        out.document(doc)
     else:
         out.console.print(f"recording {args.file}: kernel {meta['kernel']}, events {meta['events']}, "
                           f"{meta['pages']} pages")
         for table in view.report_tables(result):
             out.console.print(table)
+        if rec.drops is not None:
+            out.console.print("drops traced with eBPF in the same window (exact namespace, device, flows):")
+            for table in drops_ebpf_view.tables(rec.drops, rec.drops.tallies):
+                out.console.print(table)
     return 0
 
 
@@ -105,17 +119,29 @@ def _record(args, out, view) -> int:
         raise BadInputError(f"cannot write {target}: {parent} is not a writable directory",
                             hint="choose an existing, writable directory for -o")
     window = TraceWindow(events=args.events, namespaces=[args.netns] if args.netns else None, record_to=target)
+    drops = None
+    if args.backend != "tracefs":
+        from vnetdiag.collect.droptrace import DropTrace
+
+        drops = DropTrace(backend=args.backend, filter=args.filter)
     try:
+        if drops is not None:
+            drops.start()
         window.start()
         out.info(f"recording {args.events} events to {target} for {args.duration:g} s ...")
         time.sleep(args.duration)
     except KeyboardInterrupt:
         pass
     finally:
+        if drops is not None and drops.backend is not None:
+            got = drops.stop()
+            window.drops = got if got.backend == "ebpf" else None
         result = window.stop()
     doc = {"schema": "vnetdiag.trace-record/1", "file": str(target), "bytes": target.stat().st_size,
            "duration_s": round(result.duration_s, 3), "events_read": result.completeness.events_read,
-           "events_lost": result.completeness.events_lost, "complete": result.completeness.complete}
+           "events_lost": result.completeness.events_lost, "complete": result.completeness.complete,
+           "drop_backend": "ebpf" if window.drops is not None else "tracefs",
+           "note": drops.note if drops is not None else ""}
     if out.json_mode:
         out.document(doc)
     else:

@@ -7,10 +7,14 @@ File layout (gzip-compressed stream)::
       b"META"  JSON: schema, kernel release, event set, format files, header_page,
                device map, start time
       b"PAGE"  u16 cpu + one raw page of per_cpu/cpuN/trace_pipe_raw
+      b"DROP"  JSON (version 2, optional): the eBPF drop tracer's result for
+               the same window (model.drops.DropTraceResult: kernel counts per
+               namespace, device and reason; per-packet records with flows)
       b"END "  JSON: duration, completeness, symbols {address: function+offset}
 
 A file without its END chunk was cut short: it is refused as truncated. The
-schema is ``vnetdiag.trace/1``; readers accept every version in READABLE.
+schema is ``vnetdiag.trace/2`` (version 1 had no DROP chunk); readers accept
+every version in READABLE.
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 from vnetdiag.errors import BadInputError
+from vnetdiag.model.drops import DropTraceResult
+from vnetdiag.model.plain import from_plain, to_plain
 from vnetdiag.model.tracing import Completeness, DeviceRef
 from vnetdiag.system.tracefs import EventFormat, PageLayout, parse_format, parse_header_page
 
-SCHEMA = "vnetdiag.trace/1"
-READABLE = ("vnetdiag.trace/1",)
+SCHEMA = "vnetdiag.trace/2"
+READABLE = ("vnetdiag.trace/1", "vnetdiag.trace/2")
 MAGIC = b"VNETDIAG-TRACE\n"
 _CHUNK = struct.Struct("<4sI")
 _CPU = struct.Struct("<H")
@@ -52,6 +58,9 @@ class TraceWriter:
     def page(self, cpu: int, page: bytes) -> None:
         self._chunk(b"PAGE", _CPU.pack(cpu) + page)
 
+    def drops(self, result: DropTraceResult) -> None:
+        self._chunk(b"DROP", json.dumps(to_plain(result)).encode())
+
     def end(self, end: dict) -> None:
         self._chunk(b"END ", json.dumps(end).encode())
 
@@ -62,8 +71,10 @@ class TraceWriter:
 class Recording:
     """A recording read back: formats, device map, completeness and pages."""
 
-    def __init__(self, meta: dict, end: dict, pages: list[tuple[int, bytes]]) -> None:
+    def __init__(self, meta: dict, end: dict, pages: list[tuple[int, bytes]], drops: dict | None = None) -> None:
         self.meta = meta
+        self.drops: DropTraceResult | None = from_plain(DropTraceResult, drops) if drops is not None else None
+        """The eBPF drop tracer's result for the window (version 2 files that have one)."""
         self.end = end
         self.pages = pages
         self.formats: list[EventFormat] = [parse_format(text, system=key.split(":", 1)[0])
@@ -100,7 +111,7 @@ def read(path: Path) -> Recording:
         raise BadInputError(f"{bad}: {exc}", hint="the file is corrupt or truncated; record it again") from None
     if not data.startswith(MAGIC):
         raise BadInputError(f"{bad}: wrong magic", hint="give a file written by `vnetdiag trace record`")
-    pos, meta, end, pages = len(MAGIC), None, None, []
+    pos, meta, end, pages, drops = len(MAGIC), None, None, [], None
     while pos + _CHUNK.size <= len(data):
         tag, length = _CHUNK.unpack_from(data, pos)
         pos += _CHUNK.size
@@ -113,6 +124,8 @@ def read(path: Path) -> Recording:
                 meta = json.loads(payload)
             elif tag == b"PAGE":
                 pages.append((_CPU.unpack_from(payload)[0], payload[_CPU.size:]))
+            elif tag == b"DROP":
+                drops = json.loads(payload)
             elif tag == b"END ":
                 end = json.loads(payload)
         except ValueError:
@@ -123,6 +136,6 @@ def read(path: Path) -> Recording:
     if end is None:
         raise BadInputError(f"{bad}: truncated (no END chunk)", hint="the recording was cut short; record it again")
     try:
-        return Recording(meta, end, pages)
+        return Recording(meta, end, pages, drops)
     except (KeyError, TypeError, ValueError) as exc:
         raise BadInputError(f"{bad}: malformed header ({exc})", hint="record it again") from None

@@ -153,6 +153,8 @@ class TraceWindow:
         self.namespaces = namespaces
         self._devmap = devmap
         self.record_to = record_to
+        self.drops = None
+        """A DropTraceResult of the same window, set before stop(): recorded too."""
         self.poll_s = poll_s
         self.result: TraceAnalysis | None = None
         self._stop = threading.Event()
@@ -267,6 +269,8 @@ class TraceWindow:
             with self._lock:
                 self.result = self.analyzer.result(duration, completeness)
             if self._writer is not None:
+                if self.drops is not None:
+                    self._writer.drops(self.drops)
                 symbols = {f"{a:#x}": s for a, s in self._symbol_table().items()}
                 self._writer.end({"duration_s": duration, "symbols": symbols,
                                   "completeness": tracefile.completeness_json(completeness)})
