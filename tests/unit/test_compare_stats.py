@@ -130,7 +130,7 @@ def test_terminal_view_keeps_the_labels(recorded):
     buf = StringIO()
     render(_assemble(recorded), Console(file=buf, width=80, highlight=False))
     text = buf.getvalue()
-    for word in ("veth", "twin", "macvtap-loss", "min-rto", "mvtap0", "significant"):
+    for word in ("veth", "twin", "macvtap-loss", "min-rto", "mvtap0", "differs"):
         assert word in text, word
 
 

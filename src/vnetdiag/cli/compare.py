@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 
@@ -60,9 +61,13 @@ def run(args, out) -> int:
 
             html_file.write(html(result))
             out.info(f"compare: wrote {args.html}")
-    finally:
-        if html_file is not None:
+    except BaseException:
+        if html_file is not None:  # a failed run leaves no empty page behind
             html_file.close()
+            os.unlink(args.html)
+        raise
+    if html_file is not None:
+        html_file.close()
     if out.json_mode:
         out.document(document(result))
     else:

@@ -36,25 +36,30 @@ def interval_text(d: Difference) -> str:
 
 
 def figures_table(result: CompareResult):
+    # The figures compared are never wrapped ("78.08" above "us" reads as two numbers).
     cols = (Col(header="path", key=True), Col(header="from -> to", key=True, drop=3),
-            Col(header="transactions", justify="right", drop=4), Col(header="rate/s", justify="right", drop=2),
-            Col(header="p50", justify="right"), Col(header="p99", justify="right"),
-            Col(header="p99.9", justify="right"), Col(header="max", justify="right", drop=1),
-            Col(header="loss", justify="right"), Col(header="tails by signature"))
+            Col(header="to address", key=True, drop=6),
+            Col(header="transactions", justify="right", drop=5), Col(header="rate/s", justify="right", key=True, drop=2),
+            Col(header="p50", justify="right", key=True), Col(header="p99", justify="right", key=True),
+            Col(header="p99.9", justify="right", key=True), Col(header="max", justify="right", key=True, drop=1),
+            Col(header="loss", justify="right", key=True), Col(header="lost/trials", justify="right", drop=4),
+            Col(header="tails by signature"))
     rows = []
     for f in result.paths:
         lat = f.latency
-        rows.append((f.label, f"{f.source_netns} -> {f.target_netns} ({f.server_address})", f"{f.transactions:,}",
+        rows.append((f.label, f"{f.source_netns} -> {f.target_netns}", f.server_address, f"{f.transactions:,}",
                      f"{f.rate_per_s:,.0f}", fmt_us(lat.get("p50")), fmt_us(lat.get("p99")), fmt_us(lat.get("p999")),
-                     fmt_us(lat.max_us), loss_text(f), counted(f.tails, count_first=True) if f.tails else "none"))
+                     fmt_us(lat.max_us), f"{f.loss_rate:.3%}", f"{f.lost:,}/{f.trials:,}",
+                     counted(f.tails, count_first=True) if f.tails else "none"))
     return fitted(cols, rows, title=f"{result.pattern} x{result.streams}, {result.rounds} rounds of "
                                     f"{result.slice_s:g} s slices per path, interleaved", title_justify="left")
 
 
 def differences_table(result: CompareResult):
     inf = result.inference
-    cols = (Col(header="path", key=True), Col(header="metric", key=True), Col(header="minus baseline", justify="right"),
-            Col(header=f"{inf.level:.0%} interval", justify="right"), Col(header="significant"))
+    cols = (Col(header="path", key=True), Col(header="metric", key=True),
+            Col(header="minus baseline", justify="right", key=True),
+            Col(header=f"{inf.level:.0%} interval", justify="right", key=True), Col(header="differs", key=True))
     rows, styles = [], []
     for d in result.differences:
         rows.append((d.path, METRIC_NAMES[d.metric], value_text(d.metric, d.estimate, signed=True), interval_text(d),
