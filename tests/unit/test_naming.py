@@ -61,6 +61,8 @@ def test_labels():
     ("vm1:[2001:db8::1]", "vm1", "2001:db8::1"), ("pid:42:10.0.0.2", "pid:42", "10.0.0.2"),
     ("netns:4026532317:fd00::2", "netns:4026532317", "fd00::2"), ("pid:42", "pid:42", None),
     ("/proc/42/ns/net:10.0.0.2", "/proc/42/ns/net", "10.0.0.2"), ("vm1@10.0.0.2", "vm1", "10.0.0.2"),
+    # IPv6 as a user writes it, canonical as the kernel reports it (the path walk compares them).
+    ("c:fd00:78:0::1", "c", "fd00:78::1"), ("pid:42:FD00:0:0:0::2", "pid:42", "fd00::2"),
 ])
 def test_endpoints(text, ns, addr):
     assert split_endpoint(text) == (ns, addr)

@@ -147,22 +147,20 @@ def split_endpoint(text: str) -> tuple[str, str | None]:
     t = text.strip()
     if "@" in t:
         ns, _, addr = t.partition("@")
-        _check_address(addr, text)
-        return ns, addr
+        return ns, _check_address(addr, text)
     m = re.fullmatch(r"((?:pid|netns):\d+)(?::(.*))?", t)
     if m:
-        if m.group(2) is not None:
-            _check_address(m.group(2), text)
-        return m.group(1), m.group(2)
+        return m.group(1), _check_address(m.group(2), text) if m.group(2) is not None else None
     ns, sep, rest = t.partition(":")
     if not sep:
         return t, None
-    _check_address(rest, text)
-    return ns, rest.strip("[]")
+    return ns, _check_address(rest, text)
 
 
-def _check_address(addr: str, text: str) -> None:
+def _check_address(addr: str, text: str) -> str:
+    """The address in its canonical form ("fd00:78:0::1" is "fd00:78::1"): what
+    the kernel reports, so the path walk and flow matching compare equal."""
     try:
-        ipaddress.ip_address(addr.strip("[]"))
+        return str(ipaddress.ip_address(addr.strip("[]")))
     except ValueError:
         raise ValueError(f"{addr!r} in {text!r} is not an IP address (write NAMESPACE or NAMESPACE:ADDRESS)") from None
