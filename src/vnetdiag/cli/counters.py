@@ -20,6 +20,9 @@ def configure(parser, common) -> None:
                         help="only devices matching this name or glob; repeatable")
     parser.add_argument("--all", action="store_true",
                         help="every non-zero (or moving) counter, not only drops, errors and backlogs")
+    from vnetdiag.cli import hostforms
+
+    hostforms.add_option(parser)
 
 
 def namespace_filter(specs: list[str]):
@@ -45,6 +48,11 @@ def run(args, out) -> int:
 
     if args.watch is not None and args.watch <= 0:
         raise UsageError(f"--watch interval must be positive, not {args.watch}", hint="e.g. --watch 1")
+    from vnetdiag.cli import hostforms
+
+    groups = hostforms.by_host(args.netns, getattr(args, "hosts", None))
+    if groups is not None:
+        return _on_hosts(out, groups, args, rep)
     only = namespace_filter(args.netns)
     with Collector(only=only) as col:
         first = col.snapshot()
@@ -62,6 +70,26 @@ def run(args, out) -> int:
             _watch(out, col, first, args, rep)
         except KeyboardInterrupt:
             pass
+    return 0
+
+
+def _on_hosts(out, groups, args, rep) -> int:
+    """--netns HOST:NS: one snapshot from each host's agent, shown per host."""
+    from vnetdiag.cli import hostforms
+    from vnetdiag.model.fleet import HostSnapshot
+
+    if args.watch is not None:
+        raise UsageError("--watch is not available across hosts yet", hint="run it on the host: ssh HOST vnetdiag "
+                                                                          "counters --watch")
+    answers = hostforms.ask(groups, "snapshot", lambda specs: {"netns": specs, "rules": False}, HostSnapshot)
+    hostforms.check_matched(groups, {name: bool(a.snapshot.namespaces) for name, a in answers.items()})
+    snaps = {name: device_filter(a.snapshot, args.device) for name, a in answers.items()}
+    if out.json_mode:
+        out.document(hostforms.document({name: rep.snapshot_document(s) for name, s in snaps.items()}))
+        return 0
+    for name, snap in snaps.items():
+        hostforms.heading(out, name)
+        _print_snapshot(out, snap, rep, args.all)
     return 0
 
 

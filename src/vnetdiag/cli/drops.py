@@ -27,11 +27,12 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
     parser.add_argument("--pcapng", metavar="FILE", help="write the dropped packets' first bytes to FILE as pcapng "
                         "(one interface per namespace and device, a comment naming reason, location and namespace "
                         "on each packet; those matching --filter, else every drop; ebpf backend)")
+    from vnetdiag.cli import hostforms
+
+    hostforms.add_option(parser)
 
 
 def run(args, out) -> int:
-    from vnetdiag.analyze.drops import filter_drops
-    from vnetdiag.cli import tracing_view as view
     from vnetdiag.collect.droptrace import DropTrace
 
     duration = args.duration if args.duration is not None else (10.0 if out.json_mode else None)
@@ -44,6 +45,11 @@ def run(args, out) -> int:
                          hint="drop --light, or filter with --reason")
     if args.light and args.backend == "ebpf":
         raise UsageError("--light is the tracefs backend's reasons-only mode", hint="drop --light or --backend ebpf")
+    from vnetdiag.cli import hostforms
+
+    groups = hostforms.by_host([args.netns] if args.netns else [], getattr(args, "hosts", None))
+    if groups is not None:
+        return _on_host(args, out, groups, duration)
     namespaces = [args.netns] if args.netns else None
     backend, ebpf_options = "tracefs" if args.light else args.backend, {}
     if args.pcapng:
@@ -55,18 +61,10 @@ def run(args, out) -> int:
     wall_offset_ns = time.time_ns() - time.monotonic_ns()  # records are CLOCK_MONOTONIC
 
     def pick(result):
-        if result.backend == "ebpf":
-            from vnetdiag.analyze.drop_flows import filter_tallies
-
-            return filter_tallies(result.tallies, netns=args.netns, device=args.device, reason=args.reason)
-        return filter_drops(result.analysis.drops, netns=args.netns, device=args.device, reason=args.reason)
+        return _pick(result, args, args.netns)
 
     def tables(result):
-        if result.backend == "ebpf":
-            from vnetdiag.cli import drops_ebpf_view
-
-            return drops_ebpf_view.tables(result, pick(result))
-        return [view.drops_table(result.analysis, pick(result))]
+        return _tables(result, args, args.netns)
 
     try:
         window.start()
@@ -91,14 +89,9 @@ def run(args, out) -> int:
         result = window.stop() if window.backend else None
     if result is None:
         raise Interrupted("interrupted before tracing started")
-    if result.backend == "ebpf":
-        from vnetdiag.cli import drops_ebpf_view
-
-        doc = drops_ebpf_view.document(result, pick(result))
-        if args.pcapng:
-            doc["pcapng"] = drops_pcapng.write(args, result, pick(result), wall_offset_ns, out)
-    else:
-        doc = {**view.drops_document(result.analysis, pick(result)), "backend": "tracefs", "note": result.note}
+    doc = _document(result, args, args.netns)
+    if result.backend == "ebpf" and args.pcapng:
+        doc["pcapng"] = drops_pcapng.write(args, result, pick(result), wall_offset_ns, out)
     if out.json_mode:
         out.document(doc)
     else:
@@ -106,6 +99,69 @@ def run(args, out) -> int:
             out.info(f"note: {result.note}")
         for table in tables(result):
             out.console.print(table)
+    return 0
+
+
+def _pick(result, args, netns: str | None):
+    from vnetdiag.analyze.drops import filter_drops
+
+    if result.backend == "ebpf":
+        from vnetdiag.analyze.drop_flows import filter_tallies
+
+        return filter_tallies(result.tallies, netns=netns, device=args.device, reason=args.reason)
+    return filter_drops(result.analysis.drops, netns=netns, device=args.device, reason=args.reason)
+
+
+def _tables(result, args, netns: str | None):
+    if result.backend == "ebpf":
+        from vnetdiag.cli import drops_ebpf_view
+
+        return drops_ebpf_view.tables(result, _pick(result, args, netns))
+    from vnetdiag.cli import tracing_view as view
+
+    return [view.drops_table(result.analysis, _pick(result, args, netns))]
+
+
+def _document(result, args, netns: str | None) -> dict:
+    if result.backend == "ebpf":
+        from vnetdiag.cli import drops_ebpf_view
+
+        return drops_ebpf_view.document(result, _pick(result, args, netns))
+    from vnetdiag.cli import tracing_view as view
+
+    return {**view.drops_document(result.analysis, _pick(result, args, netns)), "backend": "tracefs",
+            "note": result.note}
+
+
+def _on_host(args, out, groups, duration: float | None) -> int:
+    """--netns HOST:NS: a trace window of ``duration`` on that host's agent, shown when it ends."""
+    import dataclasses
+
+    from vnetdiag.cli import hostforms
+    from vnetdiag.model.fleet import TraceAnswer
+
+    if duration is None:
+        raise UsageError("across hosts, drops traces a window: give --duration S", hint="e.g. --duration 10")
+    if args.light or args.pcapng:
+        raise UsageError("--light and --pcapng are not available across hosts yet", hint="run it on the host")
+    name, _host, (netns,) = hostforms.one_host(groups, "drops")
+
+    def window(fleet) -> None:
+        fleet.call(name, "trace_start", backend=args.backend, filter=args.filter)
+        out.info(f"tracing kernel drops on {name} for {duration:g} s ...")
+        time.sleep(duration)  # the window the user asked for
+
+    answer = hostforms.ask(groups, "trace_stop", lambda _specs: {}, TraceAnswer, during=window)[name]
+    result = dataclasses.replace(answer.drops, analysis=answer.analysis)
+    glob = None if netns in ("", "*") else netns
+    if out.json_mode:
+        out.document(hostforms.document({name: _document(result, args, glob)}))
+        return 0
+    if result.note:
+        out.info(f"note: {result.note}")
+    hostforms.heading(out, name)
+    for table in _tables(result, args, glob):
+        out.console.print(table)
     return 0
 
 

@@ -15,7 +15,10 @@ def configure(parser, common) -> None:
     parser.add_argument("--diff", metavar="OLD.json",
                         help="show what appeared, disappeared or moved since a saved --json document")
     parser.add_argument("--netns", action="append", default=[], metavar="NS",
-                        help="only this namespace (name, inode or 'host'); repeatable")
+                        help="only this namespace (name, inode or 'host'; HOST:NS on a host); repeatable")
+    from vnetdiag.cli import hostforms
+
+    hostforms.add_option(parser)
 
 
 def load_old(path: str) -> dict:
@@ -50,8 +53,20 @@ def current(netns: list[str]):
 def run(args, out) -> int:
     from vnetdiag.topology import views
 
+    from vnetdiag.cli import hostforms
+
     old = load_old(args.diff) if args.diff else None  # check the file before reading the kernel
-    topo = current(args.netns)
+    groups = hostforms.by_host(args.netns, getattr(args, "hosts", None))
+    host = None
+    if groups is None:
+        topo = current(args.netns)
+    else:
+        from vnetdiag.model.fleet import TopologyAnswer
+
+        host, _, specs = hostforms.one_host(groups, "topology")
+        topo = hostforms.ask(groups, "topology", lambda specs: {"full": True, "netns": specs},
+                             TopologyAnswer)[host].topology
+        hostforms.check_matched(groups, {host: bool(topo.namespaces)})
     refused = [p.split(":", 1)[0] for p in topo.problems if "needs root" in p]
     for p in topo.problems:
         if "needs root" not in p:
@@ -77,13 +92,14 @@ def run(args, out) -> int:
                     out.console.print(f"  {item}", markup=False)
         return 0
     if out.json_mode:
-        text = json.dumps(views.document(topo), indent=2) + "\n"
+        doc = views.document(topo) if host is None else hostforms.document({host: views.document(topo)})
+        text = json.dumps(doc, indent=2) + "\n"
     elif args.format == "dot":
         text = views.dot(topo)
     elif args.format == "html":
         text = views.html(topo)
     else:
-        text = "\n".join(views.tree_lines(topo)) + "\n"
+        text = "".join(f"{line}\n" for line in ([f"host {host}"] if host else []) + list(views.tree_lines(topo)))
     if args.output:
         try:
             Path(args.output).write_text(text)

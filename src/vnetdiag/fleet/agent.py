@@ -142,12 +142,29 @@ class Agent:
             self._collector = Collector(only=self.scope.only)
         return self._collector
 
+    @contextlib.contextmanager
+    def narrowed(self, netns: Sequence[str]):
+        """The scope's collector, or with ``netns`` (names and globs on this host)
+        one of its own for the namespaces in scope that match them."""
+        if not netns:
+            yield self.collector()
+            return
+        from vnetdiag.collect import Collector
+
+        # Matched as the scope is (a /run/netns name also by its inode: the agent's own
+        # namespace may be listed as "host"); a pattern naming nothing gives nothing.
+        extra = Scope([str(n) for n in netns]).only
+        only = self.scope.only
+        with Collector(only=extra if only is None else (lambda ns: only(ns) and extra(ns))) as col:
+            yield col
+
     # ---- operations --------------------------------------------------------------
 
-    def op_snapshot(self, rules: bool = True) -> HostSnapshot:
+    def op_snapshot(self, rules: bool = True, netns: Sequence[str] = ()) -> HostSnapshot:
         from vnetdiag.collect.netfilter import read_drop_rules
 
-        snap = self.collector().snapshot()
+        with self.narrowed(netns) as col:
+            snap = col.snapshot()
         mono = time.monotonic_ns()
         found, problems = read_drop_rules(snap.namespaces) if rules else ([], [])
         return HostSnapshot(snapshot=snap, rules=tuple(found), problems=tuple(problems), mono_ns=mono)
@@ -227,20 +244,22 @@ class Agent:
             timer.cancel()
         return ProbeAnswer(result=result, started_mono_ns=started[0] if started else None)
 
-    def op_topology(self, paths: Sequence[Sequence[str]] = (), full: bool = False) -> TopologyAnswer:
+    def op_topology(self, paths: Sequence[Sequence[str]] = (), full: bool = False,
+                    netns: Sequence[str] = ()) -> TopologyAnswer:
         from vnetdiag.topology import discover
         from vnetdiag.topology.path import resolve
         from vnetdiag.topology.routes import kernel_lookup
 
-        col = self.collector()
-        topo = discover(col.snapshot(), col.pool)
-        lookup = kernel_lookup(col.pool)
-        walked = []
-        for src, dst_addr in paths:
-            ns = self.scope.one(src)
-            # Destination "this namespace, that address": the walk follows the
-            # packet as far as this host sees it (to the tunnel or the wire).
-            walked.append(resolve(topo, lookup, f"netns:{ns.inode}", f"netns:{ns.inode}:{dst_addr}"))
+        with self.narrowed(netns) as col:
+            topo = discover(col.snapshot(), col.pool)
+            lookup = kernel_lookup(col.pool)
+            walked = []
+            for src, dst_addr, *dst_netns in paths:
+                ns = self.scope.one(src)
+                # Without a destination namespace, "this namespace, that address": the walk
+                # follows the packet as far as this host sees it (to the tunnel or the wire).
+                to = self.scope.one(dst_netns[0]) if dst_netns else ns
+                walked.append(resolve(topo, lookup, f"netns:{ns.inode}", f"netns:{to.inode}:{dst_addr}"))
         return TopologyAnswer(topology=topo if full else None, paths=tuple(walked))
 
     def op_clock(self) -> ClockReading:

@@ -228,7 +228,7 @@ def diagnose_fleet(*, source: str, target: str, hosts_file: str | None = None, v
                                                              notes=run.diagnosis.notes + tuple(fleet.notes)))
 
 
-def _endpoint(fleet: Fleet, host: Host, text: str) -> tuple[str, str]:
+def endpoint(fleet: Fleet, host: Host, text: str) -> tuple[str, str]:
     """(namespace text, address) of an endpoint on ``host``, the address from its topology when not given."""
     from vnetdiag.model.namespaces import split_endpoint
     from vnetdiag.topology.path import default_address, namespace_of
@@ -254,8 +254,8 @@ def _endpoint(fleet: Fleet, host: Host, text: str) -> tuple[str, str]:
 def _window(fleet: Fleet, host_a: Host, ep_a: str, host_b: Host, ep_b: str, watch: list[Host], notes: list[str],
             timings: dict, say, *, pattern, streams, duration_s, warmup_s, request_bytes, response_bytes, trace,
             port, backend) -> FleetRun:
-    ns_a, addr_a = _endpoint(fleet, host_a, ep_a)
-    ns_b, addr_b = _endpoint(fleet, host_b, ep_b)
+    ns_a, addr_a = endpoint(fleet, host_a, ep_a)
+    ns_b, addr_b = endpoint(fleet, host_b, ep_b)
     names = [h.name for h in watch]
     fleet.call(host_b.name, "serve_start", netns=ns_b, bind=addr_b, port=port)
     traced: set[str] = set()
