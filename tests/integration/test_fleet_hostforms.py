@@ -110,3 +110,15 @@ def agents(sim) -> list[int]:
         if b"agent" in argv and any(a.startswith(sim.prefix.encode()) for a in argv):
             out.append(int(p.parent.name))
     return out
+
+
+def test_vnetdiag_command_of_several_words(sim, tmp_path):
+    """vnetdiag_command='env VNETDIAG_… /path/vnetdiag' (as 'sudo -n vnetdiag' would be) runs the agent."""
+    import shlex
+
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(sim.inventory_text(command={2: shlex.quote(f"env LC_ALL=C {sim.vnetdiag}")}))
+    r = subprocess.run([VNETDIAG, "--json", "counters", "--hosts", str(inventory), "--netns", f"h2:{sim.guest(2)}"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["host"] == "h2"

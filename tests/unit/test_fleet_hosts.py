@@ -71,6 +71,11 @@ def test_ssh_argv_runs_the_agent_scoped():
     assert argv[-3:] == ["ops@hv2", "--", "/opt/vnetdiag/bin/vnetdiag agent --netns 'vm-*' --netns 'br-*'"]
 
 
+def test_vnetdiag_command_may_be_words_such_as_sudo():
+    h = hosts.parse_ini("hv1 ansible_user=ops vnetdiag_command='sudo -n /opt/vnetdiag/bin/vnetdiag'\n")["hv1"]
+    assert SshTransport(h).argv()[-1] == "sudo -n /opt/vnetdiag/bin/vnetdiag agent"
+
+
 def test_host_endpoint_forms():
     inv = hosts.parse_ini(INI)
     h, ep = hosts.split_host_endpoint("hv1:vm-a:10.0.0.1", inv)

@@ -64,7 +64,8 @@ class SshTransport:
                 "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-o", "LogLevel=ERROR"]
         if h.port:
             opts += ["-p", str(h.port)]
-        remote = shlex.join([h.command, *agent_args(h)])
+        # vnetdiag_command is words ("sudo -n /opt/vnetdiag/bin/vnetdiag"), as for the local transport.
+        remote = shlex.join([*shlex.split(h.command), *agent_args(h)])
         return [self.ssh, *opts, *h.ssh_options, h.destination, "--", remote]
 
     @property
