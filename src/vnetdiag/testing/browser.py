@@ -61,6 +61,22 @@ _SCRIPT = r"""
         if (!inside(r(t), a.box)) p.text_overflow.push(`${a.name}: ${t.textContent}`);
       });
     }
+    // Edges through labels: points along each edge's line, 2 px apart, inside a label's box.
+    const labelBoxes = labels.map(t => ({name: name(t), box: r(t)})).filter(l => l.box.w > 0);
+    svg.querySelectorAll("g.edge").forEach(e => {
+      const line = e.querySelector("path");
+      if (!line || !line.getTotalLength || getComputedStyle(e).display === "none") return;
+      const m = line.getScreenCTM(), total = line.getTotalLength();
+      const t = (e.querySelector("title") || {}).textContent || "";
+      const hit = new Set();
+      for (let s = 0; s <= total; s += 2) {
+        const q = line.getPointAtLength(s);
+        const x = m.a * q.x + m.c * q.y + m.e, y = m.b * q.x + m.d * q.y + m.f;
+        for (const l of labelBoxes)
+          if (x > l.box.x0 + EPS && x < l.box.x1 - EPS && y > l.box.y0 + EPS && y < l.box.y1 - EPS) hit.add(l.name);
+      }
+      hit.forEach(n => p.overlaps.push(`edge ${t} / label ${n}`));
+    });
     // Arrows: an edge's arrowhead (its polygon) is nearer the head node than the tail node.
     const byTitle = {};
     nodes.forEach(g => { const t = g.querySelector("title"); if (t) byTitle[t.textContent] = r(shape(g)); });
@@ -120,7 +136,8 @@ class PageCheck:
     page_height_px: int
     pictures: list[dict]
     """One per SVG: node ids, overlapping boxes, boxes outside the picture or
-    the viewport, node text outside its box, arrows (edge, arrowhead end), axis ticks."""
+    the viewport, node text outside its box, edges through labels, arrows
+    (edge, arrowhead end), axis ticks."""
     other_counters_open: bool | None
 
 

@@ -160,7 +160,10 @@ def dot(t: Topology, *, fdb_edges: bool = False, rankdir: str = "LR") -> str:
         out.append(f'  subgraph cluster_tier_{role} {{ label={_q(TIER_TITLE[role])}; id={_q("tier-" + role)}; '
                    f'style="dashed"; color="#bbbbbb"; fontcolor="#777777"; labeljust=l;')
         for ns in sorted(members, key=lambda n: n.name):
-            out.append("    " + _ns_cluster(str(ns.netns_inode), ns.name, dom_id(ns.id)))
+            # Top to bottom, edges enter the boxes below the fabric from above (the
+            # underlay, the guests' links): their names go below, off the edges' way.
+            below = " labelloc=b;" if rankdir == "TB" and role not in ("host", "fabric") else ""
+            out.append("    " + _ns_cluster(str(ns.netns_inode), ns.name, dom_id(ns.id), extra=below))
             for n in shown:
                 if n.type in ("interface", "process") and n.netns_inode == ns.netns_inode and not n.attrs.get("vm"):
                     cls = "process" if n.type == "process" else "interface"
