@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from vnetdiag.model.counters import CounterSnapshot
 from vnetdiag.model.diagnosis import PathHop, Symptom
 from vnetdiag.model.drops import DropTraceResult
-from vnetdiag.model.netfilter import RuleCounter
+from vnetdiag.model.netfilter import RuleCounter, RuleTrace
 from vnetdiag.model.tracing import TraceAnalysis
 
 SCHEMA = "vnetdiag.bundle/1"
@@ -47,6 +47,8 @@ class Bundle:
     before: CounterSnapshot
     after: CounterSnapshot
     rules: tuple[RuleDelta, ...] = ()
+    rule_traces: tuple[RuleTrace, ...] = ()
+    """Rules that netfilter's own tracing saw drop the probe's packets (nft monitor trace)."""
     trace: TraceAnalysis | None = None
     """Drops from the tracefs backend (devices placed by name), None when it did not run."""
     drops: DropTraceResult | None = None

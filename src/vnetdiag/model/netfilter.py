@@ -72,3 +72,24 @@ class RuleCounter:
     def key(self) -> tuple:
         return (self.netns_inode, self.netns, self.backend, self.family, self.table, self.chain, self.handle,
                 self.rule)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RuleTrace:
+    """A rule (or chain policy) that netfilter's own packet tracing (``meta
+    nftrace``, ``nft monitor trace``) saw give the probe's packets a dropping
+    verdict: the kernel names the rule, so no counter is needed."""
+
+    netns_inode: int
+    family: str
+    table: str
+    chain: str
+    rule: str
+    """nft's text of the rule without counter values; "policy drop" for a chain's policy."""
+    handle: int | None
+    verdict: str
+    """drop (a reject is a drop that answers)."""
+    forward: int = 0
+    """The probe's packets towards the server it dropped."""
+    reverse: int = 0
+    """The probe's packets back from the server it dropped."""

@@ -4,7 +4,9 @@ One verdict per rule: the rule's counter is the count; traced drops in its
 namespace that the netfilter verdict made (NETFILTER_DROP) are the same
 packets, wherever the trace placed them, so they fold into the rule, and with
 the eBPF backend they say how many of the probe's packets it dropped in each
-direction.
+direction. Where netfilter traced the probe's packets itself (``meta
+nftrace``, collect/nftrace.py), the kernel named the rule that dropped each
+one: that is the rule's count of the probe's packets, counter or not.
 """
 
 from __future__ import annotations
@@ -39,29 +41,62 @@ def candidates(ctx: Context, out: Candidates) -> None:
             f"firewall rule {rule.target}"
         c.add(name, c.counts.get(name, 0) + n, source,
               f"{rule.where} in {ctx.name(rule.netns_inode)}: +{n} packets dropped by '{_short(rule.rule)}'")
+    for t in ctx.bundle.rule_traces:
+        _traced_rule(ctx, out, t)
+
+
+NFTRACE = "nftrace"
+"""Counts key of the probe's packets that netfilter tracing saw a rule drop."""
+
+
+def _traced_rule(ctx: Context, out: Candidates, t) -> None:
+    """The probe's packets a rule dropped, as netfilter's tracing named it: on
+    the counted rule of the same chain when there is one (iptables shows its
+    rules in another spelling than nft's trace), else a verdict of its own."""
+    same = [k for k, c in out.items() if c.netns == t.netns_inode and name in c.counts
+            and c.queue == f"{t.table} {t.chain}"]
+    c = out[same[0]] if len(same) == 1 else out.at(t.netns_inode, None, "drop")
+    c.queue = c.queue or f"{t.table} {t.chain}"
+    if not c.reason or name not in c.counts:
+        c.reason = "firewall rule DROP"
+    n = t.forward + t.reverse
+    c.counts[NFTRACE] = c.counts.get(NFTRACE, 0) + n
+    c.probe_packets += n
+    for d, k in (("forward", t.forward), ("reverse", t.reverse)):
+        if k:
+            c.directions[d] = c.directions.get(d, 0) + k
+    handle = f" (handle {t.handle})" if t.handle is not None else ""
+    c.evidence.append(Evidence(source="trace", count=n, text=(
+        f"netfilter tracing in {ctx.name(t.netns_inode)}: {t.family} {t.table} {t.chain}{handle} "
+        f"'{_short(t.rule)}' dropped {n} of the probe's packets ({t.forward} towards the server, "
+        f"{t.reverse} back)")))
 
 
 def merge(ctx: Context, out: Candidates) -> None:
-    rules = [k for k, c in out.items() if name in c.counts]
+    rules = [k for k, c in out.items() if name in c.counts or NFTRACE in c.counts]
     for rk in rules:
         r = out.get(rk)
         if r is None:
             continue
         # The rule's own drops, wherever they were traced in its namespace. With
-        # flows (eBPF), the probe's packets it dropped add up across directions.
+        # flows (eBPF), the probe's packets it dropped add up across directions;
+        # netfilter's own tracing has counted them already (the same packets).
+        named = NFTRACE in r.counts
         folded = [k for k, c in out.items() if k != rk and c.netns == r.netns and c.cause == "drop"
-                  and c.reason == _NETFILTER and name not in c.counts and not _is_hook_drop(c)]
-        probe = dict(r.directions)
+                  and c.reason == _NETFILTER and name not in c.counts and NFTRACE not in c.counts
+                  and not _is_hook_drop(c)]
+        probe, probe_packets = dict(r.directions), r.probe_packets
         traced = r.counts.get("trace", 0)
         for k in folded:
             c = out[k]
             for d, n in c.directions.items():
                 probe[d] = probe.get(d, 0) + n
-            r.probe_packets += c.probe_packets
+            probe_packets += c.probe_packets
             traced += c.counts.get("trace", 0)
             out.merge(rk, k, reason=True)
         # Several places' drops were this one rule's: they add up (absorb keeps the largest).
-        r.directions = probe
+        r.directions = dict(r.directions) if named else probe
+        r.probe_packets = r.counts[NFTRACE] if named else probe_packets
         if traced:
             r.counts["trace"] = traced
     _merge_uncounted(ctx, out)
