@@ -13,6 +13,9 @@ def _count(n: int) -> str:
     return f"{n:,}"
 
 
+_NOTHING = '<p class="sub">no transaction completed: nothing to plot</p>'
+
+
 class _LogAxes:
     """Log-x (latency) and log-y (count) axes shared by the histogram charts:
     latency with its unit at each power of ten, counts from 0.5 (so a bin of
@@ -35,6 +38,11 @@ class _LogAxes:
 
     def y(self, count: float) -> float:
         return self.pad_t + (1 - (math.log10(count) - self.y_lo) / (self.y_hi - self.y_lo)) * (self.base - self.pad_t)
+
+    def open(self, kind: str, label: str) -> str:
+        """The <svg> tag of a chart of class ``chart histogram`` plus ``kind``."""
+        return (f'<svg class="chart histogram{kind}" width="{self.width}" height="{self.height}" '
+                f'viewBox="0 0 {self.width} {self.height}" role="img" aria-label="{label}">')
 
     def grid(self) -> list[str]:
         x, y, pad_l, pad_t, base, width = self.x, self.y, self.pad_l, self.pad_t, self.base, self.width
@@ -78,11 +86,10 @@ def log_histogram(bins: Sequence[tuple[float, float, int]], *, width: int = 720,
     ``marks`` are vertical lines (latency_us, label), e.g. the minimum RTO."""
     bins = [b for b in bins if b[2] > 0]
     if not bins:
-        return '<p class="sub">no transaction completed: nothing to plot</p>'
+        return _NOTHING
     ax = _LogAxes(bins, width=width, height=height, marks=marks)
     x, y, base = ax.x, ax.y, ax.base
-    out = [f'<svg class="chart histogram" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-           f'role="img" aria-label="latency histogram">', *ax.grid()]
+    out = [ax.open("", "latency histogram"), *ax.grid()]
     for b_lo, b_hi, n in bins:
         x0, x1 = x(b_lo), max(x(b_hi) - 1, x(b_lo) + 1)
         out.append(f'<rect class="bar" x="{x0:.1f}" y="{y(n):.1f}" width="{x1 - x0:.1f}" '
@@ -102,11 +109,10 @@ def overlaid_histograms(series: Sequence[tuple[str, Sequence[tuple[float, float,
     drawn = [(label, [b for b in bins if b[2] > 0]) for label, bins in series]
     every = [b for _label, bins in drawn for b in bins]
     if not every:
-        return '<p class="sub">no transaction completed: nothing to plot</p>'
+        return _NOTHING
     ax = _LogAxes(every, width=width, height=height, marks=marks)
     x, y, base = ax.x, ax.y, ax.base
-    out = [f'<svg class="chart histogram overlay" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-           f'role="img" aria-label="latency histograms overlaid">', *ax.grid()]
+    out = [ax.open(" overlay", "latency histograms overlaid"), *ax.grid()]
     for i, (label, bins) in enumerate(drawn):
         if not bins:
             continue
