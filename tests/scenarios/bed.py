@@ -124,6 +124,15 @@ class Bed:
         self.background(client, ["iperf3", "-c", address, "-p", str(port), "-u", "-b", rate, "-t", "120",
                                  "-l", "600"])
 
+    def tenants(self, *, ping: tuple[str, str], flood: tuple[str, str, str, int], multicast: str) -> None:
+        """Other tenants on an L2 segment: a fast ping (src, address), a UDP stream
+        (server, client, address, port), and IPv6 echo to all nodes from a guest."""
+        self.wait_reachable(*ping)
+        self.ping(*ping, interval_s=0.02)
+        server, client, address, port = flood
+        self.udp_flood(server, client, address, port=port)
+        self.background(multicast, ["ping", "-6", "-q", "-i", "0.3", "ff02::1%eth0"])
+
     def wait_reachable(self, src: str, address: str, timeout_s: float = 8.0) -> None:
         """Neighbours resolved and routes working before the window starts."""
         wait_until(lambda: self.run(src, ["ping", "-c", "1", "-W", "0.3", address], check=False).returncode == 0,

@@ -9,6 +9,26 @@ from scenarios.case import Case, Expect, Meter, iptables_rule_packets, nft, nft_
 _PORTS = 9
 
 
+def _case(bed: Bed, name: str, client: str, server: str, address: str, expect: Expect, counters, fired,
+          **probe) -> Case:
+    """The meter at both ends, and the case handed to the test."""
+    meter = Meter(bed, client, server, "tcp")
+    meter.install()
+    return Case(name=name, source=bed.nodes[client].ref, target=f"{bed.nodes[server].ref}:{address}",
+                client=client, server=server, probe=probe, meter=meter, expect=expect,
+                fault_counters=counters, fault_fired=fired)
+
+
+def _iptables_fault(bed: Bed, name: str, node: str, chain: str, rule: str, match: str, ends: tuple[str, str, str],
+                    expect: Expect) -> Case:
+    """One iptables rule in ``node``'s ``chain`` is the fault; its counter (the
+    lines containing ``match``) is the kernel's word that it fired."""
+    bed.wait_reachable(ends[0], ends[2])
+    bed.sh(node, f"iptables -w -A {chain} {rule} -j DROP")
+    return _case(bed, name, *ends, expect, lambda: {"rule": iptables_rule_packets(bed, node, chain, match)},
+                 lambda c: c["rule"] > 0)
+
+
 def bridge_tbf_port(bed: Bed) -> Case:
     """A 9-port bridge (tenants n0..n8, pings and a UDP stream among them); a tbf
     with a tiny limit on the port towards the server overflows on bursts."""
@@ -28,13 +48,9 @@ def bridge_tbf_port(bed: Bed) -> Case:
     bed.background("n6", ["ping", "-6", "-q", "-i", "0.2", "ff02::1%eth0"])
     bed.wait_reachable("n0", "10.78.0.11")
     bed.sh("sw", "tc qdisc add dev p1 root handle 1: tbf rate 2mbit burst 1600 limit 3000")
-    meter = Meter(bed, "n0", "n1", "tcp")
-    meter.install()
-    return Case(name="bridge-tbf-port", source=bed.nodes["n0"].ref, target=f"{bed.nodes['n1'].ref}:10.78.0.11",
-                client="n0", server="n1", probe={"request_bytes": 1000}, meter=meter,
-                expect=Expect("sw", frozenset({"p1"}), frozenset({"drop"})),
-                fault_counters=lambda: {"tbf_drops": qdisc_drops(bed, "sw", "p1")},
-                fault_fired=lambda c: c["tbf_drops"] > 0)
+    return _case(bed, "bridge-tbf-port", "n0", "n1", "10.78.0.11", Expect("sw", frozenset({"p1"}), frozenset({"drop"})),
+                 lambda: {"tbf_drops": qdisc_drops(bed, "sw", "p1")}, lambda c: c["tbf_drops"] > 0,
+                 request_bytes=1000)
 
 
 def container_police(bed: Bed) -> Case:
@@ -55,14 +71,31 @@ def container_police(bed: Bed) -> Case:
     bed.ping("k1", "10.79.0.1", interval_s=0.05)  # the container's own other traffic, through the policer
     nft(bed, "host", 'table netdev police {\n chain k1 { type filter hook ingress device "veth-k1" priority 0;\n'
                      '  limit rate over 400/second burst 50 packets counter drop\n }\n}\n')
-    meter = Meter(bed, "k1", "k2", "tcp")
-    meter.install()
-    return Case(name="container-police", source=bed.nodes["k1"].ref,
-                target=f"{bed.nodes['k2'].ref}:10.79.0.12", client="k1", server="k2",
-                probe={"request_bytes": 1000}, meter=meter,
-                expect=Expect("host", frozenset({"veth-k1"}), frozenset({"drop"})),
-                fault_counters=lambda: {"police_drops": nft_rule_packets(bed, "host", "netdev", "police")},
-                fault_fired=lambda c: c["police_drops"] > 0)
+    return _case(bed, "container-police", "k1", "k2", "10.79.0.12",
+                 Expect("host", frozenset({"veth-k1"}), frozenset({"drop"})),
+                 lambda: {"police_drops": nft_rule_packets(bed, "host", "netdev", "police")},
+                 lambda c: c["police_drops"] > 0, request_bytes=1000)
+
+
+def bridge_netfilter_physdev(bed: Bed) -> Case:
+    """A hypervisor's bridge with bridged traffic sent through iptables
+    (br_netfilter, net.bridge.bridge-nf-call-iptables=1 in its namespace, as
+    container and VM hosts set it): a FORWARD rule matching one port by physdev
+    drops 3 % of what that guest sends."""
+    bed.netns("hv")
+    bed.sh("hv", "ip link add br0 type bridge", "ip link set br0 up")
+    for i in range(4):
+        bed.netns(f"g{i}")
+        bed.veth("hv", f"vg{i}", f"g{i}", "eth0")
+        bed.sh("hv", f"ip link set vg{i} master br0")
+        bed.sh(f"g{i}", f"ip addr add 10.81.0.{10 + i}/24 dev eth0")
+    bed.sysctl("hv", "net.bridge.bridge-nf-call-iptables", 1)
+    # Another guest's stream towards the server, as well as a ping between two others.
+    bed.tenants(ping=("g2", "10.81.0.13"), flood=("g1", "g3", "10.81.0.11", 5208), multicast="g0")
+    return _iptables_fault(bed, "bridge-netfilter-physdev", "hv", "FORWARD",
+                           "-m physdev --physdev-in vg0 --physdev-is-bridged -m statistic --mode random "
+                           "--probability 0.03", "physdev", ("g0", "g1", "10.81.0.11"),
+                           Expect("hv", frozenset({"vg0", "br0"}), frozenset({"drop"})))
 
 
 def vxlan_underlay_loss(bed: Bed) -> Case:
@@ -83,17 +116,7 @@ def vxlan_underlay_loss(bed: Bed) -> Case:
         bed.veth(h, f"v{g}", g, "eth0")
         bed.sh(h, f"ip link set v{g} master br0")
         bed.sh(g, f"ip addr add 192.168.42.{addr}/24 dev eth0")
-    bed.wait_reachable("g3", "192.168.42.4")
-    bed.ping("g3", "192.168.42.4", interval_s=0.02)
-    bed.udp_flood("g4", "g3", "192.168.42.4", port=5207)
-    bed.background("g1", ["ping", "-6", "-q", "-i", "0.3", "ff02::1%eth0"])
-    bed.wait_reachable("g1", "192.168.42.2")
-    bed.sh("h2", "iptables -w -A INPUT -i ul0 -p udp --dport 4789 -m statistic --mode random --probability 0.03 "
-                 "-j DROP")
-    meter = Meter(bed, "g1", "g2", "tcp")
-    meter.install()
-    return Case(name="vxlan-underlay-loss", source=bed.nodes["g1"].ref, target=f"{bed.nodes['g2'].ref}:192.168.42.2",
-                client="g1", server="g2", meter=meter,
-                expect=Expect("h2", frozenset({"ul0", "vx0"}), frozenset({"drop"})),
-                fault_counters=lambda: {"rule": iptables_rule_packets(bed, "h2", "INPUT", "statistic")},
-                fault_fired=lambda c: c["rule"] > 0)
+    bed.tenants(ping=("g3", "192.168.42.4"), flood=("g4", "g3", "192.168.42.4", 5207), multicast="g1")
+    return _iptables_fault(bed, "vxlan-underlay-loss", "h2", "INPUT",
+                           "-i ul0 -p udp --dport 4789 -m statistic --mode random --probability 0.03", "statistic",
+                           ("g1", "g2", "192.168.42.2"), Expect("h2", frozenset({"ul0", "vx0"}), frozenset({"drop"})))

@@ -23,13 +23,17 @@ class Net:
     links: list[tuple[str, str, int]] = field(default_factory=list)
     addr: dict[tuple[str, str], str] = field(default_factory=dict)
     """(node, peer) -> this node's address on the link to peer."""
+    v6: bool = False
+    """Dual stack: every link also gets fd00:<net>:<link>::1 and ::2 (/64), routed alike."""
+    addr6: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, bed: Bed, net: int, links: list[tuple[str, str]], *, mtus: dict | None = None) -> Net:
+    def build(cls, bed: Bed, net: int, links: list[tuple[str, str]], *, mtus: dict | None = None,
+              v6: bool = False) -> Net:
         """Namespaces for every node of ``links`` (in order), the links, and the routes."""
         for node in dict.fromkeys(x for pair in links for x in pair):
             bed.netns(node)
-        self = cls(bed, net)
+        self = cls(bed, net, v6=v6)
         for a, b in links:
             self.link(a, b, mtu=(mtus or {}).get((a, b)))
         self.route_all()
@@ -43,10 +47,14 @@ class Net:
             address = f"10.{self.net}.{n}.{host}"
             self.addr[(node, peer)] = address
             self.bed.sh(node, f"ip addr add {address}/24 dev to-{peer}")
+            if self.v6:
+                # nodad: usable at once (duplicate detection would hold it tentative for a second).
+                self.addr6[(node, peer)] = address6 = f"fd00:{self.net}:{n}::{host}"
+                self.bed.sh(node, f"ip -6 addr add {address6}/64 dev to-{peer} nodad")
 
-    def address(self, node: str) -> str:
+    def address(self, node: str, *, v6: bool = False) -> str:
         """The node's first address (an endpoint has one link)."""
-        return next(v for (n, _p), v in self.addr.items() if n == node)
+        return next(v for (n, _p), v in (self.addr6 if v6 else self.addr).items() if n == node)
 
     def neighbours(self, node: str) -> list[str]:
         return [b if a == node else a for a, b, _ in self.links if node in (a, b)]
@@ -74,6 +82,8 @@ class Net:
         for node in sorted(nodes):
             if len(self.neighbours(node)) > 1:
                 self.bed.sysctl(node, "net.ipv4.ip_forward", 1)
+                if self.v6:
+                    self.bed.sysctl(node, "net.ipv6.conf.all.forwarding", 1)
             for a, b, n in self.links:
                 if node in (a, b) or (node, n) in skip:
                     continue
@@ -81,6 +91,8 @@ class Net:
 
     def route(self, node: str, subnet: int, *, via: str) -> None:
         self.bed.sh(node, f"ip route replace 10.{self.net}.{subnet}.0/24 via {self.addr[(via, node)]}")
+        if self.v6:
+            self.bed.sh(node, f"ip -6 route replace fd00:{self.net}:{subnet}::/64 via {self.addr6[(via, node)]}")
 
     def subnet_of(self, a: str, b: str) -> int:
         return next(n for x, y, n in self.links if {x, y} == {a, b})

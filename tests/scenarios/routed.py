@@ -4,7 +4,7 @@ tenants' traffic across the same routers and one fault a real network has."""
 from __future__ import annotations
 
 from scenarios.bed import Bed
-from scenarios.case import Case, Expect, Meter, iptables_rule_packets, link_stats, nft, nstat
+from scenarios.case import Case, Expect, Meter, iptables_rule_packets, link_stats, nft, nft_rule_packets, nstat
 from scenarios.net import Net
 
 
@@ -18,19 +18,23 @@ def _noise(bed: Bed, net: Net, src: str, dst: str, *, udp_port: int = 5201) -> N
     bed.background(src, ["ping", "-6", "-q", "-i", "0.3", f"ff02::1%to-{first}"])
 
 
-def _chain(bed: Bed, net_id: int, *, mid_mtu: int | None = None) -> Net:
+def _chain(bed: Bed, net_id: int, *, mid_mtu: int | None = None, v6: bool = False) -> Net:
     """c - r1 - r2 - r3 - s, with tenants t1 (on r1) and t2 (on r3)."""
     net = Net.build(bed, net_id, [("c", "r1"), ("r1", "r2"), ("r2", "r3"), ("r3", "s"), ("t1", "r1"), ("r3", "t2")],
-                    mtus={("r1", "r2"): mid_mtu})
+                    mtus={("r1", "r2"): mid_mtu}, v6=v6)
     bed.wait_reachable("c", net.address("s"))
+    if v6:
+        bed.wait_reachable("c", net.address("s", v6=True))
     return net
 
 
 def _case(bed: Bed, net: Net, name: str, expect: Expect | None, *, proto: str = "tcp", client: str = "c",
-          server: str = "s", **kw) -> Case:
+          server: str = "s", v6: bool = False, **kw) -> Case:
     meter = Meter(bed, client, server, proto)
     meter.install()
-    return Case(name=name, source=bed.nodes[client].ref, target=f"{bed.nodes[server].ref}:{net.address(server)}",
+    # Over IPv6 both ends are given with their addresses (diagnose would pick IPv4 first).
+    source = f"{bed.nodes[client].ref}:{net.address(client, v6=True)}" if v6 else bed.nodes[client].ref
+    return Case(name=name, source=source, target=f"{bed.nodes[server].ref}:{net.address(server, v6=v6)}",
                 client=client, server=server, expect=expect, meter=meter, **kw)
 
 
@@ -41,6 +45,20 @@ def chain_iptables_statistic(bed: Bed) -> Case:
     bed.sh("r2", "iptables -w -A FORWARD -i to-r1 -m statistic --mode random --probability 0.03 -j DROP")
     return _case(bed, net, "chain-iptables-statistic", Expect("r2", frozenset({"to-r1"}), frozenset({"drop"})),
                  fault_counters=lambda: {"rule": iptables_rule_packets(bed, "r2", "FORWARD", "statistic")},
+                 fault_fired=lambda c: c["rule"] > 0)
+
+
+def ipv6_chain_nft_prerouting(bed: Bed) -> Case:
+    """The probe over IPv6 on a dual-stack chain: a native nftables ip6 rule (with
+    a counter) in r3's prerouting drops 3 % of what arrives from r2; the tenants
+    talk IPv4 and IPv6 across the same routers."""
+    net = _chain(bed, 78, v6=True)
+    _noise(bed, net, "t1", "t2")
+    bed.ping("t1", net.address("t2", v6=True))
+    nft(bed, "r3", 'table ip6 edge {\n chain pre { type filter hook prerouting priority -150; policy accept;\n'
+                   '  iifname "to-r2" numgen random mod 100 < 3 counter drop\n }\n}\n')
+    return _case(bed, net, "ipv6-chain-nft-prerouting", Expect("r3", frozenset({"to-r2"}), frozenset({"drop"})),
+                 v6=True, fault_counters=lambda: {"rule": nft_rule_packets(bed, "r3", "ip6", "edge")},
                  fault_fired=lambda c: c["rule"] > 0)
 
 
