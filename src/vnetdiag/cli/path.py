@@ -82,6 +82,9 @@ def _on_hosts(args, out) -> int:
             answer = from_plain(TopologyAnswer, fleet.call(host.name, "topology", paths=[walk]))
             r = answer.paths[0]
             across = host_a.name != host_b.name
+            if across and not r.complete and r.hops:
+                # Where this host's part ends, said as that: the rest of the way is on other hosts.
+                r = dataclasses.replace(r, stopped=f"leaves {host.name} by {r.hops[-1].name} ({r.stopped})")
             peer = f"{(host_b if host is host_a else host_a).name}:{other}"
             results.append(r)
             titles.append(f"{host.name}:{ns} -> {peer}" + (f" (on {host.name})" if across else ""))
