@@ -422,6 +422,19 @@ def demo(r: Run) -> None:
     print(f"  wrote docs/samples/diagnose-slow-guest.html ({report.stat().st_size} bytes)")
 
 
+def compare(r: Run) -> None:
+    # veth, its twin (the same path again: what noise alone shows), and the macvtap guest with loss.
+    args = ["compare", "--path", "veth=vm1->vm3", "--path", "twin=vm1->vm3", "--path", "macvtap=vm2->vm3"]
+    r.fault("loss", "hv1:mvl0-p", percent=2)
+    try:
+        out = r.vnetdiag(*args, "--html", str(OUT / "compare.html"), timeout_s=300)
+    finally:
+        r.clear()
+    write("compare.txt", "$ vnetdiag lab fault add loss --at hv1:mvl0-p --percent 2\n"
+                         f"$ vnetdiag {shlex.join([*args, '--html', 'docs/samples/compare.html'])}\n{out}")
+    print(f"  wrote docs/samples/compare.html ({(OUT / 'compare.html').stat().st_size} bytes)")
+
+
 def screenshots(r: Run) -> None:
     from vnetdiag.testing import browser
 
@@ -433,7 +446,8 @@ def screenshots(r: Run) -> None:
 
 SAMPLES: dict[str, Callable[[Run], None]] = {
     "inventory": inventory, "counters": counters, "topology": topology, "path": paths, "probe": probes,
-    "conntrack-full": conntrack_full, "drops": drops, "trace": traces, "watch": watch, "demo": demo, "screenshots": screenshots,
+    "conntrack-full": conntrack_full, "drops": drops, "trace": traces, "watch": watch, "demo": demo, "compare": compare,
+    "screenshots": screenshots,
 }
 
 
