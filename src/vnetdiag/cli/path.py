@@ -63,6 +63,8 @@ def _on_hosts(args, out) -> int:
     On one host the walk goes from FROM to TO (and back); across hosts each
     host sees its part: FROM's host from FROM to where the packet leaves it
     (the tunnel or the wire), TO's host from TO back towards FROM."""
+    import dataclasses
+
     from vnetdiag.fleet.coordinator import Fleet
     from vnetdiag.fleet.diagnose import endpoint, plan
     from vnetdiag.model.fleet import TopologyAnswer
