@@ -122,3 +122,13 @@ def test_vnetdiag_command_of_several_words(sim, tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["host"] == "h2"
+
+
+def test_counters_watch_on_a_host_ticks_on_our_clock(sim):
+    r = cli(sim, "counters", "--netns", "h2:host", "--watch", "0.3", "--count", "2")
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert len(lines) == 2, r.stdout[:500]
+    # Intervals measured on the agent's clock, ticked on ours (moved by its offset): ~0.3 s each.
+    intervals = [d["interval_s"] for d in lines]
+    assert all(0.2 < s < 1.0 for s in intervals), intervals

@@ -79,8 +79,7 @@ def _on_hosts(out, groups, args, rep) -> int:
     from vnetdiag.model.fleet import HostSnapshot
 
     if args.watch is not None:
-        raise UsageError("--watch is not available across hosts yet", hint="run it on the host: ssh HOST vnetdiag "
-                                                                          "counters --watch")
+        return _watch_host(out, groups, args, rep)
     answers = hostforms.ask(groups, "snapshot", lambda specs: {"netns": specs, "rules": False}, HostSnapshot)
     hostforms.check_matched(groups, {name: bool(a.snapshot.namespaces) for name, a in answers.items()})
     snaps = {name: device_filter(a.snapshot, args.device) for name, a in answers.items()}
@@ -90,6 +89,25 @@ def _on_hosts(out, groups, args, rep) -> int:
     for name, snap in snaps.items():
         hostforms.heading(out, name)
         _print_snapshot(out, snap, rep, args.all)
+    return 0
+
+
+def _watch_host(out, groups, args, rep) -> int:
+    """--watch of one host's namespaces: the same live view, each snapshot asked of its agent."""
+    from vnetdiag.cli import hostforms
+    from vnetdiag.fleet.coordinator import Fleet
+
+    name, host, specs = hostforms.one_host(groups, "counters --watch")
+    with Fleet([host]) as fleet:  # with its clock offset: the watch ticks on our clock
+        source = hostforms.RemoteSnapshots(fleet, name, specs)
+        first = source.snapshot()
+        hostforms.check_matched(groups, {name: bool(first.namespaces)})
+        if not out.json_mode:
+            hostforms.heading(out, name)
+        try:
+            _watch(out, source, first, args, rep)
+        except KeyboardInterrupt:
+            pass
     return 0
 
 

@@ -66,6 +66,25 @@ def ask(groups: dict[str, tuple[object, list[str]]], op: str, args_of: Callable[
     return {name: from_plain(record, plain[name]) if record is not None else plain[name] for name in groups}
 
 
+class RemoteSnapshots:
+    """``snapshot()`` of one host's namespaces through its agent, on this machine's
+    monotonic clock (moved by the agent's measured offset), so that code written
+    for a local ``Collector`` (the counters watch) runs on it unchanged."""
+
+    def __init__(self, fleet, name: str, specs: list[str]) -> None:
+        self.fleet, self.name, self.specs = fleet, name, specs
+
+    def snapshot(self):
+        import dataclasses
+
+        from vnetdiag.model.fleet import HostSnapshot
+        from vnetdiag.model.plain import from_plain
+
+        snap = from_plain(HostSnapshot, self.fleet.call(self.name, "snapshot", netns=self.specs, rules=False)).snapshot
+        offset_s = self.fleet.offsets[self.name].offset_ns / 1e9
+        return dataclasses.replace(snap, taken_monotonic_s=snap.taken_monotonic_s - offset_s)
+
+
 def document(docs: dict[str, dict]) -> dict:
     """One host: its document with ``"host"``; several: ``vnetdiag.hosts/1`` listing them."""
     named = [{**doc, "host": name} for name, doc in docs.items()]
