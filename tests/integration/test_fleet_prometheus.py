@@ -54,6 +54,7 @@ def test_fleet_top_ranks_the_faulty_host_first_and_only_it_alerts(tmp_path):
         assert (first["host"], first["netns"], first["device"], first["reason"]) == \
             ("h2", sim.receiver(2), sim.device(2), "NETFILTER_DROP"), doc["places"]
         assert first["role"] == "hypervisor" and first["rate_per_s"] > 0
+        assert first["next"][0] == f"vnetdiag drops --hosts hosts.ini --netns h2:{sim.receiver(2)} --duration 10"
         assert f"vnetdiag diagnose --hosts hosts.ini --from h2:{sim.receiver(2)} --to PEER:NAMESPACE" in \
             first["next"][1], first["next"]
         # The other hosts' places are their background drops only, each below host 2's fault.

@@ -90,6 +90,9 @@ def top(*, prometheus: str, limit: int = 10, window: str = "5m") -> tuple[list[D
 def next_commands(place: DropPlace, *, hosts_file: str | None = None) -> list[str]:
     """What to run for a place: the live drop view on its host, and a diagnose across it."""
     hosts = f" --hosts {shlex.quote(hosts_file)}" if hosts_file else ""
-    return [f"ssh {shlex.quote(place.host)} vnetdiag drops --netns {shlex.quote(place.netns)}",
+    # With the hosts file, the drops view goes through the same agent as diagnose (HOST:NS forms).
+    drops = (f"vnetdiag drops{hosts} --netns {shlex.quote(f'{place.host}:{place.netns}')} --duration 10"
+             if hosts_file else f"ssh {shlex.quote(place.host)} vnetdiag drops --netns {shlex.quote(place.netns)}")
+    return [drops,
             f"vnetdiag diagnose{hosts} --from {place.host}:{place.netns} --to PEER:NAMESPACE "
             f"  # a peer whose traffic crosses {place.device}"]
