@@ -84,7 +84,8 @@ def _header(rankdir: str, *, ranksep_in: float = 0.55) -> list[str]:
 
 def _ns_cluster(key: str, name: str, element_id: str, *, extra: str = "") -> str:
     """The opening line of a namespace's box."""
-    return (f'subgraph cluster_ns_{key} {{ label=<<B>{escape(name)}</B>>; id={_q(element_id)}; '
+    label = f"<<B>{escape(name)}</B>>" if name else '""'
+    return (f'subgraph cluster_ns_{key} {{ label={label}; id={_q(element_id)}; '
             f'style="rounded,filled"; fillcolor="#f4f6f9"; color="#8a94a6";{extra}')
 
 
@@ -210,10 +211,14 @@ def path_dot(hops: Sequence[PathHop], *, culprits: Collection[tuple[int, str]] =
     for h in hops:
         if h.netns_inode not in order:
             order.append(h.netns_inode)
+    # A namespace's name heads its row, as a node of its own left of the devices:
+    # a box's title would sit where the arrows from the row above come in.
+    titles = [f"ns-{hops[0].direction}-{k}" for k in range(len(order))]
     for k, inode in enumerate(order):
         mine = [(i, h) for i, h in enumerate(hops) if h.netns_inode == inode]
-        out.append("  " + _ns_cluster(f"{k}", mine[0][1].netns, f"path-ns-{mine[0][1].direction}-{k}",
-                                  extra=" labeljust=l;"))
+        out.append("  " + _ns_cluster(f"{k}", "", f"path-ns-{mine[0][1].direction}-{k}"))
+        out.append(f"    {_q(titles[k])} [id={_q(titles[k])}, class=\"ns-title\", shape=plaintext, style=\"\", "
+                   f"label=<<B>{escape(mine[0][1].netns)}</B>>];")
         for i, h in mine:
             culprit = (h.netns_inode, h.device) in culprits
             style = ', fillcolor="#ffe3e0", color="#c62828", penwidth=2' if culprit else ""
@@ -221,16 +226,16 @@ def path_dot(hops: Sequence[PathHop], *, culprits: Collection[tuple[int, str]] =
             out.append(f"    {_q(hop_id(h.direction, i))} [id={_q(hop_id(h.direction, i))}, "
                        f"class={_q('hop culprit' if culprit else 'hop')}, tooltip={_q(h.netns + '/' + h.device)}, "
                        f"label={_html_label(h.device, sub)}{style}];")
-        # The devices of one namespace side by side, so the picture grows downwards.
-        out.append("    { rank=same; " + " ".join(_q(hop_id(h.direction, i)) for i, h in mine) + " }")
+        # The devices of one namespace side by side, after its name, so the picture grows downwards.
+        row = [titles[k]] + [hop_id(h.direction, i) for i, h in mine]
+        out.append("    { rank=same; " + " ".join(map(_q, row)) + " }")
+        out.append(f"    {_q(titles[k])} -> {_q(row[1])} [style=invis];")
         out.append("  }")
     # Rows start at the left, as lines of text do: an invisible, heavy edge
-    # joins the first devices of successive namespaces, and the arrow from a
-    # row's end to the next row's start does not pull the next row sideways.
-    firsts = [next(i for i, h in enumerate(hops) if h.netns_inode == inode) for inode in order]
-    for a, b in zip(firsts, firsts[1:]):
-        out.append(f"  {_q(hop_id(hops[a].direction, a))} -> {_q(hop_id(hops[b].direction, b))} "
-                   "[style=invis, weight=100];")
+    # joins the names of successive namespaces, and the arrow from a row's end
+    # to the next row's start does not pull the next row sideways.
+    for a, b in zip(titles, titles[1:]):
+        out.append(f"  {_q(a)} -> {_q(b)} [style=invis, weight=100];")
     for i in range(len(hops) - 1):
         across = hops[i].netns_inode != hops[i + 1].netns_inode
         out.append(f"  {_q(hop_id(hops[i].direction, i))} -> {_q(hop_id(hops[i + 1].direction, i + 1))} "
