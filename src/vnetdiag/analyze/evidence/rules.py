@@ -61,10 +61,9 @@ def _traced_rule(ctx: Context, out: Candidates, t) -> None:
         c.reason = "firewall rule DROP"
     n = t.forward + t.reverse
     c.counts[NFTRACE] = c.counts.get(NFTRACE, 0) + n
-    c.probe_packets += n
+    # Kept apart from the eBPF tracer's count of the same packets until merge.
     for d, k in (("forward", t.forward), ("reverse", t.reverse)):
-        if k:
-            c.directions[d] = c.directions.get(d, 0) + k
+        c.counts[f"{NFTRACE} {d}"] = c.counts.get(f"{NFTRACE} {d}", 0) + k
     handle = f" (handle {t.handle})" if t.handle is not None else ""
     c.evidence.append(Evidence(source="trace", count=n, text=(
         f"netfilter tracing in {ctx.name(t.netns_inode)}: {t.family} {t.table} {t.chain}{handle} "
@@ -95,8 +94,18 @@ def merge(ctx: Context, out: Candidates) -> None:
             traced += c.counts.get("trace", 0)
             out.merge(rk, k, reason=True)
         # Several places' drops were this one rule's: they add up (absorb keeps the largest).
-        r.directions = dict(r.directions) if named else probe
-        r.probe_packets = r.counts[NFTRACE] if named else probe_packets
+        r.directions, r.probe_packets = probe, probe_packets
+        if named:
+            # Two counts of the same packets: netfilter's trace reaches us through a
+            # netlink socket that drops events when it overflows (a busy window), so
+            # it may be low, never high; the larger is the count, in each direction.
+            nft = {d: r.counts.pop(f"{NFTRACE} {d}", 0) for d in ("forward", "reverse")}
+            if probe_packets > r.counts[NFTRACE]:
+                r.evidence.append(Evidence(source="trace", count=probe_packets, text=(
+                    f"netfilter tracing reported {r.counts[NFTRACE]} of the probe's packets here, the eBPF "
+                    f"tracer {probe_packets}: the monitor missed events")))
+            r.directions = {d: max(nft[d], probe.get(d, 0)) for d in nft if max(nft[d], probe.get(d, 0))}
+            r.probe_packets = max(r.counts[NFTRACE], probe_packets)
         if traced:
             r.counts["trace"] = traced
     _merge_uncounted(ctx, out)
