@@ -58,7 +58,8 @@ def ruleset(flows: ProbeFlows, table: str) -> str:
     chains = "".join(
         f"  chain {name} {{ type filter hook {hook} priority -350; policy accept;\n"
         f"    {fwd} meta nftrace set 1\n    {rev} meta nftrace set 1\n"
-        + (f"    {mark} meta nftrace set 1\n" if hook == "output" else "") + "  }\n"
+        # notrack: the mark never takes a conntrack entry (nor fails on a full table).
+        + (f"    {mark} meta nftrace set 1 notrack\n" if hook == "output" else "") + "  }\n"
         for name, hook in (("pre", "prerouting"), ("out", "output")))
     return f"table inet {table} {{\n{chains}}}\n"
 
@@ -165,10 +166,7 @@ class NftTrace:
         deadline = time.monotonic() + READY_TIMEOUT_S
         for mon in self._monitors:
             while not mon.ready.is_set():
-                with netns.entered(mon.ns.path):
-                    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                with s:
-                    s.sendto(b"vnetdiag", ("127.0.0.1", MARK_PORT))
+                _mark(mon)
                 if mon.ready.wait(0.05):
                     break
                 if time.monotonic() > deadline or mon.proc.poll() is not None:
@@ -210,14 +208,43 @@ def _drain(mon: _Monitor) -> None:
     mon.ready.clear()
     deadline = time.monotonic() + READY_TIMEOUT_S
     while not mon.ready.is_set() and time.monotonic() < deadline and mon.proc.poll() is None:
-        with netns.entered(mon.ns.path):
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        with s:
-            s.sendto(b"vnetdiag", ("127.0.0.1", MARK_PORT))
+        try:
+            _mark(mon)
+        except VnetdiagError:
+            return  # the namespace is gone, and its monitor with it
         mon.ready.wait(0.05)
 
 
-def dropping_namespaces(rules: Iterable, namespaces: Iterable) -> list:
-    """The namespaces (records) where a dropping rule of the nf_tables API is written."""
-    inodes = {r.netns_inode for r in rules if r.backend != "iptables-legacy"}
+def _mark(mon: _Monitor) -> None:
+    """One marked datagram to the discard port in the monitor's namespace."""
+    with netns.entered(mon.ns.path):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with s:
+        try:
+            s.sendto(b"vnetdiag", ("127.0.0.1", MARK_PORT))
+        except OSError:
+            pass  # refused on the way out (a full table, a rule): sent again until seen
+
+
+def connected(interfaces: Iterable, ends: Iterable[int]) -> set[int]:
+    """The namespaces joined to ``ends`` by links across namespaces (veth peers,
+    a macvlan's lower device): where the probe's packets can go. Another
+    tenant's namespaces stay untouched."""
+    edges: dict[int, set[int]] = {}
+    for i in interfaces:
+        if i.link is not None and i.link.netns_inode != i.ref.netns_inode:
+            edges.setdefault(i.ref.netns_inode, set()).add(i.link.netns_inode)
+            edges.setdefault(i.link.netns_inode, set()).add(i.ref.netns_inode)
+    seen, todo = set(ends), list(ends)
+    while todo:
+        for n in edges.get(todo.pop(), ()):
+            if n not in seen:
+                seen.add(n)
+                todo.append(n)
+    return seen
+
+
+def dropping_namespaces(rules: Iterable, namespaces: Iterable, reach: set[int]) -> list:
+    """The namespaces (records) in ``reach`` where a dropping rule of the nf_tables API is written."""
+    inodes = {r.netns_inode for r in rules if r.backend != "iptables-legacy"} & reach
     return [ns for ns in namespaces if ns.inode in inodes]
