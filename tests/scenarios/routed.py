@@ -114,15 +114,16 @@ def mtu_black_hole(bed: Bed) -> Case:
 
 
 def policy_route_unreachable(bed: Bed) -> Case:
-    """Policy routing on r2: marked packets (a random few of the client's, past
-    the handshake) look up a table whose route to the server's subnet is a stale
-    'unreachable'. A forwarding router counts nothing but the ICMP it sends."""
+    """Policy routing on r2: marked packets (a random few of the client's data
+    segments, longer than a pure ACK, so no connection fails to open) look up a
+    table whose route to the server's subnet is a stale 'unreachable'. A
+    forwarding router counts nothing but the ICMP it sends (rate-limited)."""
     net = _chain(bed, 75)
     _noise(bed, net, "t1", "t2")
     s_net = net.subnet_of("r3", "s")
     bed.sh("r2", f"ip route add unreachable 10.75.{s_net}.0/24 table 107",
            "ip rule add fwmark 0x7 lookup 107 priority 100",
-           "iptables -w -t mangle -A PREROUTING -i to-r1 -p tcp ! --syn -m statistic --mode random --probability 0.04 "
+           "iptables -w -t mangle -A PREROUTING -i to-r1 -p tcp -m length ! --length 0:52 -m statistic --mode random --probability 0.04 "
            "-j MARK --set-mark 0x7")
     return _case(bed, net, "policy-route-unreachable",
                  Expect("r2", frozenset({"to-r1", None}), frozenset({"no-route", "drop"})),
