@@ -13,6 +13,7 @@ in ``notes`` and the rest still runs.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from vnetdiag.model.counters import CounterSnapshot
 from vnetdiag.model.bundle import Bundle, ProbeFlows, RuleDelta
 from vnetdiag.model.diagnosis import Diagnosis, PathHop
 from vnetdiag.model.drops import DropTraceResult
+from vnetdiag.model.handshake import HANDSHAKE_PATTERNS, HandshakeResult
 from vnetdiag.model.probe import ProbeResult
 from vnetdiag.model.tracing import TraceAnalysis
 from vnetdiag.report.summary import counted
@@ -70,6 +72,8 @@ class DiagnoseRun:
     """What the drop tracer saw (either backend); ``.backend`` says which ran."""
     bundle: Bundle | None = None
     """Everything the verdicts were drawn from: save it to replay them."""
+    handshake: HandshakeResult | None = None
+    """The server-less probe's result, when B was a far end (a VM's guest): see diagnose_far."""
 
 
 def _with_address(e: Endpoint, topo) -> Endpoint:
@@ -85,20 +89,22 @@ def _with_address(e: Endpoint, topo) -> Endpoint:
     return dataclasses.replace(e, address=address)
 
 
-def _path(collector, snap: CounterSnapshot, a: Endpoint, b: Endpoint, notes: list[str]) -> tuple[PathHop, ...]:
+def _path(collector, snap: CounterSnapshot, a: Endpoint, b: Endpoint, notes: list[str],
+          far: bool = False) -> tuple[PathHop, ...]:
     """Devices from A to B and back, from the topology of ``snap`` (taken after the
-    probe, so the bridges' forwarding databases have learned the endpoints)."""
+    probe, so the bridges' forwarding databases have learned the endpoints). To a
+    far end (a VM's guest) one way only: the way back is the way there reversed."""
     from vnetdiag.paths import round_trip
 
     try:
-        there, back = round_trip(collector, a, b, snap=snap)
+        results = round_trip(collector, a, b, snap=snap, one_way=far)
     except VnetdiagError as exc:
         notes.append(f"path not resolved: {exc}")
         return ()
     mtu = {ic.interface.ref: ic.interface.mtu for ic in snap.interfaces}
     labels = {n.inode: n.label for n in snap.namespaces}
     hops: list[PathHop] = []
-    for result, direction in ((there, "forward"), (back, "reverse")):
+    for result, direction in zip(results, ("forward", "reverse")):
         if not result.complete:
             why = result.stopped or "incomplete"
             flood = f" (flood candidates: {', '.join(result.flood_candidates)})" if result.flood_candidates else ""
@@ -111,6 +117,10 @@ def _path(collector, snap: CounterSnapshot, a: Endpoint, b: Endpoint, notes: lis
             hops.append(PathHop(netns=labels.get(h.netns_inode, h.netns_name), netns_inode=h.netns_inode,
                                 device=h.name, kind=h.kind,
                                 mtu=mtu.get(h.ref), direction=direction))
+    if far and hops:
+        hops += [dataclasses.replace(h, direction="reverse") for h in reversed(hops)]
+        notes.append(f"the way back from {b.lab_node or b.text} is taken as the way there reversed "
+                     "(its routes cannot be read)")
     return tuple(hops)
 
 
@@ -141,12 +151,21 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
     from vnetdiag.probe.client import run_probe
     from vnetdiag.probe.server import Server
 
-    a, b = endpoint(source), endpoint(target)
-    if a.ns.inode == b.ns.inode:
-        raise BadInputError(f"{source} and {target} are the same namespace", hint="diagnose two namespaces")
+    from vnetdiag import diagnose_far
+
+    a = endpoint(source)
     notes: list[str] = []
     with ExitStack() as stack:
         collector = stack.enter_context(Collector())
+        # A far end (a VM's guest, an address no namespace here owns) cannot run
+        # our server: it is probed with handshakes its kernel answers.
+        b, far = diagnose_far.target(target, a, collector)
+        b_label = (b.lab_node or b.text) if far else b.label  # a bare address is its own label
+        if not far and a.ns.inode == b.ns.inode:
+            raise BadInputError(f"{source} and {target} are the same namespace", hint="diagnose two namespaces")
+        if far and capture:
+            notes.append(f"no capture towards {b_label}: it is a far end (the capture runs at both ends)")
+            capture = False
         targets: list[tuple[str, str]] = []
         if not (a.address and b.address) or capture:
             from vnetdiag.topology import discover
@@ -156,16 +175,28 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
             a, b = _with_address(a, topo), _with_address(b, topo)
             if capture:
                 targets = _capture_targets(a, b, topo, kernel_lookup(collector.pool), notes)
-        server = Server(bind=b.address, port=port or 0, netns=b.ns.path)
-        port = server.start()[1]
-        stack.callback(server.stop)
-        server.serve_in_thread()
-        flows = ProbeFlows(proto=17 if pattern == "udp-rr" else 6, client=a.address, server=b.address,
-                           server_port=port)
+        if far:
+            if pattern not in HANDSHAKE_PATTERNS:
+                notes.append(f"{b_label} is a far end (vnetdiag's server cannot run there): probed with tcp-syn "
+                             f"handshakes instead of {pattern}")
+                pattern = "tcp-syn"
+            port = port or diagnose_far.CLOSED_PORT
+        elif pattern in HANDSHAKE_PATTERNS:
+            raise BadInputError(f"--pattern {pattern} is for a far end (a VM's guest, an address no namespace owns)",
+                                hint=f"towards {b_label} use tcp-rr, tcp-crr or udp-rr, or vnetdiag handshake")
+        else:
+            server = Server(bind=b.address, port=port or 0, netns=b.ns.path)
+            port = server.start()[1]
+            stack.callback(server.stop)
+            server.serve_in_thread()
+        flows = ProbeFlows(proto=17 if pattern == "udp-rr" else 1 if pattern == "icmp-echo" else 6,
+                           client=a.address, server=b.address, server_port=port if pattern != "icmp-echo" else 0)
         tracer = _start_trace(stack, notes, backend, flows) if trace else None
         before = collector.snapshot()
         rules_before, rule_problems = read_drop_rules(before.namespaces)
-        say(f"probe {pattern} x{streams} from {a.label} to {b.label} ({b.address}) for {duration_s:g} s")
+        ends = {e.ns.inode for e in (a, b) if e.ns is not None}
+        nft = _start_nftrace(stack, notes, rules_before, before, ends, flows) if trace else None
+        say(f"probe {pattern} x{streams} from {a.label} to {b_label} ({b.address}) for {duration_s:g} s")
         probe = failure = None
         # The window ends on time: transactions still waiting out an RTO backoff
         # after it are stopped (their streams are counted up to the stop).
@@ -190,6 +221,15 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
         outcome: dict = {}
 
         def probe_window() -> None:
+            if far:
+                from vnetdiag.probe.handshake_window import run_window
+
+                on_phase("start")
+                outcome["handshake"] = run_window(
+                    b.address, pattern=pattern, port=port, streams=streams, duration_s=warmup_s + duration_s,
+                    interval_s=diagnose_far.ATTEMPT_INTERVAL_S, timeout_s=diagnose_far.ATTEMPT_TIMEOUT_S,
+                    netns=a.ns.path, stop=stop)
+                return
             try:
                 outcome["probe"] = run_probe(
                     b.address, port=port, pattern=pattern, streams=streams, duration_s=duration_s,
@@ -212,8 +252,9 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
         probe, failure = outcome.get("probe"), outcome.get("failure")
         after = collector.snapshot()
         rules_after, _ = read_drop_rules(after.namespaces)
-        path = _path(collector, after, a, b, notes)
-        say(f"path {a.label} -> {b.label}: {' -> '.join(h.device for h in path if h.direction == 'forward') or '?'}")
+        rule_traces = nft.stop() if nft is not None else ()
+        path = _path(collector, after, a, b, notes, far=far)
+        say(f"path {a.label} -> {b_label}: {' -> '.join(h.device for h in path if h.direction == 'forward') or '?'}")
     # Leaving the block stopped the tracer, the collector and the server.
     drops = tracer.result if tracer is not None else None
     analysis = drops.analysis if drops is not None and drops.backend == "tracefs" else None
@@ -242,19 +283,37 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
         if "vanished" not in problem.what:
             notes.append(f"counters not read at {problem.where}: {problem.what}")
     moved = counter_delta(before, after)
-    symptom = symptom_of(probe, pattern=pattern, streams=streams,
-                         tcp_moves=_tcp_moves(moved, {a.ns.inode, b.ns.inode}))
+    window = outcome.get("handshake")
+    if far:
+        from vnetdiag.analyze.far_end import handshake_symptom
+
+        symptom = handshake_symptom(window.result if window else None, pattern=pattern,
+                                    tcp_moves=_tcp_moves(moved, {a.ns.inode}))
+    else:
+        symptom = symptom_of(probe, pattern=pattern, streams=streams,
+                             tcp_moves=_tcp_moves(moved, {a.ns.inode, b.ns.inode}))
     # The probe starts its streams 20 ms after "start", then warms up: the measured
     # window, in which slow transactions are timed, begins after that.
     window_start_ns = started_ns[0] + 20_000_000 + int(warmup_s * 1e9) if started_ns else None
     tails = tuple((s.at_s - s.latency_us / 1e6, s.at_s) for s in probe.slow) if probe is not None else ()
+    if window is not None:  # handshakes time their whole window: no warm-up to skip
+        window_start_ns = window.started_ns
+        tails = tuple(((t0 - window.started_ns) / 1e9, (t1 - window.started_ns) / 1e9) for t0, t1 in window.slow_ns)
     shortfall = failure.message if failure is not None else (probe.shortfall if probe is not None else None)
     bundle = Bundle(symptom=symptom, path=path, before=before, after=after,
                     rules=tuple(RuleDelta(rule=r, packets=n) for r, n in rule_deltas(rules_before, rules_after)),
+                    rule_traces=rule_traces,
                     trace=analysis, drops=dataclasses.replace(drops, analysis=None) if drops is not None else None,
                     probe=flows, tails=tails, window_start_ns=window_start_ns, notes=tuple(notes),
-                    shortfall=shortfall, source=a.label, target=b.label)
-    return diagnosis_of(bundle, source=a.label, target=b.label, probe=probe, failure=failure, captures=captures)
+                    shortfall=shortfall, source=a.label, target=b_label)
+    if far:
+        from vnetdiag.analyze.far_end import inside_guest
+
+        # Nothing on the host path explains unanswered handshakes: the loss is in the guest.
+        guest = inside_guest(correlate(bundle)[0], symptom, window.result if window else None, path, before, after)
+        bundle = dataclasses.replace(bundle, shortfall=guest) if guest else bundle
+    run = diagnosis_of(bundle, source=a.label, target=b_label, probe=probe, failure=failure, captures=captures)
+    return dataclasses.replace(run, handshake=window.result) if window is not None else run
 
 
 def diagnosis_of(bundle: Bundle, *, source: str | None = None, target: str | None = None,
@@ -284,12 +343,32 @@ def _backend_note(drops: DropTraceResult) -> str:
             ": no packet headers, so drops are placed by device and the probe's own cannot be told apart")
 
 
+def _start_nftrace(stack: ExitStack, notes: list[str], rules, snap, ends: set[int], flows: ProbeFlows):
+    """Netfilter's own tracing of the probe's packets where a dropping rule is
+    written in the namespaces joined to A and B (TCP and UDP probes); a note,
+    not a failure, when it cannot run."""
+    from vnetdiag.collect import nftrace
+
+    reach = nftrace.connected((ic.interface for ic in snap.interfaces), ends)
+    where = nftrace.dropping_namespaces(rules, snap.namespaces, reach)
+    if not where or flows.proto not in (6, 17) or shutil.which("nft") is None:
+        return None
+    t = nftrace.NftTrace(where, flows)
+    try:
+        t.start()
+    except VnetdiagError as exc:
+        notes.append(f"netfilter tracing unavailable ({exc.message}): rules are placed by their counters")
+        return None
+    stack.callback(t.close)
+    return t
+
+
 def _start_trace(stack: ExitStack, notes: list[str], backend: str, flows: ProbeFlows):
     from vnetdiag.collect.droptrace import DropTrace
 
     # Per-packet records for the probe's flows only (both directions); the rest counted in the kernel.
-    tracer = DropTrace(backend=backend, filter=f"host {flows.client} and host {flows.server} and "
-                                               f"port {flows.server_port}")
+    which = "icmp or icmp6" if flows.proto == 1 else f"port {flows.server_port}"  # echo has no port
+    tracer = DropTrace(backend=backend, filter=f"host {flows.client} and host {flows.server} and ({which})")
     try:
         tracer.start()
     except VnetdiagError as exc:
@@ -310,7 +389,8 @@ def document(run: DiagnoseRun) -> dict:
     d = run.diagnosis
     return {"schema": SCHEMA, "source": d.source, "target": d.target, "pattern": d.pattern,
             "window_s": round(d.window_s, 3), "problem_found": d.problem_found,
-            "symptom": {**asdict(d.symptom), "probe": run.probe.as_document() if run.probe else None},
+            "symptom": {**asdict(d.symptom), "probe": run.probe.as_document() if run.probe else None,
+                        "handshake": run.handshake.as_document() if run.handshake else None},
             "path": [asdict(h) for h in d.path], "verdicts": [asdict(v) for v in d.verdicts],
             "notes": list(d.notes), "trace_complete": d.trace_complete, "backend": d.backend,
             "measured": d.measured, "shortfall": d.shortfall,

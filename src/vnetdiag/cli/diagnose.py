@@ -13,9 +13,12 @@ def configure(parser, common) -> None:
     parser.add_argument("--from", dest="source", metavar="A",
                         help="where the probe runs: a namespace in any form (name, inode, netns:INODE, pid:PID, "
                              "/proc/PID/ns/net) or a lab node, optionally :ADDRESS")
-    parser.add_argument("--to", dest="target", metavar="B", help="where the server runs (same forms)")
-    parser.add_argument("--pattern", default="tcp-rr", choices=["tcp-rr", "tcp-crr", "udp-rr"],
-                        help="probe traffic: persistent TCP, a connection per transaction, or UDP")
+    parser.add_argument("--to", dest="target", metavar="B",
+                        help="where the server runs (same forms); or a far end vnetdiag cannot enter, probed with "
+                             "handshakes its kernel answers: a lab VM node, a bare address, NS:ADDRESS of a VM")
+    parser.add_argument("--pattern", default="tcp-rr", choices=["tcp-rr", "tcp-crr", "udp-rr", "tcp-syn", "icmp-echo"],
+                        help="probe traffic: persistent TCP, a connection per transaction, or UDP; to a far end "
+                             "tcp-syn (SYN -> RST or SYN-ACK, the default there) or icmp-echo")
     parser.add_argument("--streams", type=int, default=16, help="concurrent probe streams")
     parser.add_argument("--duration", type=float, default=5.0, metavar="S", help="measured window in seconds (default 5)")
     parser.add_argument("--request-bytes", type=int, default=1, metavar="B", help="bytes in each request")

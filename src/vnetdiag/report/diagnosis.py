@@ -119,12 +119,19 @@ def terminal(run, console) -> None:
 
     d, probe = run.diagnosis, run.probe or _NoProbe(run.diagnosis)
     s = d.symptom
-    if run.probe is None:
+    hs = getattr(run, "handshake", None)
+    if hs is not None:  # a far end (a VM's guest): server-less handshakes, not the request/response probe
+        console.print(f"[bold]{d.source} -> {d.target}[/bold]  {d.pattern} to port {hs.port or '-'}, "
+                      f"{d.window_s:.1f} s: {hs.attempts} attempts, answers "
+                      f"{', '.join(f'{k} {v}' for k, v in sorted(hs.answers.items())) or 'none'}, "
+                      f"{hs.timeouts} unanswered, p50 {us(s.p50_us)}, p99 {us(s.p99_us)}, max {us(s.max_us)}")
+    elif run.probe is None:
         console.print(f"[bold]{d.source} -> {d.target}[/bold]  [red]unreachable[/red] over {d.window_s:.1f} s: "
                       f"{s.retrans_segs} retransmitted segments, {s.syn_retrans} SYN retransmits")
-    console.print(f"[bold]{d.source} -> {d.target}[/bold]  {d.pattern} x{probe.streams} streams, "
-                  f"{d.window_s:.1f} s: {s.transactions} transactions, p50 {us(s.p50_us)}, p99 {us(s.p99_us)}, "
-                  f"max {us(s.max_us)}")
+    if hs is None:
+        console.print(f"[bold]{d.source} -> {d.target}[/bold]  {d.pattern} x{probe.streams} streams, "
+                      f"{d.window_s:.1f} s: {s.transactions} transactions, p50 {us(s.p50_us)}, p99 {us(s.p99_us)}, "
+                      f"max {us(s.max_us)}")
     tails = counted(s.tails_by_signature, count_first=True)
     console.print(f"tails: {tails}; TcpRetransSegs {s.retrans_segs}, SYN retransmits {s.syn_retrans}"
                   + (f", UDP lost {s.udp_lost}" if s.pattern == "udp-rr" else ""))
@@ -144,7 +151,7 @@ def terminal(run, console) -> None:
         console.print(f"[green]no problem found on the path[/green]: {s.tails} tails, {s.retrans_segs} retransmitted "
                       f"segments, no drop counter moved on the path"
                       + (", the tracer saw no drop there" if d.trace_complete else ""))
-    else:
+    elif d.verdicts:  # not measured and nothing placed: the shortfall above is all there is
         rows = []
         for v in d.verdicts[:5]:
             where = f"{v.device or '(namespace)'}\n{v.netns or 'unknown namespace'}{' ' + v.direction if v.direction else ''}"

@@ -1,0 +1,104 @@
+"""diagnose towards a QEMU guest (a far end: vnetdiag's server cannot run in it):
+server-less tcp-syn handshakes from a namespace node, the eBPF tracer taking
+their packets as the probe's, verdicts on the tap or macvtap in front of the
+VM, and "inside the guest" when the host dropped nothing.
+
+The lab is tests/integration/vm_lab.toml (one VM on a tap, one on a macvtap)
+under its own prefix; both VMs boot once for the module, in parallel (TCG
+here, ~10 s). Skipped with the reason where QEMU or the guest image cannot
+be had.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from labtraffic import ping
+from test_vm import TOPOLOGY, VNETDIAG, _need_qemu, _prefix, _spec_data  # noqa: F401 - TOPOLOGY: the file booted
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(scope="module")
+def vmlab():
+    _need_qemu()
+    from vnetdiag import lab as lab_mod
+    from vnetdiag.lab import spec
+
+    prefix = _prefix("vd")
+    lab_mod.down(prefix)  # what an interrupted run left
+    # pytest runs the teardown after the yield whatever the tests did.
+    yield lab_mod.up(spec.parse(_spec_data(prefix), "<test_vm_diagnose>"))
+    assert not lab_mod.down(prefix), "the VM lab's teardown left something"
+
+
+@pytest.fixture
+def lab(vmlab):
+    vmlab.clear_faults()
+    # The bridge and ns1's neighbour table know both VMs before any fault.
+    for vm in ("vm1", "vm2"):
+        assert ping(vmlab, "ns1", vm, count=1, wait_s=2) == (1, 1), vm
+    yield vmlab
+    vmlab.clear_faults()
+
+
+def _diagnose(lab, to: str, duration_s: float = 1.5) -> tuple[int, dict, str]:
+    out = subprocess.run([VNETDIAG, "diagnose", "--json", "--backend", "ebpf", "--from", f"{lab.prefix}:ns1",
+                          "--to", to, "--duration", str(duration_s)], capture_output=True, text=True, timeout=60)
+    assert out.returncode in (0, 1), out.stderr
+    return out.returncode, json.loads(out.stdout), out.stderr
+
+
+def test_clean_run_to_a_vm_by_address_is_exit_0_with_no_verdict(lab):
+    rc, doc, err = _diagnose(lab, lab.ip("vm1"))  # a bare address no namespace owns
+    hs = doc["symptom"]["handshake"]
+    assert rc == 0 and doc["verdicts"] == [] and doc["shortfall"] is None, (doc["verdicts"], doc["shortfall"])
+    assert doc["pattern"] == "tcp-syn" and hs["answers"]["rst"] == hs["attempts"] > 100 and hs["timeouts"] == 0
+    assert doc["target"] == lab.ip("vm1") and doc["backend"] == "ebpf"
+    forward = [h["device"] for h in doc["path"] if h["direction"] == "forward"]
+    assert forward[-1] == "vm1-t0", forward
+
+
+def test_loss_on_the_tap_is_the_top_verdict_with_the_probes_own_packets(lab):
+    lab.add_fault("loss", at="hv1:vm1-t0", percent=10, direction="out")
+    # NS:ADDRESS where the namespace (the hypervisor) does not own the address: a far end.
+    rc, doc, err = _diagnose(lab, f"{lab.netns('hv1')}:{lab.ip('vm1')}")
+    assert rc == 1, err
+    top = doc["verdicts"][0]
+    assert (top["device"], top["netns"], top["reason"]) == ("vm1-t0", lab.netns("hv1"), "NETFILTER_DROP"), top
+    assert top["probe_packets"] > 0 and top["confidence"] >= 0.9
+    # Each dropped SYN was retransmitted once: the kernel's count at the prober equals the traced one.
+    assert doc["symptom"]["syn_retrans"] == top["probe_packets"], (doc["symptom"], top)
+
+
+def test_paused_qemu_behind_a_macvtap_full_ring_is_the_top_verdict(lab):
+    lab.add_fault("vm-pause", at="vm2", queue_len=16)
+    rc, doc, err = _diagnose(lab, f"{lab.prefix}:vm2")
+    assert rc == 1, err
+    top = doc["verdicts"][0]
+    # Unicast frames are last seen on the macvtap's lower device or on the macvtap (test_vm.py).
+    assert top["device"] in ("mvtap0", "mvl0") and top["reason"] == "FULL_RING", top
+    assert top["probe_packets"] > 0 and top["confidence"] >= 0.9
+    assert doc["symptom"]["handshake"]["answers"] == {}
+
+
+def test_paused_qemu_behind_a_tap_is_loss_inside_the_guest(lab):
+    # What the kernel does: tun queues the frames for the reader (QEMU) that no
+    # longer reads, up to the tap's txqueuelen (1000); a few dozen SYNs do not
+    # fill it, so the host drops nothing and the tap's TX (frames read) stands still.
+    lab.add_fault("vm-pause", at="vm1")
+    rc, doc, err = _diagnose(lab, f"{lab.prefix}:vm1")
+    assert rc == 1, err
+    on_path = [v for v in doc["verdicts"] if v["on_path"]]
+    if on_path:  # the ring filled after all: then the tap is where they died
+        assert on_path[0]["device"] == "vm1-t0", on_path[0]
+        return
+    assert doc["measured"] is False
+    short = doc["shortfall"]
+    assert "the loss is past vm1-t0" in short and "inside the guest" in short, short
+    assert "handed on 0 frames" in short, short
+    hs = doc["symptom"]["handshake"]
+    assert hs["answers"] == {} and hs["timeouts"] == hs["attempts"] > 0
