@@ -4,7 +4,7 @@ Each module has ``name``, ``source`` (trace, counter, config), ``weight`` (what
 it adds to a verdict's confidence), ``confirm`` (how the user checks a verdict
 it supports), ``candidates(ctx, out)`` and ``merge(ctx, out)``. Every kind's
 candidates are collected first, then the merges run in this order: the
-probe's own packets and the tallies meet at one place before rules, tables,
+probe's own packets and the tallies meet at one place before tables, rules,
 causes and MTUs fold what they explain, and adjacent places fold last.
 To add a kind: write its module and list it here (docs/diagnose.md says how).
 """
@@ -15,5 +15,5 @@ from vnetdiag.analyze.evidence import (
     adjacent, conntrack, counters, mtu, packets, protocol, rules, softnet, traced, txstall,
 )
 
-KINDS = (packets, traced, counters, txstall, rules, conntrack, softnet, protocol, mtu, adjacent)
+KINDS = (packets, traced, counters, txstall, conntrack, rules, softnet, protocol, mtu, adjacent)
 BY_NAME = {k.name: k for k in KINDS}

@@ -57,7 +57,7 @@ def probe_packets(ctx: Context) -> list[tuple[PacketDrop, str]]:
     return [(p, d) for p in b.drops.packets if (d := direction(p, b.probe)) is not None]
 
 
-def _device(ctx: Context, p: PacketDrop) -> str | None:
+def device_of(ctx: Context, p: PacketDrop) -> str | None:
     if not p.ifindex:
         return None
     from vnetdiag.model.namespaces import IfRef
@@ -72,7 +72,7 @@ def candidates(ctx: Context, out: Candidates) -> None:
     for p, d in mine:
         if is_transport_consequence(p.reason):
             continue  # noted with the tallies (traced.py)
-        groups.setdefault((p.netns_inode or None, _device(ctx, p), p.reason), []).append((p, d))
+        groups.setdefault((p.netns_inode or None, device_of(ctx, p), p.reason), []).append((p, d))
     for (ns, dev, reason), got in groups.items():
         c = out.at(ns, dev, "drop")
         c.probe_packets += len(got)
