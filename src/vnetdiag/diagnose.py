@@ -195,7 +195,7 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
         before = collector.snapshot()
         rules_before, rule_problems = read_drop_rules(before.namespaces)
         ends = {e.ns.inode for e in (a, b) if e.ns is not None}
-        nft = _start_nftrace(stack, notes, rules_before, before, ends, flows) if trace else None
+        nft = _start_nftrace(stack, notes, before, ends, flows) if trace else None
         say(f"probe {pattern} x{streams} from {a.label} to {b_label} ({b.address}) for {duration_s:g} s")
         probe = failure = None
         # The window ends on time: transactions still waiting out an RTO backoff
@@ -343,15 +343,17 @@ def _backend_note(drops: DropTraceResult) -> str:
             ": no packet headers, so drops are placed by device and the probe's own cannot be told apart")
 
 
-def _start_nftrace(stack: ExitStack, notes: list[str], rules, snap, ends: set[int], flows: ProbeFlows):
+def _start_nftrace(stack: ExitStack, notes: list[str], snap, ends: set[int], flows: ProbeFlows):
     """Netfilter's own tracing of the probe's packets where a dropping rule is
     written in the namespaces joined to A and B (TCP and UDP probes); a note,
     not a failure, when it cannot run."""
     from vnetdiag.collect import nftrace
 
+    if flows.proto not in (6, 17) or shutil.which("nft") is None:
+        return None
     reach = nftrace.connected((ic.interface for ic in snap.interfaces), ends)
-    where = nftrace.dropping_namespaces(rules, snap.namespaces, reach)
-    if not where or flows.proto not in (6, 17) or shutil.which("nft") is None:
+    where = nftrace.dropping_namespaces(snap.namespaces, reach)
+    if not where:
         return None
     t = nftrace.NftTrace(where, flows)
     try:

@@ -244,7 +244,18 @@ def connected(interfaces: Iterable, ends: Iterable[int]) -> set[int]:
     return seen
 
 
-def dropping_namespaces(rules: Iterable, namespaces: Iterable, reach: set[int]) -> list:
-    """The namespaces (records) in ``reach`` where a dropping rule of the nf_tables API is written."""
-    inodes = {r.netns_inode for r in rules if r.backend != "iptables-legacy"} & reach
-    return [ns for ns in namespaces if ns.inode in inodes]
+_DROPS = re.compile(r"\b(drop|reject)\b")
+
+
+def dropping_namespaces(namespaces: Iterable, reach: set[int]) -> list:
+    """The namespaces (records) in ``reach`` whose nf_tables ruleset can drop:
+    a drop or reject verdict or policy, with a counter or not (native nft, and
+    iptables on the nf_tables backend, which ``nft list ruleset`` shows too)."""
+    out = []
+    for ns in namespaces:
+        if ns.inode not in reach:
+            continue
+        r = nsexec.run(["nft", "list", "ruleset"], netns=ns, check=False, timeout_s=10)
+        if r.returncode == 0 and _DROPS.search(r.stdout):
+            out.append(ns)
+    return out
