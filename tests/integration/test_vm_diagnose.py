@@ -70,8 +70,10 @@ def test_loss_on_the_tap_is_the_top_verdict_with_the_probes_own_packets(lab):
     top = doc["verdicts"][0]
     assert (top["device"], top["netns"], top["reason"]) == ("vm1-t0", lab.netns("hv1"), "NETFILTER_DROP"), top
     assert top["probe_packets"] > 0 and top["confidence"] >= 0.9
-    # Each dropped SYN was retransmitted once: the kernel's count at the prober equals the traced one.
-    assert doc["symptom"]["syn_retrans"] == top["probe_packets"], (doc["symptom"], top)
+    # Each dropped SYN was retransmitted, except the last SYN of an attempt that timed out (closed at 3 s,
+    # as the kernel's second retransmission was due): the prober's count and the traced one agree that far.
+    syn, timeouts = doc["symptom"]["syn_retrans"], doc["symptom"]["handshake"]["timeouts"]
+    assert top["probe_packets"] - timeouts <= syn <= top["probe_packets"], (doc["symptom"], top)
 
 
 def test_paused_qemu_behind_a_macvtap_full_ring_is_the_top_verdict(lab):
@@ -99,6 +101,7 @@ def test_paused_qemu_behind_a_tap_is_loss_inside_the_guest(lab):
     assert doc["measured"] is False
     short = doc["shortfall"]
     assert "the loss is past vm1-t0" in short and "inside the guest" in short, short
-    assert "handed on 0 frames" in short, short
     hs = doc["symptom"]["handshake"]
     assert hs["answers"] == {} and hs["timeouts"] == hs["attempts"] > 0
+    # QEMU may have read a frame as it was stopped; no more.
+    assert f"fewer than the {hs['attempts']} SYNs the probe sent it" in short, short

@@ -52,7 +52,7 @@ def inside_guest(verdicts: Sequence[Verdict], symptom: Symptom, result: Handshak
     """When handshakes went unanswered (or needed retransmissions) and nothing on
     the host path explains it, the loss is past the last host device: say so,
     with what that device handed on in the window (a tap's TX counts the frames
-    QEMU read from it: none while the probe sent means its backend stopped
+    QEMU read from it: fewer than the probe sent means its backend stopped
     reading, and the frames wait in the tap's queue until it fills).
     None when there is nothing to explain or a verdict on the path explains it."""
     if result is None or not (result.timeouts or symptom.losses):
@@ -66,9 +66,10 @@ def inside_guest(verdicts: Sequence[Verdict], symptom: Symptom, result: Handshak
         lost.append(f"{symptom.syn_retrans} SYN retransmits")
     handed = _tx_packets(front, before, after) if front is not None else None
     if handed is not None:
+        # Each attempt sent at least one SYN: fewer frames read than that is a reader that stopped.
         lost.append(f"{front.device} handed on {handed} frames in the window"
-                    + (" (its reader, the VM's backend, took none of them: is QEMU paused or stuck?)"
-                       if handed == 0 else ""))
+                    + (f" (fewer than the {result.attempts} SYNs the probe sent it: its reader, the VM's backend, "
+                       "stopped taking them; is QEMU paused or stuck?)" if handed < result.attempts else ""))
     return (f"the loss is past {where}, inside the guest, which vnetdiag cannot observe: {', '.join(lost)}; "
             f"no drop on the host path (check inside the guest, or the QEMU process: a paused VM answers nothing)")
 
