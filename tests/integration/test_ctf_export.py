@@ -41,7 +41,9 @@ def _spec(prefix: str) -> dict:
 
 def _record_while_pinging(lab, out: Path, env: dict) -> dict:
     p = subprocess.Popen([VNETDIAG, "trace", "record", "--json", "-o", str(out), "--duration", "3", "--events",
-                          "all", "--netns", f"{lab.prefix}-*"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          "all", "--netns", f"{lab.prefix}-*",
+                          # tracefs events only: what CTF carries (the eBPF tracer's drops are another chunk)
+                          "--backend", "tracefs"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, env=env)
     try:
         inst = tracefs.TRACEFS_ROOT / "instances" / f"vnetdiag-{p.pid}"
