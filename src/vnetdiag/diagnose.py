@@ -227,7 +227,7 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
                 on_phase("start")
                 outcome["handshake"] = run_window(
                     b.address, pattern=pattern, port=port, streams=streams, duration_s=warmup_s + duration_s,
-                    interval_s=diagnose_far.ATTEMPT_INTERVAL_S, timeout_s=diagnose_far.ATTEMPT_TIMEOUT_S,
+                    interval_s=diagnose_far.ATTEMPT_INTERVAL_S, timeout_s=diagnose_far.ATTEMPT_TIMEOUT_S[pattern],
                     netns=a.ns.path, stop=stop)
                 return
             try:
@@ -307,11 +307,11 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
                     probe=flows, tails=tails, window_start_ns=window_start_ns, notes=tuple(notes),
                     shortfall=shortfall, source=a.label, target=b_label)
     if far:
-        from vnetdiag.analyze.far_end import inside_guest
+        from vnetdiag.analyze.far_end import far_shortfall
 
-        # Nothing on the host path explains unanswered handshakes: the loss is in the guest.
-        guest = inside_guest(correlate(bundle)[0], symptom, window.result if window else None, path, before, after)
-        bundle = dataclasses.replace(bundle, shortfall=guest) if guest else bundle
+        # Unanswered handshakes that nothing on the host path explains: the loss is in the guest.
+        why = far_shortfall(correlate(bundle)[0], symptom, window.result if window else None, path, before, after)
+        bundle = dataclasses.replace(bundle, shortfall=why) if why else bundle
     run = diagnosis_of(bundle, source=a.label, target=b_label, probe=probe, failure=failure, captures=captures)
     return dataclasses.replace(run, handshake=window.result) if window is not None else run
 

@@ -19,8 +19,9 @@ from vnetdiag.naming import Endpoint, endpoint
 CLOSED_PORT = 9
 """tcp-syn's default port: closed on a bare guest, so its kernel answers each
 SYN with a RST and keeps no state (the lab guests' echo listens on 7)."""
-ATTEMPT_TIMEOUT_S = 3.0
-"""Room for one SYN retransmission (at 1 s) before an attempt counts as unanswered."""
+ATTEMPT_TIMEOUT_S = {"tcp-syn": 3.0, "icmp-echo": 1.0}
+"""tcp-syn: room for one SYN retransmission (at 1 s) before an attempt counts as
+unanswered; an echo is never retransmitted, and its one stream must not wait long."""
 ATTEMPT_INTERVAL_S = 0.02
 """Per stream: 16 streams make 800 handshakes a second, which a TCG guest answers."""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from vnetdiag.analyze.far_end import front_device, handshake_symptom, inside_guest
+from vnetdiag.analyze.far_end import front_device, handshake_symptom, far_shortfall
 from vnetdiag.model.diagnosis import PathHop
 from vnetdiag.model.handshake import HandshakeResult
 from vnetdiag.probe import histograms as H
@@ -39,7 +39,7 @@ def test_unanswered_handshakes_with_nothing_on_the_host_path_are_inside_the_gues
     r = _result(timeouts=16)
     s = handshake_symptom(r, pattern="tcp-syn", tcp_moves={"TCPSynRetrans": 32})
     assert s.errors == 16 and s.syn_retrans == 32
-    text = inside_guest((), s, r, PATH)
+    text = far_shortfall((), s, r, PATH)
     assert text.startswith("the loss is past vm1-t0 (vnd-hv1), inside the guest, which vnetdiag cannot observe")
     assert "16 of 16 tcp-syn attempts unanswered, 32 SYN retransmits" in text
     assert front_device(PATH).device == "vm1-t0"
@@ -48,11 +48,23 @@ def test_unanswered_handshakes_with_nothing_on_the_host_path_are_inside_the_gues
 def test_a_verdict_on_the_path_or_a_clean_window_says_nothing_about_the_guest():
     r = _result(timeouts=16)
     s = handshake_symptom(r, pattern="tcp-syn")
-    assert inside_guest((SimpleNamespace(on_path=True),), s, r, PATH) is None
+    assert far_shortfall((SimpleNamespace(on_path=True, probe_packets=16, background=0, count=16),), s, r, PATH) is None
     clean = _result(rtts_ms=(0.3,) * 5, retrans={"0": 5})
-    assert inside_guest((), handshake_symptom(clean, pattern="tcp-syn"), clean, PATH) is None
+    assert far_shortfall((), handshake_symptom(clean, pattern="tcp-syn"), clean, PATH) is None
 
 
 def test_unanswered_echoes_are_lost_replies():
     s = handshake_symptom(_result(timeouts=4), pattern="icmp-echo")
     assert (s.udp_lost, s.syn_retrans, s.errors) == (4, 0, 4)
+
+
+def test_attempts_our_kernel_refused_are_a_shortfall_even_with_a_verdict():
+    r = HandshakeResult(**{**{f: getattr(_result(), f) for f in HandshakeResult.__slots__}, "attempts": 5, "errors": 5})
+    text = far_shortfall((SimpleNamespace(on_path=True),), handshake_symptom(r, pattern="tcp-syn"), r, ())
+    assert text.startswith("none of the 5 tcp-syn attempts to 198.51.100.11 could be sent")
+
+
+def test_a_verdict_on_other_traffics_drops_only_does_not_explain_the_loss():
+    r = _result(timeouts=16)
+    noise = SimpleNamespace(on_path=True, probe_packets=0, background=1, count=1)  # IPv6 multicast on the bridge
+    assert "inside the guest" in far_shortfall((noise,), handshake_symptom(r, pattern="tcp-syn"), r, PATH)

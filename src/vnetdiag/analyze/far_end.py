@@ -46,18 +46,25 @@ def front_device(path: Sequence[PathHop]) -> PathHop | None:
     return (taps or forward or [None])[-1]
 
 
-def inside_guest(verdicts: Sequence[Verdict], symptom: Symptom, result: HandshakeResult | None,
-                 path: Sequence[PathHop], before: CounterSnapshot | None = None,
-                 after: CounterSnapshot | None = None) -> str | None:
-    """When handshakes went unanswered (or needed retransmissions) and nothing on
-    the host path explains it, the loss is past the last host device: say so,
-    with what that device handed on in the window (a tap's TX counts the frames
-    QEMU read from it: fewer than the probe sent means its backend stopped
-    reading, and the frames wait in the tap's queue until it fills).
+def far_shortfall(verdicts: Sequence[Verdict], symptom: Symptom, result: HandshakeResult | None,
+                  path: Sequence[PathHop], before: CounterSnapshot | None = None,
+                  after: CounterSnapshot | None = None) -> str | None:
+    """Why the handshakes did not measure the path (the diagnosis's shortfall).
+
+    Our own kernel refused every attempt (no route): nothing was measured. Or
+    handshakes went unanswered (or needed retransmissions) and no verdict on the
+    host path explains it: the loss is past the last host device, inside the
+    guest; said with what that device handed on in the window (a tap's TX counts
+    the frames QEMU read from it: fewer than the probe sent means its backend
+    stopped reading, and the frames wait in the tap's queue until it fills).
     None when there is nothing to explain or a verdict on the path explains it."""
-    if result is None or not (result.timeouts or symptom.losses):
+    if result is None:
         return None
-    if any(v.on_path for v in verdicts):
+    if result.errors and not result.answered and not result.timeouts:
+        # Refused by our own kernel (no route, unreachable): nothing was measured, whatever the verdicts.
+        return (f"none of the {result.attempts} {result.pattern} attempts to {result.target} could be sent: "
+                "the kernel refused them (no route or unreachable: see the counters and notes)")
+    if not (result.timeouts or symptom.losses) or any(v.on_path and not _others_only(v) for v in verdicts):
         return None
     front = front_device(path)
     where = f"{front.device} ({front.netns})" if front is not None else "the host's last device"
@@ -65,13 +72,20 @@ def inside_guest(verdicts: Sequence[Verdict], symptom: Symptom, result: Handshak
     if symptom.syn_retrans:
         lost.append(f"{symptom.syn_retrans} SYN retransmits")
     handed = _tx_packets(front, before, after) if front is not None else None
+    sent = "SYNs" if result.pattern == "tcp-syn" else "echo requests"
     if handed is not None:
         # Each attempt sent at least one SYN: fewer frames read than that is a reader that stopped.
         lost.append(f"{front.device} handed on {handed} frames in the window"
-                    + (f" (fewer than the {result.attempts} SYNs the probe sent it: its reader, the VM's backend, "
+                    + (f" (fewer than the {result.attempts} {sent} the probe sent it: its reader, the VM's backend, "
                        "stopped taking them; is QEMU paused or stuck?)" if handed < result.attempts else ""))
     return (f"the loss is past {where}, inside the guest, which vnetdiag cannot observe: {', '.join(lost)}; "
             f"no drop on the host path (check inside the guest, or the QEMU process: a paused VM answers nothing)")
+
+
+def _others_only(v: Verdict) -> bool:
+    """Only other traffic's packets were dropped there (eBPF flows told them apart):
+    background noise such as IPv6 multicast, no explanation for the probe's loss."""
+    return v.probe_packets == 0 and bool(v.background) and v.count <= v.background
 
 
 def _tx_packets(hop: PathHop, before: CounterSnapshot | None, after: CounterSnapshot | None) -> int | None:
