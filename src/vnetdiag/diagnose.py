@@ -307,11 +307,14 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
                     probe=flows, tails=tails, window_start_ns=window_start_ns, notes=tuple(notes),
                     shortfall=shortfall, source=a.label, target=b_label)
     if far:
-        from vnetdiag.analyze.far_end import far_shortfall
+        from vnetdiag.analyze.far_end import far_shortfall, neighbour_note
 
         # Unanswered handshakes that nothing on the host path explains: the loss is in the guest.
-        why = far_shortfall(correlate(bundle)[0], symptom, window.result if window else None, path, before, after)
-        bundle = dataclasses.replace(bundle, shortfall=why) if why else bundle
+        verdicts = correlate(bundle)[0]
+        why = far_shortfall(verdicts, symptom, window.result if window else None, path, before, after)
+        arp = neighbour_note(verdicts, b.address)
+        bundle = dataclasses.replace(bundle, shortfall=why or bundle.shortfall,
+                                     notes=bundle.notes + ((arp,) if arp else ()))
     run = diagnosis_of(bundle, source=a.label, target=b_label, probe=probe, failure=failure, captures=captures)
     return dataclasses.replace(run, handshake=window.result) if window is not None else run
 

@@ -68,3 +68,11 @@ def test_a_verdict_on_other_traffics_drops_only_does_not_explain_the_loss():
     r = _result(timeouts=16)
     noise = SimpleNamespace(on_path=True, probe_packets=0, background=1, count=1)  # IPv6 multicast on the bridge
     assert "inside the guest" in far_shortfall((noise,), handshake_symptom(r, pattern="tcp-syn"), r, PATH)
+
+
+def test_the_probes_packets_dying_for_want_of_the_guests_mac_point_into_the_guest():
+    from vnetdiag.analyze.far_end import neighbour_note
+
+    failed = SimpleNamespace(reason="NEIGH_FAILED", probe_packets=16, count=16, device="eth0")
+    assert "did not answer ARP/ND" in neighbour_note((failed,), "198.51.100.11")
+    assert neighbour_note((SimpleNamespace(reason="FULL_RING", probe_packets=3),), "198.51.100.11") is None

@@ -82,6 +82,18 @@ def far_shortfall(verdicts: Sequence[Verdict], symptom: Symptom, result: Handsha
             f"no drop on the host path (check inside the guest, or the QEMU process: a paused VM answers nothing)")
 
 
+def neighbour_note(verdicts: Sequence[Verdict], address: str) -> str | None:
+    """A far end's packets that died waiting for its link-layer address
+    (NEIGH_FAILED) point past the host too: the guest did not answer ARP or ND."""
+    failed = [v for v in verdicts if v.reason == "NEIGH_FAILED" and v.probe_packets]
+    if not failed:
+        return None
+    v = failed[0]
+    return (f"{v.count} of the probe's packets died at {v.device} waiting for {address}'s link-layer address: "
+            f"the far end did not answer ARP/ND, so the cause is likely past the host's last device, inside the "
+            f"guest (a paused or stuck QEMU, a NIC that is down)")
+
+
 def _others_only(v: Verdict) -> bool:
     """Only other traffic's packets were dropped there (eBPF flows told them apart):
     background noise such as IPv6 multicast, no explanation for the probe's loss."""
