@@ -125,6 +125,9 @@ warmup_cycles = 3
 def test_conntrack_full_raises_pressure_and_a_failing_exec_is_retried_within_limits(global_settings, lab, tmp_path):
     got = tmp_path / "got"
     got.mkdir()
+    # The table is full before the watch starts: a watch sampling it while the
+    # fault fills it would (rightly) raise "nearly full" at 60 of 64.
+    lab.add_fault("conntrack-full", at="hv1", max=64)
     w = WatchProc(tmp_path, f"""
 interval_s = 0.5
 namespaces = {_ns_list(lab)}
@@ -142,7 +145,6 @@ timeout_s = 1
 cooldown_s = 0.5
 """)
     try:
-        lab.add_fault("conntrack-full", at="hv1", max=64)
         lab.run("vm1", ["python3", "-c", "import socket\nfor p in range(7200,7204):\n s=socket.socket();"
                         "s.settimeout(0.2)\n try: s.connect(('%s',p))\n except OSError: pass" % lab.ip("vm3")],
                 check=False)
