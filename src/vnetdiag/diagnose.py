@@ -253,6 +253,7 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
         after = collector.snapshot()
         rules_after, _ = read_drop_rules(after.namespaces)
         rule_traces = nft.stop() if nft is not None else ()
+        notes += nft.notes if nft is not None else []
         path = _path(collector, after, a, b, notes, far=far)
         say(f"path {a.label} -> {b_label}: {' -> '.join(h.device for h in path if h.direction == 'forward') or '?'}")
     # Leaving the block stopped the tracer, the collector and the server.

@@ -52,3 +52,15 @@ def test_the_marking_table_follows_both_directions_of_the_probe_only():
     assert text.count("hook prerouting priority -350") == 1 and text.count("hook output priority -350") == 1
     with pytest.raises(ValueError):
         nftrace.ruleset(ProbeFlows(proto=1, client="10.0.0.1", server="10.0.0.2", server_port=0), "t")
+
+
+def test_a_netlink_overflow_the_monitor_reports_is_counted():
+    """libnftables prints this line on stdout when its socket overflowed (ENOBUFS)."""
+    from types import SimpleNamespace
+
+    lines = (G / "monitor.txt").read_text().splitlines(keepends=True)
+    lost = "# ERROR: We lost some netlink events!\n"
+    mon = nftrace._Monitor(ns=None, proc=SimpleNamespace(stdout=[lost, *lines, lost]))
+    t = nftrace.NftTrace([], ProbeFlows(proto=17, client="10.78.0.1", server="10.78.1.2", server_port=7777))
+    t._read(mon)
+    assert mon.overflows == 2 and len(mon.drops) == 8

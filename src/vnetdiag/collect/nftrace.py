@@ -73,6 +73,8 @@ class _Monitor:
     """Trace id -> towards the server, for the packet each id is tracing now."""
     drops: list[tuple[tuple, bool]] = field(default_factory=list)
     """(rule, towards the server) per dropped packet."""
+    overflows: int = 0
+    """Times nft said its netlink socket overflowed ("We lost some netlink events")."""
 
 
 def parse_line(line: str, port: int, mon: _Monitor) -> bool:
@@ -158,7 +160,9 @@ class NftTrace:
 
     def _read(self, mon: _Monitor) -> None:
         for line in mon.proc.stdout:
-            if parse_line(line, self.flows.server_port, mon):
+            if line.startswith("# ERROR") and "lost" in line:
+                mon.overflows += 1
+            elif parse_line(line, self.flows.server_port, mon):
                 mon.ready.set()
 
     def _wait_ready(self) -> None:
@@ -181,6 +185,9 @@ class NftTrace:
                 _drain(mon)
                 nsexec.run(["nft", "delete", "table", "inet", self.table], netns=mon.ns, check=False)
                 out += tally(mon.ns.inode, mon.drops)
+                if mon.overflows:
+                    self.notes.append(f"netfilter tracing in {mon.ns.label} lost events ({mon.overflows} netlink "
+                                      "overflows): its counts may be low")
         finally:
             self.close()
         self.result = tuple(out)
