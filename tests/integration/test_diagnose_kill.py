@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,16 +15,6 @@ from vnetdiag.system import proc
 
 pytestmark = pytest.mark.root
 VNETDIAG = str(Path(sys.executable).with_name("vnetdiag"))
-
-
-def _wait(cond, what: str, timeout_s: float = 30.0):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _journaled(journals: Path) -> dict[str, list[dict]]:
