@@ -52,6 +52,28 @@ def test_tx_stall_needs_consecutive_cycles():
     assert not [t for _, t in out if t.alert.detector == "tx_stall"]
 
 
+def test_guest_tx_stall_raised_on_the_vms_tap_only_and_cleared():
+    # Both VMs are pinged throughout; only vm1's NIC stops sending (inside the guest).
+    marks, out, _ = replay("guest-tx-stall")
+    raised = [(i, t) for i, t in out if t.change == "raised"]
+    assert [(t.alert.detector, t.alert.subject, t.alert.kind) for _, t in raised] == \
+        [("guest_tx_stall", "wch-hv1/vm1-t0", "guest-silent")]
+    i, t = raised[0]
+    assert marks["fault_added"] < i <= marks["fault_added"] + 3 and i < marks["fault_cleared"]
+    ev = t.alert.evidence
+    assert ev["from_guest_frames"] == 0 and ev["to_guest_frames"] >= 3 and ev["device_kind"] == "tun"
+    assert (ev["to_guest_counter"], ev["from_guest_counter"]) == ("tx_packets", "rx_packets")
+    cleared = [i for i, t in out if t.change == "cleared" and t.alert.detector == "guest_tx_stall"]
+    assert cleared and marks["fault_cleared"] <= cleared[0] <= marks["fault_cleared"] + 3
+
+
+def test_guest_tx_stall_wants_traffic_to_the_guest():
+    # Asking for more frames per cycle than the pings give: the silent guest is not called stalled.
+    conf = cfg.parse({"detectors": {"guest_tx_stall": {"min_to_guest_frames": 50}}})
+    _, out, _ = replay("guest-tx-stall", conf)
+    assert not [t for _, t in out if t.alert.detector == "guest_tx_stall"]
+
+
 def test_queue_overflow_is_a_drop_anomaly_on_that_device_only():
     marks, out, _ = replay("queue-overflow")
     raised = [(i, t) for i, t in out if t.change == "raised"]

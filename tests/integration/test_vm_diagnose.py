@@ -109,3 +109,45 @@ def test_paused_qemu_behind_a_tap_is_loss_inside_the_guest(lab):
     assert hs["answers"] == {} and hs["timeouts"] == hs["attempts"] > 0
     # QEMU may have read a frame as it was stopped; no more.
     assert f"fewer than the {hs['attempts']} SYNs the probe sent it" in short, short
+
+
+def test_guest_tx_stall_is_seen_by_diagnose_and_by_watch_which_runs_the_failover_hook(lab, tmp_path):
+    from watchproc import WatchProc, pinger, wait_for
+
+    lab.add_fault("guest-tx-stall", at="vm1")
+    # The guest's own qdisc passes nothing: on the host, vm1-t0's RX (what the guest sends) freezes.
+    rc, doc, err = _diagnose(lab, f"{lab.prefix}:vm1")
+    assert rc == 1, err
+    top = doc["verdicts"][0]
+    assert (top["netns"], top["device"], top["cause"]) == (lab.netns("hv1"), "vm1-t0", "guest-tx-stall"), top
+    hs = doc["symptom"]["handshake"]
+    assert hs["answers"] == {} and hs["timeouts"] == hs["attempts"] > 0
+    # Each SYN, and each of its retransmissions, was given to the guest: the count is at least that.
+    assert top["count"] >= hs["attempts"] + doc["symptom"]["syn_retrans"] - 1, (top, doc["symptom"])
+    assert top["on_path"] and 0.6 <= top["confidence"] < 0.9, top  # observed state, not the probe's packets
+    assert doc["shortfall"] is None, doc["shortfall"]
+
+    # watch: the alert, and the operator's hook (a failover) gets the alert document on stdin.
+    hook = tmp_path / "failover.json"
+    ping = pinger(lab, "ns1", "vm1", 0.1)
+    w = WatchProc(tmp_path, f"""
+interval_s = 0.5
+namespaces = ["{lab.netns('hv1')}"]
+[[detectors.guest_tx_stall.actions]]
+kind = "exec"
+command = ["sh", "-c", "cat > {hook}"]
+""")
+    try:
+        raised = wait_for(lambda: w.alerts("raised", "guest_tx_stall"), 15, "the guest TX stall alert")[0]["alert"]
+        wait_for(lambda: hook.exists() and hook.read_text().endswith("}"), 10, "the failover hook to run")
+        lab.clear_faults()  # the guest sends again: the alert clears
+        wait_for(lambda: w.alerts("cleared", "guest_tx_stall"), 15, "the alert to clear")
+    finally:
+        ping.kill()
+        assert w.stop() == 0
+    assert (raised["subject"], raised["kind"]) == (f"{lab.netns('hv1')}/vm1-t0", "guest-silent"), raised
+    assert raised["evidence"]["from_guest_frames"] == 0 and raised["evidence"]["to_guest_frames"] >= 3
+    sent = json.loads(hook.read_text())
+    assert sent["detector"] == "guest_tx_stall" and sent["device"] == "vm1-t0", sent
+    # Once, for vm1 only: vm2's macvtap (whose guest sends) raised nothing.
+    assert len(w.alerts("raised", "guest_tx_stall")) == 1, w.alerts("raised", "guest_tx_stall")

@@ -8,7 +8,10 @@ import gzip
 import os
 from pathlib import Path
 
-from vnetdiag.lab import guest_image
+import pytest
+
+from vnetdiag.errors import KernelError
+from vnetdiag.lab import guest_image, guest_tools
 from vnetdiag.topology import vms
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "vms"
@@ -78,3 +81,50 @@ def test_module_order_puts_dependencies_first():
     assert order.index("virtio_pci_modern_dev") < order.index("virtio_pci")
     assert order.index("virtio_ring") < order.index("virtio_net")
     assert len(order) == len(set(order)) == 8
+
+
+def test_ldd_output_gives_the_libraries_and_the_loader_not_the_vdso():
+    # `ldd /sbin/tc` on this Debian 12 host (iproute2 6.1).
+    libs, loader = guest_tools.parse_ldd((GOLDEN / "ldd-tc.txt").read_text())
+    assert loader == "/lib64/ld-linux-x86-64.so.2"
+    assert "/lib/x86_64-linux-gnu/libc.so.6" in libs and "/lib/x86_64-linux-gnu/libbpf.so.1" in libs
+    assert not [lib for lib in libs if "vdso" in lib] and len(libs) == len(set(libs)) == 10
+
+
+def test_tool_files_are_taken_from_the_unpacked_packages_following_their_symlinks(tmp_path):
+    # Where Debian 12's packages put them: libbpf1 under /usr/lib with a soname link,
+    # libc6's loader as an absolute link from /lib64; the guest wants them where ldd found them.
+    root = tmp_path / "tree"
+    (root / "usr/lib/x86_64-linux-gnu").mkdir(parents=True)
+    (root / "usr/lib/x86_64-linux-gnu/libbpf.so.1.1.2").write_bytes(b"bpf")
+    (root / "usr/lib/x86_64-linux-gnu/libbpf.so.1").symlink_to("libbpf.so.1.1.2")
+    (root / "lib/x86_64-linux-gnu").mkdir(parents=True)
+    (root / "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2").write_bytes(b"ld")
+    (root / "lib64").mkdir()
+    (root / "lib64/ld-linux-x86-64.so.2").symlink_to("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+    (root / "sbin").mkdir()
+    (root / "sbin/tc").write_bytes(b"tc")
+    closure = guest_tools.Closure(files=("/sbin/tc", "/lib/x86_64-linux-gnu/libbpf.so.1",
+                                         "/lib64/ld-linux-x86-64.so.2"), packages=("iproute2",),
+                                  executables=("/sbin/tc", "/lib64/ld-linux-x86-64.so.2"))
+    files = guest_tools.collect(root, closure)
+    assert files["lib/x86_64-linux-gnu/libbpf.so.1"] == b"bpf" and files["lib64/ld-linux-x86-64.so.2"] == b"ld"
+    assert files["sbin/tc"] == b"tc" and files["lib"] is None and files["lib/x86_64-linux-gnu"] is None
+    # A link that leaves the tree is refused, not followed onto the host.
+    (root / "sbin/tc").unlink()
+    (root / "sbin/tc").symlink_to("/sbin/tc")
+    (root / "usr/sbin").mkdir(parents=True)
+    (root / "usr/sbin/tc").symlink_to("../../../../../../../sbin/tc")
+    with pytest.raises(KernelError, match="no /sbin/tc"):
+        guest_tools.collect(root, closure)
+
+
+def test_newc_archive_marks_the_named_files_executable():
+    data = guest_image.newc_archive({"sbin": None, "sbin/tc": b"\x7fELF", "lib": None, "lib/libc.so.6": b"\x7fELF"},
+                                    executables={"sbin/tc"})
+
+    def mode(name: bytes) -> int:
+        at = data.index(name + b"\0") - 110
+        return int(data[at + 14: at + 22], 16)
+
+    assert mode(b"sbin/tc") & 0o777 == 0o755 and mode(b"lib/libc.so.6") & 0o777 == 0o644

@@ -31,6 +31,8 @@ _MIN_OFF_PATH_CONFIDENCE = 0.2
 _TIMING_SLACK_S = 0.005  # the drop that starts an RTO precedes the slow transaction's clock by little
 _MAX_TIMELINE = 2000
 _MIN_QUIET_COUNT = 5
+_STALLS = ("tx-stall", "guest-tx-stall")
+"""Causes seen as frozen state, not counted losses: no count needs to match the symptom."""
 
 
 def correlate(bundle: Bundle) -> tuple[tuple[Verdict, ...], tuple[str, ...]]:
@@ -67,7 +69,7 @@ def _rank(ctx: Context, found: Candidates) -> tuple[tuple[Verdict, ...], tuple[s
         on_path = _on_path(ctx, c)
         quiet = not symptom.losses and not symptom.errors
         if quiet and (not on_path or (c.count < _MIN_QUIET_COUNT + symptom.transactions // 1000 and not c.config
-                                      and c.cause != "tx-stall")):
+                                      and c.cause not in _STALLS)):
             ctx.notes.append(f"{'on' if on_path else 'off'} the path, with no symptom to explain: "
                              f"{c.count} x {c.reason} at {ctx.where(c)}")
             continue
@@ -106,7 +108,7 @@ def _rank(ctx: Context, found: Candidates) -> tuple[tuple[Verdict, ...], tuple[s
 
 
 def _confirm(ctx: Context, c: Candidate, size: int) -> str:
-    by_cause = {"tx-stall": "tx-stall", "conntrack-full": "conntrack", "mtu-mismatch": "mtu",
+    by_cause = {"tx-stall": "tx-stall", "guest-tx-stall": "guest-tx", "conntrack-full": "conntrack", "mtu-mismatch": "mtu",
                 "softnet-drop": "softnet", "rp-filter": "protocol", "no-route": "protocol",
                 "fragmentation": "protocol"}
     kind = by_cause.get(c.cause) or ("packets" if c.probe_packets else "rule" if "rule" in c.counts else "counter")
@@ -190,7 +192,7 @@ def score(c: Candidate, on_path: bool, symptom: Symptom, ctx: Context, tails: Se
         conf += _W_ON_PATH if on_path else 0
         # Never "the probe's packets died here" without having seen them.
         conf = min(conf, PROBE_FLOOR - 0.01)
-        if not (exact or close) and c.cause not in ("tx-stall",) and not (c.config and not losses):
+        if not (exact or close) and c.cause not in _STALLS and not (c.config and not losses):
             conf = min(conf, PLACED_CAP)
         if ctx.flows_known and c.background and c.count <= c.background:
             extra.append(Evidence(source="trace", count=c.background,

@@ -101,7 +101,9 @@ def _others_only(v: Verdict) -> bool:
 
 
 def _tx_packets(hop: PathHop, before: CounterSnapshot | None, after: CounterSnapshot | None) -> int | None:
-    if before is None or after is None:
+    """Frames the reader took from a tap (its TX: see analyze/guest_nic.py). A
+    macvtap's counters say what reached its ring, not what was read: None."""
+    if before is None or after is None or hop.kind not in ("tap", "tun"):
         return None
 
     def tx(snap: CounterSnapshot) -> int | None:

@@ -23,7 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "topology": ("vnetdiag.cli.topology", "namespaces, interfaces and how they connect: tree, dot, html, json, diff"),
     "path": ("vnetdiag.cli.path", "the devices a packet from FROM to TO crosses, both directions"),
     "compare": ("vnetdiag.cli.compare", "probe several paths interleaved: latency, loss and build side by side"),
-    "watch": ("vnetdiag.cli.watch", "detect TX stalls, drop anomalies, conntrack pressure, link changes; act; journal"),
+    "watch": ("vnetdiag.cli.watch", "detect TX stalls (of devices and of guests), drop anomalies, conntrack "
+                                    "pressure, link changes; act; journal"),
     "export": ("vnetdiag.cli.export", "serve every namespace's counters as Prometheus /metrics"),
     "fleet": ("vnetdiag.cli.fleet", "rank drop places across hosts from Prometheus (fleet top)"),
     "agent": ("vnetdiag.cli.agent", "answer the fleet protocol on stdin/stdout (the coordinator starts it over ssh)"),

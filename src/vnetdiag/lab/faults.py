@@ -240,9 +240,7 @@ class VmPause(Fault):
     whole_node = True
 
     def check(self, target: Target, opts: dict) -> None:
-        if target.vm is None:
-            raise BadInputError(f"vm-pause goes on a VM node (kind = \"vm\"), not {target.node}",
-                                hint="vnetdiag lab status lists the VMs")
+        _need_vm(self.kind, target)
         if opts["queue_len"] < 0:
             raise UsageError("vm-pause --queue-len must not be negative")
 
@@ -271,8 +269,39 @@ class VmPause(Fault):
             raise KernelError(f"VM {target.node} still runs after QMP stop (status {status.get('status')})")
 
 
+class GuestTxStall(Fault):
+    kind = "guest-tx-stall"
+    summary = ("a QEMU guest's NICs stop sending (a qdisc inside the guest passes nothing): on the host the "
+               "tap's RX freezes while traffic to the guest goes on (seed 000)")
+    whole_node = True
+
+    def check(self, target: Target, opts: dict) -> None:
+        _need_vm(self.kind, target)
+
+    def inject(self, target: Target, opts: dict, journal: Journal) -> None:
+        import sys
+
+        from vnetdiag.lab import vm as vm_mod
+
+        vm = target.vm
+        assert vm is not None
+        for nic in vm["nics"]:
+            # Journaled first: a killed run's cleanup asks the guest to resume (a
+            # gone VM makes that a no-op); the lab's own journal stops the VM anyway.
+            journal.record(RunCommand(argv=(sys.executable, "-m", "vnetdiag.lab.vm", "--serial", vm["serial"],
+                                            "--console", vm["console"], "--mac", nic["mac"], "tx-resume")))
+            vm_mod.tx_stall(vm, nic["mac"])
+
+
+def _need_vm(kind: str, target: Target) -> None:
+    if target.vm is None:
+        raise BadInputError(f"{kind} goes on a VM node (kind = \"vm\"), not {target.node}",
+                            hint="vnetdiag lab status lists the VMs")
+
+
 # The explicit list of fault kinds, in the order docs and --help show them.
-FAULTS: tuple[type[Fault], ...] = (Loss, QueueOverflow, TxStall, SlowGuest, ConntrackFull, MtuMismatch, VmPause)
+FAULTS: tuple[type[Fault], ...] = (Loss, QueueOverflow, TxStall, SlowGuest, ConntrackFull, MtuMismatch, VmPause,
+                                   GuestTxStall)
 BY_KIND: dict[str, type[Fault]] = {f.kind: f for f in FAULTS}
 
 

@@ -36,14 +36,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vnetdiag.errors import KernelError, MissingFeatureError
+from vnetdiag.lab import guest_tools
 from vnetdiag.system import nsexec
 
 KERNEL_METAPACKAGE = "linux-image-amd64"
 BUSYBOX_PACKAGE = "busybox-static"
-# What the guest loads: the virtio PCI transport and the NIC driver; the
-# dependencies (virtio, virtio_ring, failover, ...) come from depmod.
-MODULES = ("virtio_pci", "virtio_net")
-IMAGE_FORMAT = 1
+# What the guest loads: the virtio PCI transport and the NIC driver, and tbf
+# for the guest-side TX stall; the dependencies (virtio, virtio_ring,
+# failover, ...) come from depmod.
+MODULES = ("virtio_pci", "virtio_net", "sch_tbf")
+IMAGE_FORMAT = 2
 """Bumped when the layout of the initramfs changes in a way the key does not see."""
 
 READY_LINE = "vnetdiag-guest: ready"
@@ -51,9 +53,15 @@ READY_LINE = "vnetdiag-guest: ready"
 
 ECHO_TCP_PORT = 7
 
+TX_STALL_ACK = "vnetdiag-guest: tx-stall"
+"""Console lines the guest answers a TX stall request with: "<this> MAC on|off"."""
+
 # Busybox ash. Each vnd.if names a NIC by MAC (the lab chose it), so the
 # order in which the kernel probes the virtio devices does not matter. The
-# console (ttyS0) is also the control channel: the line "poweroff" powers off.
+# console (ttyS0) is also the control channel: "poweroff" powers off;
+# "tx-stall MAC" puts tbf at 8 bit/s with a 1-byte bucket on that NIC, so
+# not one frame leaves (the guest's qdisc drops them: seed 000's vNIC that
+# stopped sending) and "tx-resume MAC" removes it, each acknowledged.
 INIT_SCRIPT = r"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -72,14 +80,16 @@ done
 # virtio devices are probed asynchronously: wait (bounded) until every NIC exists.
 i=0
 while [ "$(ls /sys/class/net | grep -vc '^lo$')" -lt "$want" ] && [ $i -lt 200 ]; do usleep 50000; i=$((i + 1)); done
+nic_of() {
+  for d in /sys/class/net/*; do
+    [ "$(cat $d/address)" = "$1" ] && echo ${d##*/}
+  done
+}
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     vnd.if=*)
       spec=${arg#vnd.if=}; mac=${spec%%@*}; addr=${spec#*@}
-      dev=""
-      for d in /sys/class/net/*; do
-        [ "$(cat $d/address)" = "$mac" ] && dev=${d##*/}
-      done
+      dev=$(nic_of "$mac")
       if [ -z "$dev" ]; then echo "vnetdiag-guest: no NIC with MAC $mac"; continue; fi
       [ "$addr" != "$spec" ] && [ -n "$addr" ] && ip addr add "$addr" dev "$dev"
       ip link set "$dev" up
@@ -98,11 +108,15 @@ echo "@READY@"
 while read -r line; do
   case "$line" in
     poweroff*) echo "vnetdiag-guest: powering off"; sync; poweroff -f;;
+    tx-stall\ *) set -- $line; dev=$(nic_of "$2")
+      /sbin/tc qdisc replace dev "$dev" root tbf rate 8bit burst 1 limit 1 && echo "@ACK@ $2 on";;
+    tx-resume\ *) set -- $line; dev=$(nic_of "$2")
+      /sbin/tc qdisc del dev "$dev" root 2>/dev/null; echo "@ACK@ $2 off";;
     *) echo "vnetdiag-guest: unknown request '$line'";;
   esac
 done < /dev/console
 poweroff -f
-""".replace("@ECHO_PORT@", str(ECHO_TCP_PORT)).replace("@READY@", READY_LINE)
+""".replace("@ECHO_PORT@", str(ECHO_TCP_PORT)).replace("@READY@", READY_LINE).replace("@ACK@", TX_STALL_ACK)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -157,28 +171,31 @@ def _apt_stamp() -> list[float]:
     return out
 
 
-def _resolve_packages(root: Path) -> tuple[str, dict]:
-    """(kernel package, {package: version}); apt-cache takes seconds under load,
-    so the answer is kept until apt's lists change."""
+def _resolve_packages(root: Path) -> tuple[str, dict, guest_tools.Closure]:
+    """(kernel package, {package: version}, the extra tools' files); apt-cache
+    takes seconds under load, so the answer is kept until apt's lists change."""
     memo = root / "resolved.json"
-    stamp = _apt_stamp()
+    stamp = [*_apt_stamp(), IMAGE_FORMAT]
     try:
         data = json.loads(memo.read_text())
         if data["stamp"] == stamp:
-            return data["kernel_package"], data["packages"]
-    except (OSError, ValueError, KeyError):
+            return data["kernel_package"], data["packages"], guest_tools.Closure(**data["tools"])
+    except (OSError, ValueError, KeyError, TypeError):
         pass
     kpkg = _kernel_package()
-    packages = {kpkg: _apt_candidate(kpkg), BUSYBOX_PACKAGE: _apt_candidate(BUSYBOX_PACKAGE)}
+    tools = guest_tools.resolve()
+    packages = {p: _apt_candidate(p) for p in (kpkg, BUSYBOX_PACKAGE, *tools.packages)}
     tmp = memo.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"stamp": stamp, "kernel_package": kpkg, "packages": packages}))
+    tmp.write_text(json.dumps({"stamp": stamp, "kernel_package": kpkg, "packages": packages,
+                               "tools": {"files": tools.files, "packages": tools.packages,
+                                         "executables": tools.executables}}))
     os.replace(tmp, memo)
-    return kpkg, packages
+    return kpkg, packages, tools
 
 
-def content_key(packages: dict, modules=MODULES, init=INIT_SCRIPT) -> str:
-    blob = json.dumps({"format": IMAGE_FORMAT, "packages": packages, "modules": list(modules), "init": init},
-                      sort_keys=True)
+def content_key(packages: dict, modules=MODULES, init=INIT_SCRIPT, tools: tuple[str, ...] = ()) -> str:
+    blob = json.dumps({"format": IMAGE_FORMAT, "packages": packages, "modules": list(modules), "init": init,
+                       "tools": list(tools)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -189,8 +206,8 @@ def ensure(progress: Callable[[str], None] | None = None) -> GuestImage:
         nsexec.need(tool, package)
     root = cache_dir()
     root.mkdir(parents=True, exist_ok=True)
-    kpkg, packages = _resolve_packages(root)
-    key = content_key(packages)
+    kpkg, packages, tools = _resolve_packages(root)
+    key = content_key(packages, tools=tools.files)
     out = root / key
     with open(root / ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -204,7 +221,7 @@ def ensure(progress: Callable[[str], None] | None = None) -> GuestImage:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir()
         try:
-            version = _build(work, packages, kpkg, say)
+            version = _build(work, packages, kpkg, tools, say)
             out.mkdir(exist_ok=True)
             os.replace(work / "vmlinuz", out / "vmlinuz")
             os.replace(work / "initramfs.gz", out / "initramfs.gz")
@@ -216,7 +233,7 @@ def ensure(progress: Callable[[str], None] | None = None) -> GuestImage:
                           key=key, packages=packages, built_s=time.monotonic() - t0)
 
 
-def _build(work: Path, packages: dict, kpkg: str, say) -> str:
+def _build(work: Path, packages: dict, kpkg: str, tools: guest_tools.Closure, say) -> str:
     say(f"guest image: apt-get download {' '.join(f'{p}={v}' for p, v in packages.items())}")
     nsexec.run(["sh", "-c", 'cd "$1" && shift && exec apt-get download -q "$@"', "sh", str(work),
                 *(f"{p}={v}" for p, v in packages.items())], timeout_s=600)
@@ -225,6 +242,10 @@ def _build(work: Path, packages: dict, kpkg: str, say) -> str:
     say("guest image: dpkg-deb -x (kernel, busybox)")
     nsexec.run(["dpkg-deb", "-x", str(debs[kpkg]), str(kroot)], timeout_s=600)
     nsexec.run(["dpkg-deb", "-x", str(debs[BUSYBOX_PACKAGE]), str(broot)])
+    troot = work / "tools"
+    say(f"guest image: dpkg-deb -x ({', '.join(tools.packages)})")
+    for p in tools.packages:
+        nsexec.run(["dpkg-deb", "-x", str(debs[p]), str(troot)])
     vmlinuz = sorted((kroot / "boot").glob("vmlinuz-*"))
     if not vmlinuz:
         raise KernelError(f"{debs[kpkg].name} has no /boot/vmlinuz-*")
@@ -237,10 +258,12 @@ def _build(work: Path, packages: dict, kpkg: str, say) -> str:
         files[f"lib/modules/{Path(rel).name}"] = (kroot / "lib/modules" / version / rel).read_bytes()
     files["lib/modules/load-order"] = "".join(Path(r).name + "\n" for r in order).encode()
     files["bin/busybox"] = (broot / "bin/busybox").read_bytes()
+    files.update(guest_tools.collect(troot, tools))
     files["init"] = INIT_SCRIPT.encode()
     say(f"guest image: initramfs with {len(order)} modules ({', '.join(Path(r).stem for r in order)})")
     os.replace(vmlinuz[0], work / "vmlinuz")
-    (work / "initramfs.gz").write_bytes(gzip.compress(newc_archive(files), compresslevel=6))
+    executables = {"init", "bin/busybox", *(f.lstrip("/") for f in tools.executables)}
+    (work / "initramfs.gz").write_bytes(gzip.compress(newc_archive(files, executables), compresslevel=6))
     return version
 
 
@@ -269,9 +292,9 @@ def module_order(modules_dep: Path, wanted) -> list[str]:
     return order
 
 
-def newc_archive(files: dict[str, bytes | None]) -> bytes:
+def newc_archive(files: dict[str, bytes | None], executables=frozenset({"init", "bin/busybox"})) -> bytes:
     """A cpio "newc" archive (what the kernel unpacks as an initramfs): None is a
-    directory, bytes a file; "init" and "bin/busybox" are made executable."""
+    directory, bytes a file; the names in ``executables`` are made executable."""
     buf = io.BytesIO()
 
     def entry(name: str, mode: int, data: bytes, ino: int) -> None:
@@ -286,7 +309,7 @@ def newc_archive(files: dict[str, bytes | None]) -> bytes:
         if data is None:
             entry(name, stat.S_IFDIR | 0o755, b"", ino)
         else:
-            exe = name in ("init", "bin/busybox")
+            exe = name in executables
             entry(name, stat.S_IFREG | (0o755 if exe else 0o644), data, ino)
     entry("TRAILER!!!", 0, b"", 0)
     return buf.getvalue()

@@ -18,8 +18,12 @@ also the guest's control channel ("poweroff"). Acceleration: KVM when a short
 probe boots the guest kernel under it, else TCG; the probe's answer is cached
 per host boot (nested KVM on this machine hangs in early boot).
 
-``python -m vnetdiag.lab.vm --qmp PATH stop|cont|status`` is the undo command
-that fault journals record.
+The console also takes requests to /init: ``tx_stall``/``tx_resume`` put a
+qdisc that stops sending on a guest NIC and take it away (seed 000).
+
+``python -m vnetdiag.lab.vm --qmp PATH stop|cont|status`` and
+``... --serial S --console C --mac MAC tx-resume`` are the undo commands that
+fault journals record.
 """
 
 from __future__ import annotations
@@ -300,13 +304,57 @@ def poweroff(info: dict, *, timeout_s: float = 10.0) -> None:
     proc.terminate(pid)
 
 
+def console_request(info: dict, line: str, expect: str, *, timeout_s: float = 15.0) -> None:
+    """Send one request line to the guest's /init over its serial socket and
+    wait until ``expect`` appears on the console after what it held before
+    (the tty echoes the request itself, so ``expect`` must differ from it)."""
+    console = Path(info["console"])
+    start = console.stat().st_size if console.exists() else 0
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(2.0)
+        s.connect(info["serial"])
+        s.sendall(line.encode() + b"\n")
+        # Stay connected until the answer: QEMU may drop the bytes of a client that hangs up at once.
+        deadline = time.monotonic() + timeout_s
+        while expect.encode() not in console.read_bytes()[start:]:
+            if time.monotonic() > deadline:
+                raise KernelError(f"VM {info['node']} did not answer {line!r} within {timeout_s:g} s",
+                                  hint=f"console log: {console}")
+            time.sleep(0.05)
+    except OSError as exc:
+        raise KernelError(f"cannot reach the console of VM {info['node']} ({info['serial']}): {exc.strerror}",
+                          hint="vnetdiag lab status: is the VM running?") from None
+    finally:
+        s.close()
+
+
+def tx_stall(info: dict, mac: str) -> None:
+    """Stop the guest NIC with ``mac`` from sending (tbf that passes nothing, inside the guest)."""
+    console_request(info, f"tx-stall {mac}", f"{guest_image.TX_STALL_ACK} {mac} on")
+
+
+def tx_resume(info: dict, mac: str) -> None:
+    console_request(info, f"tx-resume {mac}", f"{guest_image.TX_STALL_ACK} {mac} off")
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="vnetdiag-lab-vm", description="QMP command to a lab VM")
-    ap.add_argument("--qmp", required=True)
-    ap.add_argument("command", choices=("stop", "cont", "status"))
+    ap = argparse.ArgumentParser(prog="vnetdiag-lab-vm", description="QMP or console request to a lab VM")
+    ap.add_argument("--qmp", help="QMP socket (stop, cont, status)")
+    ap.add_argument("--serial", help="serial socket (tx-resume)")
+    ap.add_argument("--console", help="console log the guest answers on (tx-resume)")
+    ap.add_argument("--mac", help="the guest NIC (tx-resume)")
+    ap.add_argument("command", choices=("stop", "cont", "status", "tx-resume"))
     args = ap.parse_args(argv)
+    if args.command == "tx-resume":
+        try:
+            tx_resume({"node": args.serial, "serial": args.serial, "console": args.console}, args.mac)
+        except KernelError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        return 0
     if args.command == "status":
         print(json.dumps(qmp_command(args.qmp, "query-status")))
         return 0

@@ -8,7 +8,7 @@ from typing import Literal
 SCHEMA = "vnetdiag.diagnosis/1"
 
 EvidenceSource = Literal["trace", "counter", "config", "probe"]
-Cause = Literal["drop", "tx-stall", "conntrack-full", "mtu-mismatch", "queueing", "softnet-drop", "rp-filter", "no-route",
+Cause = Literal["drop", "tx-stall", "guest-tx-stall", "conntrack-full", "mtu-mismatch", "queueing", "softnet-drop", "rp-filter", "no-route",
                 "fragmentation"]
 
 

@@ -125,7 +125,8 @@ class LabSpec:
         return self.node(node).kind == "vm"
 
 
-FaultKind = Literal["loss", "queue-overflow", "tx-stall", "slow-guest", "conntrack-full", "mtu-mismatch", "vm-pause"]
+FaultKind = Literal["loss", "queue-overflow", "tx-stall", "slow-guest", "conntrack-full", "mtu-mismatch", "vm-pause",
+                    "guest-tx-stall"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -3,7 +3,8 @@
     sudo VNETDIAG_LAB_PREFIX=wch VNETDIAG_STATE_DIR=/run/vnetdiag-wch \
         .venv/bin/python tests/golden/watch/record.py [SCENARIO ...]
 
-Builds the default lab (prefix wch), and for each scenario takes snapshots of
+Builds the default lab (prefix wch; guest-tx-stall builds the VM lab of
+tests/integration/vm_lab.toml instead), and for each scenario takes snapshots of
 the lab's namespaces every 0.5 s with the same Collector `vnetdiag watch`
 uses, while pings run and a fault is injected and cleared. Writes
 tests/golden/watch/<scenario>.jsonl.gz (vnetdiag.snapshots/1) with a note
@@ -154,12 +155,45 @@ def scenario(lab, col, name):
     print(f"{name}: {len(snaps)} snapshots, {note}")
 
 
+def guest_tx_stall(prefix):
+    """The VM lab (tests/integration/vm_lab.toml): ns1 pings both VMs; vm1's NIC
+    stops sending inside the guest, then resumes."""
+    import tomllib
+
+    topology = HERE.parents[1] / "integration" / "vm_lab.toml"
+    data = tomllib.loads(topology.read_text())
+    data["prefix"] = prefix
+    lab_mod.down(prefix)
+    lab = lab_mod.up(spec.parse(data, str(topology)))
+    snaps, marks = [], {}
+    pings = [_pinger(lab, "ns1", vm, "-i", "0.1") for vm in ("vm1", "vm2")]
+    try:
+        with Collector(only=lambda ns: (ns.name or "").startswith(prefix + "-")) as col:
+            _take(col, 4, snaps)
+            marks["fault_added"] = len(snaps)
+            f = lab.add_fault("guest-tx-stall", at="vm1")
+            _take(col, 8, snaps)
+            marks["fault_cleared"] = len(snaps)
+            lab.clear_fault(f.id)
+            _take(col, 6, snaps)
+    finally:
+        for p in pings:
+            p.kill()
+        lab_mod.down(prefix)
+    note = " ".join(f"{k}={v}" for k, v in marks.items())
+    recording.dump(HERE / "guest-tx-stall.jsonl.gz", snaps, note=f"guest-tx-stall: interval {INTERVAL_S} s {note}")
+    print(f"guest-tx-stall: {len(snaps)} snapshots, {note}")
+
+
 def main(argv):
     prefix = os.environ.get("VNETDIAG_LAB_PREFIX", "wch")
     names = argv or ["tx-stall", "queue-overflow", "conntrack-full", "links", "clean", "mq-stall"]
     if names == ["mq-stall"]:  # needs no lab: only its own two namespaces
         with Collector(only=lambda ns: (ns.name or "").startswith(prefix + "-mq")) as col:
             mq_stall(prefix, col)
+        return
+    if names == ["guest-tx-stall"]:  # its own lab, with QEMU guests
+        guest_tx_stall(prefix)
         return
     lab_mod.down(prefix)
     lab = lab_mod.up(spec.default(prefix))

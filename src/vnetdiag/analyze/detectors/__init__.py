@@ -10,11 +10,12 @@ from __future__ import annotations
 from vnetdiag.analyze.detectors.base import AlertBook, Detector, Param
 from vnetdiag.analyze.detectors.conntrack import ConntrackPressure
 from vnetdiag.analyze.detectors.drops import DropAnomaly
+from vnetdiag.analyze.detectors.guest_tx import GuestTxStall
 from vnetdiag.analyze.detectors.links import LinkChanges
 from vnetdiag.analyze.detectors.txstall import TxStall
 from vnetdiag.model.watch import Observation, Transition, WatchConfig
 
-DETECTORS: tuple[type[Detector], ...] = (TxStall, DropAnomaly, ConntrackPressure, LinkChanges)
+DETECTORS: tuple[type[Detector], ...] = (TxStall, GuestTxStall, DropAnomaly, ConntrackPressure, LinkChanges)
 BY_NAME = {d.name: d for d in DETECTORS}
 
 
