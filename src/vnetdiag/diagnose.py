@@ -24,6 +24,7 @@ from vnetdiag.analyze.correlate import correlate
 from vnetdiag.analyze.deltas import delta as counter_delta
 from vnetdiag.analyze.symptom import symptom_of
 from vnetdiag.collect.netfilter import read_drop_rules, rule_deltas
+from vnetdiag.collect.routes import read_routes
 from vnetdiag.errors import BadInputError, VnetdiagError
 from vnetdiag.model.counters import CounterSnapshot
 from vnetdiag.model.bundle import Bundle, ProbeFlows, RuleDelta
@@ -255,6 +256,9 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
         rule_traces = nft.stop() if nft is not None else ()
         notes += nft.notes if nft is not None else []
         path = _path(collector, after, a, b, notes, far=far)
+        on_path = {h.netns_inode for h in path}
+        routes, route_problems = read_routes(ns for ns in after.namespaces if ns.inode in on_path)
+        notes += route_problems
         say(f"path {a.label} -> {b_label}: {' -> '.join(h.device for h in path if h.direction == 'forward') or '?'}")
     # Leaving the block stopped the tracer, the collector and the server.
     drops = tracer.result if tracer is not None else None
@@ -303,7 +307,7 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
     shortfall = failure.message if failure is not None else (probe.shortfall if probe is not None else None)
     bundle = Bundle(symptom=symptom, path=path, before=before, after=after,
                     rules=tuple(RuleDelta(rule=r, packets=n) for r, n in rule_deltas(rules_before, rules_after)),
-                    rule_traces=rule_traces,
+                    rule_traces=rule_traces, routes=routes,
                     trace=analysis, drops=dataclasses.replace(drops, analysis=None) if drops is not None else None,
                     probe=flows, tails=tails, window_start_ns=window_start_ns, notes=tuple(notes),
                     shortfall=shortfall, source=a.label, target=b_label)

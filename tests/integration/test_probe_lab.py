@@ -174,3 +174,22 @@ def test_cli_takes_lab_node_names_and_refuses_unknown_guests(lab, serve, capsys)
     assert main(["probe", "vm3", "--netns", "vm9", "--port", str(PORT), "--duration", "0.3"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no network namespace 'vm9'" in err and f"{lab.prefix}:vm1" in err
+
+
+def test_refused_connects_are_retried_and_counted_not_fatal(lab, serve):
+    # Every other SYN to the server is answered with ICMP host-unreachable (a router
+    # refusing some flows, as a policy route does): the control connection's first
+    # attempt and one of each stream's fail at once with EHOSTUNREACH.
+    serve("vm3")
+    rule = ["INPUT", "-p", "tcp", "--syn", "--dport", str(PORT), "-m", "statistic", "--mode", "nth", "--every", "2",
+            "--packet", "0", "-j", "REJECT", "--reject-with", "icmp-host-unreachable"]
+    lab.run("vm3", ["iptables", "-w", "-I", *rule])
+    try:
+        r = probe(lab, "vm1", "vm3", streams=2, duration_s=0.5, warmup_s=0.1)
+        refused = lab.run("vm3", ["iptables", "-w", "-L", "INPUT", "-v", "-x", "-n"]).stdout
+    finally:
+        lab.run("vm3", ["iptables", "-w", "-D", *rule])
+    count = int(next(ln.split()[0] for ln in refused.splitlines() if "reject-with icmp-host-unreachable" in ln))
+    assert r.transactions > 100 and r.shortfall is None, r.shortfall
+    # The kernel's count of refused SYNs: the control connection's and the streams' (counted as errors).
+    assert count >= 2 and r.errors == count - 1, (count, r.errors)

@@ -111,7 +111,8 @@ def _confirm(ctx: Context, c: Candidate, size: int) -> str:
     by_cause = {"tx-stall": "tx-stall", "guest-tx-stall": "guest-tx", "conntrack-full": "conntrack", "mtu-mismatch": "mtu",
                 "softnet-drop": "softnet", "rp-filter": "protocol", "no-route": "protocol",
                 "fragmentation": "protocol"}
-    kind = by_cause.get(c.cause) or ("packets" if c.probe_packets else "rule" if "rule" in c.counts else "counter")
+    kind = ("route" if c.cause == "no-route" and "route" in c.counts else by_cause.get(c.cause)
+            or ("packets" if c.probe_packets else "rule" if "rule" in c.counts else "counter"))
     if c.cause == "queueing":
         return (f"tc -s qdisc show dev {c.device}: overlimits grow and the backlog stands while latency is high; "
                 "a larger rate (or removing the shaper) must bring the p50 down")

@@ -15,6 +15,7 @@ from vnetdiag.model.counters import CounterSnapshot
 from vnetdiag.model.diagnosis import PathHop, Symptom
 from vnetdiag.model.drops import DropTraceResult
 from vnetdiag.model.netfilter import RuleCounter, RuleTrace
+from vnetdiag.model.routes import NetnsRoutes
 from vnetdiag.model.tracing import TraceAnalysis
 
 SCHEMA = "vnetdiag.bundle/1"
@@ -49,6 +50,8 @@ class Bundle:
     rules: tuple[RuleDelta, ...] = ()
     rule_traces: tuple[RuleTrace, ...] = ()
     """Rules that netfilter's own tracing saw drop the probe's packets (nft monitor trace)."""
+    routes: tuple[NetnsRoutes, ...] = ()
+    """Routes, policy rules and rp_filter of the namespaces on the path, read after the window."""
     trace: TraceAnalysis | None = None
     """Drops from the tracefs backend (devices placed by name), None when it did not run."""
     drops: DropTraceResult | None = None

@@ -32,7 +32,7 @@ from vnetdiag.probe import histograms as H
 from vnetdiag.probe import protocol as p
 from vnetdiag.probe import tcpstats
 from vnetdiag.probe.server import DEFAULT_PORT
-from vnetdiag.probe.streams import StreamEnd, WorkerSpec
+from vnetdiag.probe.streams import StreamEnd, WorkerSpec, connect_retrying, open_tcp
 from vnetdiag.probe.worker import worker_main
 from vnetdiag.system import netns as netns_mod
 
@@ -140,25 +140,19 @@ def _open_control(host: str, port: int, timeout_s: float) -> tuple[socket.socket
         raise BadInputError(f"cannot resolve target {host!r}: {exc.strerror}",
                             hint="give an IP address or a name this namespace can resolve") from None
     family, _, _, _, address = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.settimeout(timeout_s)
     try:
-        sock.connect(address)
+        sock = connect_retrying(lambda t: open_tcp(family, address, t), timeout_s)
     except ConnectionRefusedError:
-        sock.close()
         raise BadInputError(f"connection to {where} refused: no probe server listens there",
                             hint="start one with: vnetdiag serve --listen ADDRESS:PORT [--netns NS]") from None
     except TimeoutError:
-        sock.close()
         raise BadInputError(f"{where} is unreachable: no answer within {timeout_s:g} s",
                             hint="check the address, the route and firewalls on the way") from None
     except OSError as exc:
-        sock.close()
         if exc.errno in (_errno.ENETUNREACH, _errno.EHOSTUNREACH, _errno.EADDRNOTAVAIL):
             raise BadInputError(f"{where} is unreachable: {exc.strerror}",
                                 hint="check the address and that --netns is the namespace to probe from") from None
         raise BadInputError(f"cannot connect to {where}: {exc.strerror}") from None
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock, address, family
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import socket
 import struct
 import threading
@@ -106,16 +107,46 @@ class _Stopped(StreamError):
     """Told to stop while waiting: not a failure."""
 
 
-def _connect(spec: WorkerSpec, timeout_s: float) -> socket.socket:
-    sock = socket.socket(spec.family, socket.SOCK_STREAM)
+def open_tcp(family: int, address: tuple, timeout_s: float) -> socket.socket:
+    """A connected TCP socket with TCP_NODELAY (request/response: no Nagle delay)."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.settimeout(timeout_s)
     try:
-        sock.connect(spec.address)
+        sock.connect(address)
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def _connect(spec: WorkerSpec, timeout_s: float) -> socket.socket:
+    return open_tcp(spec.family, spec.address, timeout_s)
+
+
+CONNECT_ATTEMPTS = 4
+"""Connection attempts before a stream gives up on an unreachable answer. A
+router that refuses some SYNs (a policy route, a rate-limited path) answers
+with ICMP unreachable and the connect fails at once; that is the path's
+symptom, counted as an error, not a reason to stop every stream. A target
+that is really unreachable fails after this many, a few tenths of a second."""
+_REFUSALS = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH})
+
+
+def connect_retrying(connect, timeout_s: float, on_refused=lambda exc: None, pause_s: float = 0.1):
+    """``connect(timeout_s)`` again after an unreachable answer, up to
+    CONNECT_ATTEMPTS within ``timeout_s``; ``on_refused`` sees each refusal
+    but the last, which is raised."""
+    deadline = time.monotonic() + timeout_s
+    for attempt in range(1, CONNECT_ATTEMPTS + 1):
+        try:
+            return connect(max(deadline - time.monotonic(), 0.05))
+        except OSError as exc:
+            if exc.errno not in _REFUSALS or attempt == CONNECT_ATTEMPTS or time.monotonic() + pause_s > deadline:
+                raise
+            on_refused(exc)
+            time.sleep(pause_s)
+    raise AssertionError("unreachable")
 
 
 class Stream:
@@ -135,6 +166,8 @@ class Stream:
         self.server_retrans = 0
         self.client_retrans = 0
         self.slow_count = 0
+        self.setup_errors = 0
+        """Connection attempts refused before the window (counted in its first chunk)."""
         self._new_chunk(0)
 
     # ---- chunks ---------------------------------------------------------------
@@ -153,6 +186,9 @@ class Stream:
     def flush(self) -> None:
         self.outbox.append(self.chunk)
 
+    def _count_setup_error(self) -> None:
+        self.setup_errors += 1
+
     # ---- life -----------------------------------------------------------------
 
     def run(self) -> None:
@@ -168,6 +204,7 @@ class Stream:
                     return
                 _wait_until(self.t.t0_ns, time.monotonic_ns)  # all streams start together
                 self._new_chunk(0)
+                self.chunk.errors += self.setup_errors
                 loop = {"tcp-rr": self.loop_rr, "tcp-crr": self.loop_crr, "udp-rr": self.loop_udp,
                         "bsp": self.loop_bsp}[self.spec.pattern]
                 loop()
@@ -190,7 +227,8 @@ class Stream:
         s = self.spec
         if s.pattern in ("tcp-rr", "bsp"):
             try:
-                self.sock = _connect(s, s.connect_timeout_s)
+                self.sock = connect_retrying(lambda t: _connect(s, t), s.connect_timeout_s,
+                                             on_refused=lambda _e: self._count_setup_error())
             except OSError as exc:
                 raise StreamError(f"stream {self.sid}: cannot connect to {s.address[0]} port "
                                   f"{s.address[1]}: {exc.strerror or exc}") from None

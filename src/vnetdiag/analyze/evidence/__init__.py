@@ -12,8 +12,8 @@ To add a kind: write its module and list it here (docs/diagnose.md says how).
 from __future__ import annotations
 
 from vnetdiag.analyze.evidence import (
-    adjacent, conntrack, counters, guest_tx, mtu, packets, protocol, rules, softnet, traced, txstall,
+    adjacent, conntrack, counters, guest_tx, mtu, packets, protocol, routes, rules, softnet, traced, txstall,
 )
 
-KINDS = (packets, traced, counters, txstall, guest_tx, conntrack, rules, softnet, protocol, mtu, adjacent)
+KINDS = (packets, traced, counters, txstall, guest_tx, conntrack, rules, softnet, protocol, routes, mtu, adjacent)
 BY_NAME = {k.name: k for k in KINDS}
