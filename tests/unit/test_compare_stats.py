@@ -128,7 +128,7 @@ def test_terminal_view_keeps_the_labels(recorded):
     from vnetdiag.report.compare_text import render
 
     buf = StringIO()
-    render(_assemble(recorded), Console(file=buf, width=80, highlight=False))
+    render(_assemble(recorded), Console(file=buf, width=80, highlight=False, emoji=False))
     text = buf.getvalue()
     for word in ("veth", "twin", "macvtap-loss", "min-rto", "mvtap0", "differs"):
         assert word in text, word

@@ -64,6 +64,6 @@ def test_filter_keeps_matching_conversations_and_their_retransmissions():
 def test_text_view_names_the_signatures():
     rep = analyze_file(GOLDEN / "conntrack-full.pcap")
     buf = io.StringIO()
-    render(rep, Console(file=buf, width=200), top=5, flows=False, retrans=True)
+    render(rep, Console(file=buf, width=200, emoji=False), top=5, flows=False, retrans=True)
     text = buf.getvalue()
     assert "Conversations (5 of 61" in text and "syn-retrans-1 60" in text and "Retransmitted segments" in text

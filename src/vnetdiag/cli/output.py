@@ -71,7 +71,8 @@ class Output:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(file=self.stream, highlight=False, soft_wrap=True)
+            # emoji=False: rich would turn a MAC's ":ab:" into an emoji.
+            self._console = Console(file=self.stream, highlight=False, soft_wrap=True, emoji=False)
             width = output_width(is_terminal=self._console.is_terminal, wide=self.wide)
             if width is not None:
                 self._console.width = width

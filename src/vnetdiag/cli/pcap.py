@@ -50,7 +50,7 @@ class PhaseProgress:
 
             self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                 TextColumn("{task.fields[packets]}"), TimeElapsedColumn(),
-                                console=Console(file=stream), transient=True)
+                                console=Console(file=stream, emoji=False), transient=True)
             self.task = self.bar.add_task("reading", total=size_bytes, packets="")
             self.bar.start()
 

@@ -128,7 +128,7 @@ def _progress_bar(out, total_s: float):
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     bar = Progress(TextColumn("probing"), BarColumn(), TextColumn("{task.fields[tx]:,} transactions"),
-                   TimeRemainingColumn(), console=Console(file=out.err_stream or sys.stderr), transient=True,
+                   TimeRemainingColumn(), console=Console(file=out.err_stream or sys.stderr, emoji=False), transient=True,
                    auto_refresh=False)  # no refresh thread: workers are forked from this process
     task = bar.add_task("probe", total=total_s, tx=0)
     bar.start()
