@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -216,3 +217,30 @@ def test_generated_script_guards_the_inner_predicate_and_unset_headers():
     assert "$dp == 4789 || $dp == 8472" in script
     assert "struct tap_dev" not in script  # no ring code without the kernel's offsets
     assert generate(ScriptParams(predicate_outer=None, predicate_inner=None)).count("$m = (uint64)(0);") == 1
+
+
+def test_ring_code_is_there_for_each_driver_the_kernel_describes_and_only_for_it():
+    """The offsets are this kernel's (BTF) and the addresses its kallsyms': a
+    driver with a missing piece is left out, not guessed."""
+    from vnetdiag.collect.ebpf_script import RingLayout, ScriptParams, generate
+    from vnetdiag.system import btf
+
+    if btf.member_offset("tun_file", "tx_ring") is None:
+        pytest.skip("this kernel's BTF has no struct tun_file")
+    both = RingLayout(full_ring_reason=5, macvtap_handler_addr=0xffffffff81e04490,
+                      tap_dev_taps_offset=btf.member_offset("tap_dev", "taps"),
+                      tap_queue_ring_offset=btf.member_offset("tap_queue", "ring"),
+                      tun_xmit_addr=0xffffffff81dfb900, netdev_priv_offset=btf.member_offset("net_device", "priv"),
+                      tun_tfiles_offset=btf.member_offset("tun_struct", "tfiles"),
+                      tun_file_tx_ring_offset=btf.member_offset("tun_file", "tx_ring"))
+    script = generate(ScriptParams(predicate_outer=None, predicate_inner=None, rings=both))
+    assert "ndo_start_xmit == (uint64)0xffffffff81dfb900" in script
+    assert f"$dev + {both.netdev_priv_offset} + {both.tun_tfiles_offset} + 8 * $qi" in script
+    assert f"$rp = $x + {both.tun_file_tx_ring_offset}" in script
+    assert "rx_handler == (uint64)0xffffffff81e04490" in script
+    no_tun = generate(ScriptParams(predicate_outer=None, predicate_inner=None,
+                                   rings=dataclasses.replace(both, tun_file_tx_ring_offset=None)))
+    assert "ndo_start_xmit" not in no_tun and "rx_handler ==" in no_tun
+    neither = generate(ScriptParams(predicate_outer=None, predicate_inner=None,
+                                    rings=dataclasses.replace(both, tun_xmit_addr=None, macvtap_handler_addr=None)))
+    assert "struct ptr_ring" not in neither

@@ -6,13 +6,17 @@ drops with iptables rules whose packet counters are the reference.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import select
 import re
 import signal
 import socket
 import subprocess
+import struct
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -413,6 +417,94 @@ def test_full_ring_at_a_stopped_macvtap_reader_shows_the_ring_full_and_none_when
         _burst(lab, lab.ip("vm2"), 100)
     assert _rx_dropped(hv1, "mvtap0") == before
     assert not [x for x in t.result.tallies if x.netns_inode == inode(hv1) and x.reason == "FULL_RING"]
+
+
+_TUNSETIFF, _IFF_TAP, _IFF_NO_PI = 0x400454CA, 0x0002, 0x1000
+
+
+def _tap_held_by_us(ns: str, name: str) -> int:
+    """A tap device in ``ns`` whose one queue is this process's file descriptor:
+    it is the reader (as QEMU is), and it reads only when the test says so."""
+    with netns.entered(f"/run/netns/{ns}"):
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
+        fcntl.ioctl(fd, _TUNSETIFF, struct.pack("16sH", name.encode(), _IFF_TAP | _IFF_NO_PI))
+    return fd
+
+
+def _drain_udp_to(fd: int, dport: int) -> int:
+    """Reads every frame left in the tap's ring; how many were IPv4 UDP to ``dport``."""
+    n = 0
+    while True:
+        try:
+            f = os.read(fd, 65536)
+        except BlockingIOError:
+            return n
+        ihl = (f[14] & 0xF) * 4
+        n += f[12:14] == b"\x08\x00" and f[23] == 17 and int.from_bytes(f[14 + ihl + 2:14 + ihl + 4], "big") == dport
+
+
+def _tx_dropped(ns: str, dev: str) -> int:
+    return json.loads(sh("ip", "-n", ns, "-j", "-s", "link", "show", dev))[0]["stats64"]["tx"]["dropped"]
+
+
+def test_full_ring_at_a_tap_whose_reader_stops_shows_the_ring_full_and_none_when_it_reads(make_ns):
+    """tun_net_xmit drops with FULL_RING when its queue's tx ring is full: each
+    such drop is placed on the tap with the ring read at that instant, and the
+    count equals the tap's tx_dropped."""
+    from vnetdiag.collect.droptrace import drop_trace
+
+    ns = make_ns("tun")
+    fd = _tap_held_by_us(ns, "tap0")
+    try:
+        sh("ip", "-n", ns, "link", "set", "tap0", "txqueuelen", "32", "up")
+        sh("ip", "-n", ns, "addr", "add", "10.208.0.1/24", "dev", "tap0")
+        sh("ip", "-n", ns, "neigh", "add", "10.208.0.2", "lladdr", "02:00:00:00:02:02", "dev", "tap0",
+           "nud", "permanent")
+        flt = "udp and dst host 10.208.0.2 and dst port 7602"
+        before = _tx_dropped(ns, "tap0")
+        with drop_trace(backend="ebpf", filter=flt) as t:
+            send_udp(ns, socket.AF_INET, ("10.208.0.1", 0), ("10.208.0.2", 7602), 100)
+            wait_for(lambda: _tx_dropped(ns, "tap0") - before > 50, "tap tx drops")
+            n = _tx_dropped(ns, "tap0") - before
+            wait_for(lambda: len(records(t, lambda p: p.reason == "FULL_RING")) >= n, "a record per drop")
+        # The tap also sends IPv6 solicitations of its own: every drop is counted
+        # at the tap, and the probe's flow exactly: 100 = in the ring + dropped.
+        at_tap = sum(x.count for x in t.result.tallies if x.reason == "FULL_RING" and x.netns_inode == inode(ns))
+        assert at_tap == _tx_dropped(ns, "tap0") - before
+        in_ring = _drain_udp_to(fd, 7602)
+        full = [p for p in t.result.packets if p.reason == "FULL_RING" and p.matched]
+        assert len(full) == 100 - in_ring and in_ring <= 32
+        assert {(p.netns_inode, p.ifindex, p.device, p.location.split("+")[0]) for p in full} == \
+            {(inode(ns), ifindex(ns, "tap0"), "tap0", "tun_net_xmit")}
+        assert all(p.ring is not None and p.ring.slot_busy and p.ring.queue_index == 0 for p in full)
+        assert {(p.ring.occupied_entries, p.ring.size_entries) for p in full} == {(32, 32)}
+
+        stop = threading.Event()
+
+        def read() -> None:  # the reader is back: it drains the ring as fast as packets come
+            while not stop.is_set():
+                if select.select([fd], [], [], 0.05)[0]:
+                    try:
+                        os.read(fd, 65536)
+                    except BlockingIOError:
+                        pass
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        try:
+            wait_for(lambda: not select.select([fd], [], [], 0)[0], "the ring drained")
+            before = _tx_dropped(ns, "tap0")
+            with drop_trace(backend="ebpf", filter=flt) as t:
+                for _ in range(10):
+                    send_udp(ns, socket.AF_INET, ("10.208.0.1", 0), ("10.208.0.2", 7602), 10)
+                    wait_for(lambda: not select.select([fd], [], [], 0)[0], "the reader took them")
+        finally:
+            stop.set()
+            reader.join()
+        assert _tx_dropped(ns, "tap0") == before
+        assert not [x for x in t.result.tallies if x.netns_inode == inode(ns) and x.reason == "FULL_RING"]
+    finally:
+        os.close(fd)
 
 
 def test_missing_btf_or_tracepoint_is_a_feature_error_with_a_hint(tmp_path):

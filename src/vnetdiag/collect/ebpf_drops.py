@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from vnetdiag.collect import ebpf_filter
-from vnetdiag.collect.ebpf_script import ScriptParams, generate
+from vnetdiag.collect.ebpf_script import RingLayout, ScriptParams, generate
 from vnetdiag.errors import VnetdiagError
 from vnetdiag.model.drops import (
     DropTally,
@@ -120,15 +120,20 @@ def scalar(data: dict, name: str) -> int | None:
 
 def kernel_params(filter_text: str, *, vxlan_ports: Sequence[int], max_records: int, sample: int,
                   syms: kallsyms.Kallsyms, reasons: Mapping[int, str]) -> ScriptParams:
-    by_name = {v: k for k, v in reasons.items()}
-    tap_addr = syms.address_of("tap_handle_frame")
+    full_ring = {v: k for k, v in reasons.items()}.get("FULL_RING")
+    rings = None if full_ring is None else RingLayout(
+        full_ring_reason=full_ring,
+        macvtap_handler_addr=syms.address_of("tap_handle_frame"),
+        tap_dev_taps_offset=btf.member_offset("tap_dev", "taps"),
+        tap_queue_ring_offset=btf.member_offset("tap_queue", "ring"),
+        tun_xmit_addr=syms.address_of("tun_net_xmit"),
+        netdev_priv_offset=btf.member_offset("net_device", "priv"),
+        tun_tfiles_offset=btf.member_offset("tun_struct", "tfiles"),
+        tun_file_tx_ring_offset=btf.member_offset("tun_file", "tx_ring"))
     return ScriptParams(
         predicate_outer=ebpf_filter.compile_filter(filter_text, "o"),
         predicate_inner=ebpf_filter.compile_filter(filter_text, "i"),
-        vxlan_ports=tuple(vxlan_ports), max_records=max_records, sample=sample,
-        full_ring_reason=by_name.get("FULL_RING"), tap_handler_addr=tap_addr,
-        tap_ring_offset=btf.member_offset("tap_queue", "ring"),
-        tap_taps_offset=btf.member_offset("tap_dev", "taps"))
+        vxlan_ports=tuple(vxlan_ports), max_records=max_records, sample=sample, rings=rings)
 
 
 def drop_reasons(root=tracefs.TRACEFS_ROOT) -> dict[int, str]:

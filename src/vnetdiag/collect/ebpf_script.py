@@ -9,10 +9,13 @@ the inner Ethernet + IP + L4 headers. A packet matching the filter (on its
 outer or its inner headers) is streamed as one ``printf`` line, up to
 ``max_records``; of the others, the first ``sample`` are streamed too.
 
-What the script needs from this kernel comes from this kernel: the address of
-``tap_handle_frame`` (kallsyms) to know a macvtap/tap device by its rx
-handler, the FULL_RING value (tracefs format file), the offset of
-``tap_queue.ring`` (BTF; bpftrace 0.17 does not see that member).
+What the script needs from this kernel comes from this kernel (``RingLayout``):
+the FULL_RING value (tracefs format file); the address of ``tap_handle_frame``
+(kallsyms) to know a macvtap by its rx handler and the offsets of
+``tap_dev.taps`` and ``tap_queue.ring`` (BTF; bpftrace 0.17 does not see that
+member); the address of ``tun_net_xmit`` to know a tun/tap device by its
+``ndo_start_xmit`` and the offsets of ``net_device.priv`` (netdev_priv),
+``tun_struct.tfiles`` and ``tun_file.tx_ring``.
 
 Output line (all numbers decimal; see ``collect/ebpf_drops.parse_record``):
 
@@ -36,16 +39,40 @@ MAX_HEAD_BYTES = 128
 
 
 @dataclass(frozen=True, kw_only=True)
+class RingLayout:
+    """Where the ptr_ring of a FULL_RING drop is, for the two drivers that drop with it.
+
+    A driver whose fields are None (not in this kernel's kallsyms or BTF) is
+    left out of the script; its FULL_RING drops still count, without a ring."""
+
+    full_ring_reason: int
+    macvtap_handler_addr: int | None = None
+    tap_dev_taps_offset: int | None = None
+    tap_queue_ring_offset: int | None = None
+    tun_xmit_addr: int | None = None
+    netdev_priv_offset: int | None = None
+    tun_tfiles_offset: int | None = None
+    tun_file_tx_ring_offset: int | None = None
+
+    @property
+    def has_macvtap(self) -> bool:
+        return None not in (self.macvtap_handler_addr, self.tap_dev_taps_offset, self.tap_queue_ring_offset)
+
+    @property
+    def has_tun(self) -> bool:
+        return None not in (self.tun_xmit_addr, self.netdev_priv_offset, self.tun_tfiles_offset,
+                            self.tun_file_tx_ring_offset)
+
+
+@dataclass(frozen=True, kw_only=True)
 class ScriptParams:
     predicate_outer: str | None
     predicate_inner: str | None
     vxlan_ports: tuple[int, ...] = (4789,)
     max_records: int = 100_000
     sample: int = 200
-    full_ring_reason: int | None = None
-    tap_handler_addr: int | None = None
-    tap_ring_offset: int | None = None
-    tap_taps_offset: int | None = None
+    rings: RingLayout | None = None
+    """None: FULL_RING drops carry no ring occupancy (the kernel lacks what it needs)."""
     count_interval_ms: int = 1000
     """How often the in-kernel counts are printed (what snapshots between prints see)."""
     head_bytes: int = 0
@@ -136,32 +163,58 @@ def _zero(p: str) -> str:
     return "  " + " ".join(f"${p}{n} = (uint64)0;" for n in ("h", "sa", "sb", "da", "db", "seq")) + "\n"
 
 
+def _ring(lay: RingLayout) -> str:
+    """Statements that set $pc/$tsz/$qb from the ring a FULL_RING drop found full.
+
+    macvtap (tap_handle_frame, rx side): the queue is picked as tap_get_queue
+    does, by the flow hash, else by the recorded rx queue. tun/tap
+    (tun_net_xmit, tx side): the queue is skb->queue_mapping, the one the
+    driver itself indexes tfiles with."""
+    find = ""
+    if lay.has_macvtap:
+        find += f"""\
+    if ((uint64)$dev->rx_handler == (uint64){lay.macvtap_handler_addr:#x}) {{
+      $tap = (struct tap_dev *)$dev->rx_handler_data;
+      $nq = (uint64)$tap->numvtaps;
+      if ($nq > 1) {{
+        if ($skb->hash != 0) {{ $qi = (uint64)$skb->hash % $nq; }}
+        else {{ if ($skb->queue_mapping != 0) {{ $qi = ((uint64)$skb->queue_mapping - 1) % $nq; }} }}
+      }}
+      $q = (struct tap_queue *)*(uint64 *)((uint64)$tap + {lay.tap_dev_taps_offset} + 8 * $qi);
+      if ($q != 0) {{ $rp = (uint64)$q + {lay.tap_queue_ring_offset}; $qi = (uint64)$q->queue_index; }}
+    }}
+"""
+    if lay.has_tun:
+        find += f"""\
+    if ((uint64)$dev->netdev_ops->ndo_start_xmit == (uint64){lay.tun_xmit_addr:#x}) {{
+      $qi = (uint64)$skb->queue_mapping;
+      $x = *(uint64 *)((uint64)$dev + {lay.netdev_priv_offset} + {lay.tun_tfiles_offset} + 8 * $qi);
+      if ($x != 0) {{ $rp = $x + {lay.tun_file_tx_ring_offset}; }}
+    }}
+"""
+    if not find:
+        return ""
+    return f"""\
+  if (args->reason == {lay.full_ring_reason} && $dev != 0) {{
+    $rp = (uint64)0; $qi = (uint64)0;
+{find}\
+    if ($rp != 0) {{
+      $r = (struct ptr_ring *)$rp;
+      $busy = (uint64)(*(uint64 *)((uint64)$r->queue + 8 * (uint64)$r->producer) != 0);
+      $pc = (uint64)(uint32)$r->producer | ((uint64)(uint32)$r->consumer_head << 32);
+      $tsz = (uint64)(uint32)$r->consumer_tail | ((uint64)(uint32)$r->size << 32);
+      $qb = $qi | ($busy << 16) | ((uint64)1 << 17);
+    }}
+  }}
+"""
+
+
 def generate(params: ScriptParams) -> str:
     vx = " || ".join(f"$dp == {port}" for port in params.vxlan_ports) or "0"
     # The inner headers only count when there are some ("not tcp" must not match every plain packet).
     preds = [params.predicate_outer, f"$ih != 0 && ({params.predicate_inner})" if params.predicate_inner else None]
     match = " || ".join(f"({p})" for p in preds if p) or "0"
-    ring = ""
-    if None not in (params.full_ring_reason, params.tap_handler_addr, params.tap_ring_offset, params.tap_taps_offset):
-        ring = f"""\
-  if (args->reason == {params.full_ring_reason} && $dev != 0 && (uint64)$dev->rx_handler == (uint64){params.tap_handler_addr:#x}) {{
-    $tap = (struct tap_dev *)$dev->rx_handler_data;
-    $nq = (uint64)$tap->numvtaps;
-    $qi = (uint64)0;
-    if ($nq > 1) {{
-      if ($skb->hash != 0) {{ $qi = (uint64)$skb->hash % $nq; }}
-      else {{ if ($skb->queue_mapping != 0) {{ $qi = ((uint64)$skb->queue_mapping - 1) % $nq; }} }}
-    }}
-    $q = (struct tap_queue *)*(uint64 *)((uint64)$tap + {params.tap_taps_offset} + 8 * $qi);
-    if ($q != 0) {{
-      $r = (struct ptr_ring *)((uint64)$q + {params.tap_ring_offset});
-      $busy = (uint64)(*(uint64 *)((uint64)$r->queue + 8 * (uint64)$r->producer) != 0);
-      $pc = (uint64)(uint32)$r->producer | ((uint64)(uint32)$r->consumer_head << 32);
-      $tsz = (uint64)(uint32)$r->consumer_tail | ((uint64)(uint32)$r->size << 32);
-      $qb = (uint64)$q->queue_index | ($busy << 16) | ((uint64)1 << 17);
-    }}
-  }}
-"""
+    ring = _ring(params.rings) if params.rings is not None else ""
     return f"""\
 // generated by vnetdiag (collect/ebpf_script.py)
 BEGIN {{ printf("T %llu\\n", nsecs); }}
