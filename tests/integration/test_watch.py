@@ -40,6 +40,17 @@ def _cycles(port: int) -> float:
     return 0
 
 
+def _kernel_drops(port: int, netns: str, device: str, reason: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    want = f'vnetdiag_kernel_drops_total{{device="{device}",netns="{netns}",reason="{reason}"}}'
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(want + " "))
+
+
+def _rule_packets(lab, node: str, comment: str) -> int:
+    out = lab.run(node, ["iptables", "-w", "-t", "raw", "-L", "PREROUTING", "-v", "-x", "-n"]).stdout
+    return sum(int(line.split()[0]) for line in out.splitlines() if comment in line)
+
+
 def _tc_backlog(lab, node: str, dev: str) -> int:
     out = lab.run(node, ["tc", "-s", "-j", "qdisc", "show", "dev", dev]).stdout
     return sum(q.get("qlen", 0) for q in json.loads(out) if q.get("root"))
@@ -256,6 +267,14 @@ namespaces = {_ns_list(lab)}
         hit = wait_for(lambda: w.alerts("raised", "drop_anomaly"), 15, "a drop anomaly")[0]["alert"]
         c = _cycles(port)
         wait_for(lambda: _cycles(port) >= c + 3, 10, "three more cycles")
+        if w.lines("start")[0]["tracer"]["backend"] == "ebpf":
+            # The same /metrics carries the kernel's counts: once the traffic
+            # stops they settle on the rule's own packet counter.
+            bg.kill()
+            bg.wait()
+            wait_for(lambda: 0 < _rule_packets(lab, "hv1", "vnetdiag-fault") ==
+                     _kernel_drops(port, lab.netns("hv1"), "br0", "NETFILTER_DROP"), 10,
+                     "vnetdiag_kernel_drops_total equal to the rule's counter")
     finally:
         bg.kill()
         assert w.stop() == 0, w.err.read_text()

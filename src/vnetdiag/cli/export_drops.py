@@ -17,23 +17,10 @@ def start(args, server, stack: ExitStack, out) -> None:
     if not getattr(args, "drops", False):
         return
     from vnetdiag.collect.ebpf_drops import EbpfDropSource
-    from vnetdiag.export.drops import DropsCollector, ebpf_source
-    from vnetdiag.fleet.agent import Scope
-
-    scope = Scope(tuple(args.netns))
-    inodes: dict[int, bool] = {}
-
-    def keep(inode: int) -> bool:
-        if scope.only is None:
-            return True
-        if inode not in inodes:
-            # New namespaces come and go: look the inode up once when first seen.
-            inodes.update({n.inode: True for n in scope.namespaces()})
-            inodes.setdefault(inode, False)
-        return inodes[inode]
+    from vnetdiag.export import drops
 
     src = EbpfDropSource(sample=0, max_records=0)
     src.start()
     stack.callback(src.stop)
-    server.registry.register(DropsCollector(ebpf_source(src), keep=keep))
+    drops.serve(server.registry, src, args.netns)
     out.info("vnetdiag export: kernel drops counted by eBPF (vnetdiag_kernel_drops_total)")

@@ -27,7 +27,8 @@ def configure(parser, common) -> None:
     parser.add_argument("--netns", action="append", default=[], metavar="GLOB",
                         help="only namespaces whose name matches ('host' for the host); repeatable")
     parser.add_argument("--tracer", action="store_true",
-                        help="also trace kernel drops (skb:kfree_skb) for per-device drop reasons")
+                        help="also trace kernel drops (skb:kfree_skb) for per-device drop reasons; with the eBPF "
+                             "backend and --listen, /metrics also serves vnetdiag_kernel_drops_total")
     parser.add_argument("--count", type=int, default=0, metavar="N", help="stop after N cycles (default: never)")
 
 
@@ -88,6 +89,11 @@ def run(args, out) -> int:
                                    addr, port)
             out.info(f"vnetdiag watch: serving /metrics on http://{server.addr}:{server.port}/metrics")
         watcher.start()  # inside the try: a tracer that started is stopped by close()
+        if server is not None and watcher.tracer is not None and watcher.tracer.trace.ebpf is not None:
+            from vnetdiag.export import drops
+
+            drops.serve(server.registry, watcher.tracer.trace.ebpf, conf.namespaces)
+            out.info("vnetdiag watch: kernel drops counted by eBPF on /metrics (vnetdiag_kernel_drops_total)")
         # After start: the tracer installs its own SIGTERM handler; ours ends the loop cleanly.
         old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
         names = ", ".join(d.name for d in watcher.detectors)

@@ -93,6 +93,11 @@ class DropTrace:
         return DropTraceResult(backend="tracefs", duration_s=got.duration_s, note=self.note, analysis=got,
                                filter=self.filter or "")
 
+    @property
+    def ebpf(self):
+        """The running eBPF source (its in-kernel counts), or None on tracefs."""
+        return self._src if self.backend == "ebpf" else None
+
     def snapshot(self) -> DropTraceResult:
         return self._wrap(self._src.snapshot())
 

@@ -220,6 +220,11 @@ class EbpfDropSource:
         with self._lock:
             return self._result(time.monotonic() - self.started_s)
 
+    def counts(self) -> tuple[tuple[DropTally, ...], int]:
+        """The kernel's latest print of its counts (cumulative, unlabelled) and the records lost."""
+        with self._lock:
+            return self.tallies, self.lost
+
     def stop(self) -> DropTraceResult:
         duration = time.monotonic() - self.started_s if self.started_s else 0.0
         if self._proc is not None:

@@ -66,8 +66,7 @@ def ebpf_source(src) -> TallySource:
     labels: dict[tuple[int, int], tuple[str, str | None]] = {}
 
     def source():
-        with src._lock:  # noqa: SLF001 - the source's own lock guards its latest print
-            raw, lost = src.tallies, src.lost
+        raw, lost = src.counts()
         new = [t for t in raw if (t.netns_inode, t.ifindex) not in labels]
         if new:
             for t in label_tallies(new, ()):
@@ -76,3 +75,26 @@ def ebpf_source(src) -> TallySource:
                                         netns=labels[(t.netns_inode, t.ifindex)][1]) for t in raw)
         return out, lost
     return source
+
+
+def in_scope(patterns: Iterable[str]) -> Callable[[int], bool] | None:
+    """Whether a namespace inode is one of ``patterns`` (--netns forms), or None for all.
+    New namespaces come and go: an inode is looked up once, when first seen."""
+    from vnetdiag.fleet.agent import Scope
+
+    scope = Scope(tuple(patterns))
+    if scope.only is None:
+        return None
+    inodes: dict[int, bool] = {}
+
+    def keep(inode: int) -> bool:
+        if inode not in inodes:
+            inodes.update({n.inode: True for n in scope.namespaces()})
+            inodes.setdefault(inode, False)
+        return inodes[inode]
+    return keep
+
+
+def serve(registry, src, patterns: Iterable[str]) -> None:
+    """Register the drop counts of a started eBPF source on a /metrics registry."""
+    registry.register(DropsCollector(ebpf_source(src), keep=in_scope(patterns)))
