@@ -12,6 +12,7 @@ be had.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -88,6 +89,22 @@ def test_paused_qemu_behind_a_macvtap_full_ring_is_the_top_verdict(lab):
     assert top["device"] in ("mvtap0", "mvl0") and top["reason"] == "FULL_RING", top
     assert top["probe_packets"] > 0 and top["confidence"] >= 0.9
     assert doc["symptom"]["handshake"]["answers"] == {}
+
+
+def test_paused_qemu_behind_a_short_tap_queue_is_full_ring_at_the_tap_with_the_ring_full(lab):
+    """With the tap's queue shrunk to 8 frames, the paused reader's ring fills:
+    tun_net_xmit drops the rest of the probe's SYNs with FULL_RING, and the
+    verdict reads the ring at those drops (8 of 8: the reader is slow)."""
+    lab.add_fault("vm-pause", at="vm1", queue_len=8)
+    rc, doc, err = _diagnose(lab, f"{lab.prefix}:vm1")
+    assert rc == 1, err
+    top = doc["verdicts"][0]
+    assert (top["device"], top["netns"], top["reason"]) == ("vm1-t0", lab.netns("hv1"), "FULL_RING"), top
+    assert top["probe_packets"] > 0 and top["confidence"] >= 0.9
+    texts = [e["text"] for e in top["evidence"]]
+    assert any("tun_net_xmit" in t and "ring 8/8 at the worst" in t for t in texts), texts
+    # Nothing else crosses the tap: the traced drops are its tx_dropped, one for one.
+    assert any(re.fullmatch(r"traced drops \((\d+)\) and counter \(\1\) equal", t) for t in texts), texts
 
 
 def test_paused_qemu_behind_a_tap_is_loss_inside_the_guest(lab):

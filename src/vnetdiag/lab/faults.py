@@ -234,9 +234,10 @@ class MtuMismatch(Fault):
 
 class VmPause(Fault):
     kind = "vm-pause"
-    summary = "a QEMU guest paused over QMP (stop): its backend stops reading, the macvtap ring fills (seed 001)"
+    summary = ("a QEMU guest paused over QMP (stop): its backend stops reading, the ring of its macvtap or tap "
+               "fills (seed 001)")
     options = (Option(name="queue_len", type=int, default=0,
-                      help="queue length of the VM's macvtaps while paused, in frames (0 keeps it)"),)
+                      help="queue length of the VM's macvtaps and taps while paused, in frames (0 keeps it)"),)
     whole_node = True
 
     def check(self, target: Target, opts: dict) -> None:
@@ -255,9 +256,8 @@ class VmPause(Fault):
         # lab's journal kills it; either way no VM stays paused by accident.
         journal.record(RunCommand(argv=(sys.executable, "-m", "vnetdiag.lab.vm", "--qmp", vm["qmp"], "cont")))
         if opts["queue_len"]:
+            # Both drivers resize their rings to the new txqueuelen (tap_queue_resize, tun_queue_resize).
             for nic in vm["nics"]:
-                if nic["host_kind"] != "macvtap":
-                    continue
                 node, dev = nic["host"].split(":", 1)
                 ns = f"{target.spec.prefix}-{node}"
                 old = json.loads(ip(ns, ["ip", "-j", "link", "show", "dev", dev]).stdout)[0].get("txqlen", 500)
