@@ -66,18 +66,19 @@ def _addressed(e: Endpoint, topo) -> Endpoint:
     return dataclasses.replace(e, address=address)
 
 
-def _hops(collector, snap, a: Endpoint, b: Endpoint) -> PathBuild:
-    """The devices both ways, each with how the inventory says it is built."""
+def _hops(collector, snap, a: Endpoint, b: Endpoint, *, far: bool = False) -> PathBuild:
+    """The devices both ways, each with how the inventory says it is built; to a
+    far end (a VM's guest) one way: the way back starts inside the guest."""
     from vnetdiag.paths import round_trip
     from vnetdiag.report.inventory import rows as inventory_rows
 
     try:
-        results = round_trip(collector, a, b, snap=snap)
+        results = round_trip(collector, a, b, snap=snap, one_way=far)
     except VnetdiagError as exc:
         return PathBuild(hops=(), complete=False, notes=(f"path not resolved: {exc}",))
     built = {ic.interface.ref: (ic, row) for ic, row in zip(snap.interfaces, inventory_rows(snap))}
     hops: list[HopBuild] = []
-    notes = []
+    notes = ["reverse: starts inside the far end, which is not observable from here"] if far else []
     for result, direction in zip(results, ("forward", "reverse")):
         if not result.complete:
             notes.append(f"{direction}: {result.stopped or 'incomplete'}")
@@ -177,7 +178,9 @@ def compare(paths: Sequence[PathSpec], *, duration_s: float = 5.0, slice_s: floa
     """Probe ``paths`` in interleaved slices for ``duration_s`` measured seconds
     each (``ceil(duration_s / slice_s)`` rounds, rounded up to whole order
     designs: a multiple of n paths, of 2n for an odd n) and compare them with the first."""
+    from vnetdiag import diagnose_far
     from vnetdiag.collect import Collector
+    from vnetdiag.model.handshake import HANDSHAKE_PATTERNS
     from vnetdiag.probe.compare import Leg, balanced_rounds, run_interleaved
     from vnetdiag.system.privileges import require_root
     from vnetdiag.topology import discover
@@ -195,16 +198,28 @@ def compare(paths: Sequence[PathSpec], *, duration_s: float = 5.0, slice_s: floa
     rounds = balanced_rounds(max(1, math.ceil(duration_s / slice_s - 1e-9)), len(paths))
     with Collector() as collector:
         snap = collector.snapshot()
-        ends = [(endpoint(p.source, snap.namespaces), endpoint(p.target, snap.namespaces)) for p in paths]
+        ends, far = [], []
+        for p in paths:
+            a = endpoint(p.source, snap.namespaces)
+            b, is_far = diagnose_far.target(p.target, a, collector)
+            ends.append((a, b))
+            far.append(is_far)
         if not all(a.address and b.address for a, b in ends):
             topo = discover(snap, collector.pool)
             ends = [(_addressed(a, topo), _addressed(b, topo)) for a, b in ends]
-        for p, (a, b) in zip(paths, ends):
-            if a.ns.inode == b.ns.inode:
+        for p, (a, b), is_far in zip(paths, ends, far):
+            if a.ns.inode == b.ns.inode and not is_far:
                 raise BadInputError(f"path {p.label}: {p.source} and {p.target} are the same namespace",
                                     hint="compare paths between two namespaces")
-        legs = [Leg(label=p.label, client_netns=a.ns.path, server_netns=b.ns.path, server_address=b.address)
-                for p, (a, b) in zip(paths, ends)]
+        if any(far) and pattern not in HANDSHAKE_PATTERNS:
+            # One pattern for every path, or the figures would not compare: the far
+            # end's kernel answers handshakes, and so does every namespace's.
+            say(f"{', '.join(p.label for p, f in zip(paths, far) if f)}: a far end (vnetdiag's server cannot run "
+                f"there): every path probed with tcp-syn handshakes instead of {pattern}")
+            pattern = "tcp-syn"
+        port = diagnose_far.CLOSED_PORT if pattern == "tcp-syn" else None
+        legs = [Leg(label=p.label, client_netns=a.ns.path, server_netns=b.ns.path, server_address=b.address,
+                    port=port) for p, (a, b) in zip(paths, ends)]
         say(f"{len(paths)} paths, {rounds} rounds of {slice_s:g} s slices ({pattern} x{streams}): "
             + "; ".join(f"{p.label}: {a.label} -> {b.label} ({b.address})" for p, (a, b) in zip(paths, ends)))
         slices, interrupted = run_interleaved(legs, rounds=rounds, slice_s=slice_s, warmup_s=warmup_s,
@@ -220,9 +235,10 @@ def compare(paths: Sequence[PathSpec], *, duration_s: float = 5.0, slice_s: floa
         if describe:
             say("reading how each path is built")
             after = collector.snapshot()  # the bridges have learned the endpoints by now
-            builds = [_hops(collector, after, a, b) for a, b in ends]
-    where = [Where(source_netns=a.ns.label, target_netns=b.ns.label, client_address=a.address,
-                   server_address=b.address or "") for a, b in ends]
+            builds = [_hops(collector, after, a, b, far=f) for (a, b), f in zip(ends, far)]
+    # A far end is named as the user named it (its namespace is the hypervisor's).
+    where = [Where(source_netns=a.ns.label, target_netns=(b.lab_node or b.text) if is_far else b.label,
+                   client_address=a.address, server_address=b.address or "") for (a, b), is_far in zip(ends, far)]
     return assemble(paths, where, slices, rounds_asked=rounds, slice_s=slice_s, warmup_s=warmup_s, pattern=pattern,
                     streams=streams, builds=builds, interrupted=interrupted, level=level, resamples=resamples,
                     seed=seed)

@@ -1,7 +1,8 @@
 """diagnose towards a QEMU guest (a far end: vnetdiag's server cannot run in it):
 server-less tcp-syn handshakes from a namespace node, the eBPF tracer taking
 their packets as the probe's, verdicts on the tap or macvtap in front of the
-VM, and "inside the guest" when the host dropped nothing.
+VM, and "inside the guest" when the host dropped nothing; and compare with
+the VMs among its paths (server-less as well).
 
 The lab is tests/integration/vm_lab.toml (one VM on a tap, one on a macvtap)
 under its own prefix; both VMs boot once for the module, in parallel (TCG
@@ -168,3 +169,35 @@ command = ["sh", "-c", "cat > {hook}"]
     assert sent["detector"] == "guest_tx_stall" and sent["device"] == "vm1-t0", sent
     # Once, for vm1 only: vm2's macvtap (whose guest sends) raised nothing.
     assert len(w.alerts("raised", "guest_tx_stall")) == 1, w.alerts("raised", "guest_tx_stall")
+
+
+def test_compare_a_namespace_path_and_both_vms_reports_the_lossy_tap_worse(lab, tmp_path):
+    """compare with VMs among the paths: every path probed server-less (the
+    guests run nothing of ours), interleaved; loss towards the tap VM makes that
+    path, and only that one, worse."""
+    lab.add_fault("loss", at="hv1:vm1-t0", percent=20, direction="out")
+    page = tmp_path / "compare.html"
+    node = lambda n: f"{lab.prefix}:{n}"  # noqa: E731
+    r = subprocess.run([VNETDIAG, "compare", "--json", "--path", f"veth={node('ns1')}->{node('ns2')}",
+                        "--path", f"tap-vm={node('ns1')}->{node('vm1')}",
+                        "--path", f"macvtap-vm={node('ns1')}->{node('vm2')}",
+                        "--duration", "1.2", "--slice", "0.2", "--html", str(page)],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert "tap-vm, macvtap-vm: a far end" in r.stderr and "tcp-syn handshakes instead of tcp-rr" in r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["pattern"] == "tcp-syn" and doc["rounds"] == 6
+    paths = {p["label"]: p for p in doc["paths"]}
+    assert paths["tap-vm"]["lost"] > 0 and any(k.startswith("syn-retrans-") for k in paths["tap-vm"]["tails"])
+    assert paths["veth"]["lost"] == 0 and paths["macvtap-vm"]["lost"] == 0
+    diff = {(d["path"], d["metric"]): d for d in doc["differences"]}
+    worse = {p for (p, m), d in diff.items() if m == "loss_rate" and d["significant"] and d["low"] > 0}
+    assert worse == {"tap-vm"}
+    assert diff[("tap-vm", "p99_us")]["significant"] and diff[("tap-vm", "p99_us")]["low"] > 900_000
+    kinds = {label: p["build"]["kinds"] for label, p in paths.items()}
+    assert "tun" in kinds["tap-vm"] and "macvtap" in kinds["macvtap-vm"] and kinds["veth"][0] == "veth"
+    tap = paths["tap-vm"]["build"]
+    assert [h["device"] for h in tap["hops"]][-1] == "vm1-t0" and {h["direction"] for h in tap["hops"]} == {"forward"}
+    assert tap["notes"] == ["reverse: starts inside the far end, which is not observable from here"]
+    assert paths["veth"]["build"]["complete"] and {h["direction"] for h in paths["veth"]["build"]["hops"]} == {
+        "forward", "reverse"}

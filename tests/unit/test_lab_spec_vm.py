@@ -16,7 +16,8 @@ VM_LAB = Path(__file__).parent.parent / "integration" / "vm_lab.toml"
 
 def test_vm_lab_parses_and_round_trips():
     s = spec.load(VM_LAB)
-    assert {n.name: n.kind for n in s.nodes} == {"hv1": "netns", "ns1": "netns", "vm1": "vm", "vm2": "vm"}
+    assert {n.name: n.kind for n in s.nodes} == {"hv1": "netns", "ns1": "netns", "ns2": "netns", "vm1": "vm",
+                                                    "vm2": "vm"}
     assert s.node("vm1").memory_mb == 192 and s.node("vm1").routes == (("203.0.113.0/24", "198.51.100.1"),)
     assert [(t.node, t.name, t.master, t.guest.node, t.queues) for t in s.taps] == [("hv1", "vm1-t0", "br0", "vm1", 1)]
     assert [(m.name, m.guest.node) for m in s.macvtaps] == [("mvtap0", "vm2")]

@@ -68,3 +68,13 @@ def test_syn_schedule_follows_tcp_syn_linear_timeouts():
     assert T.classify(2010, "connect", linear).signature == "syn-retrans-2"
     assert T.classify(5100, "connect", linear).signature == "syn-retrans-5"
     assert T.classify(5100, "connect", T.bands()).signature == "syn-retrans-2"
+
+
+def test_a_handshakes_round_trip_is_read_against_the_namespaces_syn_schedule():
+    """Measured on this kernel (6.18, tcp_syn_linear_timeouts = 4) with 20 % loss
+    towards a guest: round trips of 1.02 s and 2.045 s, one and two lost SYNs.
+    Read against the doubling schedule (1 s, 3 s), 2.045 s would be one."""
+    from vnetdiag.probe.handshake import syn_retransmits
+
+    assert [syn_retransmits(ms, 4) for ms in (0.4, 1017.0, 2045.0, 3050.0)] == [0, 1, 2, 3]
+    assert [syn_retransmits(ms, 0) for ms in (0.4, 1017.0, 2045.0, 3050.0)] == [0, 1, 1, 2]

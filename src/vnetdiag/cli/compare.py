@@ -14,8 +14,10 @@ def configure(parser, common) -> None:
 
     parser.add_argument("--path", dest="paths", action="append", metavar="LABEL=FROM->TO", default=[],
                         help=f"a path to probe, twice or more; the first is the baseline. {PATH_HELP}")
-    parser.add_argument("--pattern", default="tcp-rr", choices=["tcp-rr", "tcp-crr", "udp-rr"],
-                        help="probe traffic: persistent TCP, a connection per transaction, or UDP")
+    parser.add_argument("--pattern", default="tcp-rr", choices=["tcp-rr", "tcp-crr", "udp-rr", "tcp-syn", "icmp-echo"],
+                        help="probe traffic: persistent TCP, a connection per transaction, UDP, or server-less "
+                             "handshakes (SYN -> RST, ICMP echo) that a VM's guest answers; a path to a VM's guest "
+                             "makes every path tcp-syn")
     parser.add_argument("--streams", type=int, default=4, help="concurrent probe streams on each path")
     parser.add_argument("--duration", type=float, default=5.0, metavar="S",
                         help="measured seconds on each path, over all of its slices")

@@ -8,7 +8,9 @@ each round (``design``) so no path always runs first, or always right after
 the same other path. Each path has its own probe server, started once in its TO
 namespace on a port the kernel picks; every slice is one ``run_probe``
 session with its own short warm-up, and its transactions are read back
-exactly from the probe's raw log.
+exactly from the probe's raw log. With a server-less pattern (tcp-syn,
+icmp-echo: a path to a VM's guest, where our server cannot run) no server is
+started and a slice is one window of handshakes its far end's kernel answers.
 
 Sources only: no topology, no statistics (``vnetdiag.compare`` puts it together).
 """
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vnetdiag.errors import UsageError, VnetdiagError
+from vnetdiag.model import signatures as sig
 from vnetdiag.model.compare import Slice
 from vnetdiag.model.probe import ProbeResult
 
@@ -40,6 +43,8 @@ class Leg:
     """A path that opens the client's namespace."""
     server_netns: str
     server_address: str
+    port: int | None = None
+    """tcp-syn: the port the far end's kernel answers on (closed: a RST)."""
 
 
 def design(paths: int) -> list[list[int]]:
@@ -99,6 +104,20 @@ def slice_of(result: ProbeResult, raw: str, *, path: int, round_: int, position:
                  retrans_segs=retrans, tails=tails, latency_us=_latencies(raw), shortfall=result.shortfall)
 
 
+def handshake_slice(window, *, path: int, round_: int, position: int, started_s: float) -> Slice:
+    """One slice of server-less round trips: an attempt is a transaction; it was
+    lost when it went unanswered or its round trip outlasted a SYN timeout
+    (each such timeout is one SYN or SYN-ACK the network lost)."""
+    r = window.result
+    retried = {k: n for k, n in r.syn_retransmits.items() if k != "0"}
+    tails = {sig.syn_retrans(int(k)): n for k, n in retried.items()}
+    return Slice(path=path, round=round_, position=position, started_s=started_s, duration_s=r.duration_s,
+                 transactions=r.answered, trials=r.attempts, lost=r.timeouts + sum(retried.values()),
+                 errors=r.errors, retrans_segs=sum(int(k) * n for k, n in retried.items()), tails=tails,
+                 latency_us=np.asarray(window.rtts_us, dtype=float),
+                 shortfall=None if r.answered else f"none of {r.attempts} attempts was answered")
+
+
 def failed_slice(why: str, *, path: int, round_: int, position: int, started_s: float) -> Slice:
     """A slice whose probe could not run (no session, no stream connected)."""
     return Slice(path=path, round=round_, position=position, started_s=started_s, duration_s=0.0, transactions=0,
@@ -113,7 +132,9 @@ def run_interleaved(legs: Sequence[Leg], *, rounds: int, slice_s: float, warmup_
     """Probe every leg ``rounds`` times for ``slice_s`` measured seconds each,
     interleaved. Returns the slices of the complete rounds, and whether the run
     was interrupted (``stop`` set, or Ctrl-C) before the last round ended."""
+    from vnetdiag.model.handshake import HANDSHAKE_PATTERNS
     from vnetdiag.probe.client import run_probe
+    from vnetdiag.probe.handshake_window import run_window
     from vnetdiag.probe.server import Server
 
     if len(legs) < 2:
@@ -125,10 +146,11 @@ def run_interleaved(legs: Sequence[Leg], *, rounds: int, slice_s: float, warmup_
     slices: list[Slice] = []
     interrupted = False
     with ExitStack() as stack:
-        ports = []
-        for leg in legs:
+        serverless = pattern in HANDSHAKE_PATTERNS
+        ports = [leg.port for leg in legs]
+        for i, leg in enumerate(legs if not serverless else ()):
             server = Server(bind=leg.server_address, port=0, netns=leg.server_netns)
-            ports.append(server.start()[1])
+            ports[i] = server.start()[1]
             stack.callback(server.stop)
             server.serve_in_thread()
         t0 = time.monotonic()
@@ -138,6 +160,13 @@ def run_interleaved(legs: Sequence[Leg], *, rounds: int, slice_s: float, warmup_
                 for position, i in enumerate(order_of(r, len(legs))):
                     leg, raw = legs[i], io.StringIO()
                     started = time.monotonic() - t0
+                    if serverless:  # each attempt stands alone: no session, no warm-up
+                        window = run_window(leg.server_address, pattern=pattern, port=ports[i], streams=streams,
+                                            duration_s=slice_s, netns=leg.client_netns, stop=stop)
+                        if stop.is_set():
+                            raise KeyboardInterrupt
+                        done.append(handshake_slice(window, path=i, round_=r, position=position, started_s=started))
+                        continue
                     try:
                         result = run_probe(leg.server_address, port=ports[i], pattern=pattern, streams=streams,
                                            duration_s=slice_s, warmup_s=warmup_s, request_bytes=request_bytes,

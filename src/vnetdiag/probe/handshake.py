@@ -29,6 +29,7 @@ from vnetdiag.analyze.tails import syn_schedule_ms
 from vnetdiag.errors import UsageError
 from vnetdiag.model.handshake import HANDSHAKE_PATTERNS, HandshakeResult
 from vnetdiag.probe import histograms as H
+from vnetdiag.probe import tcpstats
 from vnetdiag.system import netns as netns_mod
 
 _SLOWEST = 20
@@ -37,8 +38,11 @@ _LINGER_RST = struct.pack("ii", 1, 0)
 
 def run(target: str, *, pattern: str = "tcp-syn", port: int | None = 7, count: int = 100,
         interval_s: float = 0.01, timeout_s: float = 3.0, netns: str | Path | None = None,
-        syn_linear_timeouts: int = 0) -> HandshakeResult:
-    """``count`` round trips to ``target`` (an IPv4 or IPv6 address)."""
+        syn_linear_timeouts: int | None = None) -> HandshakeResult:
+    """``count`` round trips to ``target`` (an IPv4 or IPv6 address).
+
+    ``syn_linear_timeouts``: the SYN schedule to read round trips against (None:
+    net.ipv4.tcp_syn_linear_timeouts of the namespace the probe runs in)."""
     if pattern not in HANDSHAKE_PATTERNS:
         raise UsageError(f"unknown server-less pattern {pattern!r}", hint=f"use one of {', '.join(HANDSHAKE_PATTERNS)}")
     if count < 1 or interval_s < 0 or timeout_s <= 0:
@@ -53,6 +57,8 @@ def run(target: str, *, pattern: str = "tcp-syn", port: int | None = 7, count: i
     ctx = netns_mod.entered(netns) if netns is not None else contextlib.nullcontext()
     t0 = time.monotonic()
     with ctx:
+        if syn_linear_timeouts is None:
+            syn_linear_timeouts = tcpstats.syn_linear_timeouts()
         attempt = _tcp_attempt if pattern == "tcp-syn" else _IcmpEcho(family, target).attempt
         for i in range(count):
             due = t0 + i * interval_s
@@ -72,15 +78,24 @@ def run(target: str, *, pattern: str = "tcp-syn", port: int | None = 7, count: i
     retrans: dict[str, int] = {}
     if pattern == "tcp-syn":
         for ms in rtts_ms:
-            k = 0
-            while ms >= syn_schedule_ms(k + 1, linear_timeouts=syn_linear_timeouts):
-                k += 1
-            retrans[str(k)] = retrans.get(str(k), 0) + 1
+            k = str(syn_retransmits(ms, syn_linear_timeouts))
+            retrans[k] = retrans.get(k, 0) + 1
     return HandshakeResult(target=target, port=port if pattern == "tcp-syn" else None, pattern=pattern,  # type: ignore[arg-type]
                            netns=str(netns) if netns is not None else None, attempts=count, answers=answers,
                            timeouts=timeouts, errors=errors, timeout_s=timeout_s, interval_s=interval_s,
                            duration_s=duration_s, latency=H.summarize(hist), histogram=H.log_bins(hist),
                            syn_retransmits=retrans, slowest_ms=tuple(sorted(rtts_ms, reverse=True)[:_SLOWEST]))
+
+
+def syn_retransmits(rtt_ms: float, linear_timeouts: int) -> int:
+    """SYN retransmissions a round trip implies: how many of the kernel's SYN
+    timeouts it outlasted (1 s each for the first ``linear_timeouts`` + 1, then
+    doubling: net.ipv4.tcp_syn_linear_timeouts, 4 by default since Linux 6.5,
+    so a 2 s round trip is two retransmissions, not one)."""
+    k = 0
+    while rtt_ms >= syn_schedule_ms(k + 1, linear_timeouts=linear_timeouts):
+        k += 1
+    return k
 
 
 def _tcp_attempt(family: int, target: str, port: int, timeout_s: float) -> tuple[str, int]:

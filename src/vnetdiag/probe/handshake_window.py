@@ -24,11 +24,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vnetdiag.analyze.tails import syn_schedule_ms
 from vnetdiag.errors import UsageError
 from vnetdiag.model.handshake import HANDSHAKE_PATTERNS, HandshakeResult
 from vnetdiag.probe import handshake
 from vnetdiag.probe import histograms as H
+from vnetdiag.probe import tcpstats
 from vnetdiag.system import netns as netns_mod
 
 _SLOWEST = 20
@@ -41,6 +41,8 @@ class HandshakeWindow:
     """(start, end) CLOCK_MONOTONIC ns of attempts that were retransmitted or unanswered."""
     started_ns: int
     """CLOCK_MONOTONIC start of the window."""
+    rtts_us: tuple[float, ...] = ()
+    """Every answered attempt's round trip, in the order the attempts ended."""
 
 
 def run_window(target: str, *, pattern: str = "tcp-syn", port: int | None = 9, streams: int = 4,
@@ -55,6 +57,8 @@ def run_window(target: str, *, pattern: str = "tcp-syn", port: int | None = 9, s
     lock = threading.Lock()
     done: list[tuple[str, int, int, int]] = []  # (kind, round trip ns, start ns, end ns)
     failures: list[BaseException] = []
+    with netns_mod.entered(netns) if netns is not None else contextlib.nullcontext():
+        linear = tcpstats.syn_linear_timeouts()  # the SYN schedule of the namespace the SYNs leave from
     started_ns = time.monotonic_ns()
     end_ns = started_ns + int(duration_s * 1e9)
 
@@ -96,7 +100,7 @@ def run_window(target: str, *, pattern: str = "tcp-syn", port: int | None = 9, s
         answers[kind] = answers.get(kind, 0) + 1
         hist.record_value(max(1, rtt_ns))
         if pattern == "tcp-syn":
-            n = str(_syn_retransmits(rtt_ns / 1e6))
+            n = str(handshake.syn_retransmits(rtt_ns / 1e6, linear))
             retrans[n] = retrans.get(n, 0) + 1
             slow += [(t0, t1)] if n != "0" else []
     rtts_ms = sorted((d[1] / 1e6 for d in done if d[0] not in ("timeout", "error")), reverse=True)
@@ -106,13 +110,5 @@ def run_window(target: str, *, pattern: str = "tcp-syn", port: int | None = 9, s
                              timeout_s=timeout_s, interval_s=interval_s,
                              duration_s=(time.monotonic_ns() - started_ns) / 1e9, latency=H.summarize(hist),
                              histogram=H.log_bins(hist), syn_retransmits=retrans, slowest_ms=tuple(rtts_ms[:_SLOWEST]))
-    return HandshakeWindow(result=result, slow_ns=tuple(sorted(slow)), started_ns=started_ns)
-
-
-def _syn_retransmits(rtt_ms: float) -> int:
-    """SYN retransmissions a round trip implies: how many of the kernel's SYN
-    timeouts (1 s, then doubling) it outlasted."""
-    k = 0
-    while rtt_ms >= syn_schedule_ms(k + 1):
-        k += 1
-    return k
+    return HandshakeWindow(result=result, slow_ns=tuple(sorted(slow)), started_ns=started_ns,
+                           rtts_us=tuple(d[1] / 1e3 for d in done if d[0] not in ("timeout", "error")))
