@@ -176,7 +176,12 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
             a, b = _with_address(a, topo), _with_address(b, topo)
             if capture:
                 targets = _capture_targets(a, b, topo, kernel_lookup(collector.pool), notes)
-        if far:
+        guest_port = diagnose_far.guest_server_port(target) if far else None
+        if far and guest_port is not None and pattern not in HANDSHAKE_PATTERNS:
+            # A lab VM whose guest runs our server: probed like a namespace, its inside still unseen.
+            notes.append(f"{b_label} is a VM: probed vnetdiag's server in its guest (port {guest_port})")
+            port = port or guest_port
+        elif far:
             if pattern not in HANDSHAKE_PATTERNS:
                 notes.append(f"{b_label} is a far end (vnetdiag's server cannot run there): probed with tcp-syn "
                              f"handshakes instead of {pattern}")
@@ -221,8 +226,10 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
 
         outcome: dict = {}
 
+        serverless = pattern in HANDSHAKE_PATTERNS
+
         def probe_window() -> None:
-            if far:
+            if serverless:
                 from vnetdiag.probe.handshake_window import run_window
 
                 on_phase("start")
@@ -289,14 +296,14 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
             notes.append(f"counters not read at {problem.where}: {problem.what}")
     moved = counter_delta(before, after)
     window = outcome.get("handshake")
-    if far:
+    if serverless:
         from vnetdiag.analyze.far_end import handshake_symptom
 
         symptom = handshake_symptom(window.result if window else None, pattern=pattern,
                                     tcp_moves=_tcp_moves(moved, {a.ns.inode}))
-    else:
+    else:  # a far end's TCP counters are its own kernel's, not in b.ns (the hypervisor's)
         symptom = symptom_of(probe, pattern=pattern, streams=streams,
-                             tcp_moves=_tcp_moves(moved, {a.ns.inode, b.ns.inode}))
+                             tcp_moves=_tcp_moves(moved, {a.ns.inode} if far else {a.ns.inode, b.ns.inode}))
     # The probe starts its streams 20 ms after "start", then warms up: the measured
     # window, in which slow transactions are timed, begins after that.
     window_start_ns = started_ns[0] + 20_000_000 + int(warmup_s * 1e9) if started_ns else None
@@ -311,7 +318,7 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
                     trace=analysis, drops=dataclasses.replace(drops, analysis=None) if drops is not None else None,
                     probe=flows, tails=tails, window_start_ns=window_start_ns, notes=tuple(notes),
                     shortfall=shortfall, source=a.label, target=b_label)
-    if far:
+    if far and serverless:
         from vnetdiag.analyze.far_end import far_shortfall, neighbour_note
 
         # Unanswered handshakes that nothing on the host path explains: the loss is in the guest.

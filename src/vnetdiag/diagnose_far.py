@@ -61,6 +61,17 @@ def _owners(collector, address: str, only: int | None = None) -> list[int]:
                    if x.address == address and (only is None or x.ref.netns_inode == only)})
 
 
+def guest_server_port(text: str) -> int | None:
+    """The port of vnetdiag's probe server in a lab VM's guest (``serve = true``), else None."""
+    from vnetdiag.naming import _lab_node
+
+    hit = _lab_node(text)
+    if hit is None:
+        return None
+    lab, node = hit
+    return next((v.get("serve_port") for v in lab.vms if v["node"] == node), None)
+
+
 def _lab_vm(text: str) -> Endpoint | None:
     """A lab VM node as an endpoint: its address, and the namespace of the
     hypervisor node that holds its (first) tap or macvtap."""

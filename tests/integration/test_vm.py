@@ -143,6 +143,24 @@ def test_server_less_round_trips_to_each_vm(lab):
     assert nobody.answers == {} and nobody.timeouts == 2
 
 
+def test_probe_to_vnetdiags_own_server_in_the_guest(lab):
+    """vm1 (serve = true) runs the probe server from the host's files over
+    virtio-9p: tcp-rr and udp-rr from a namespace guest complete, with the
+    server's own TCP counters (read in the guest's kernel) in the result."""
+    from vnetdiag.probe.client import run_probe
+
+    ns1 = f"/run/netns/{lab.netns('ns1')}"
+    assert next(v for v in lab.vms if v["node"] == "vm1")["serve_port"] == 7735
+    assert next(v for v in lab.vms if v["node"] == "vm2")["serve_port"] is None
+    tcp = run_probe(lab.ip("vm1"), port=7735, pattern="tcp-rr", streams=2, duration_s=0.5, warmup_s=0.1, netns=ns1)
+    assert tcp.transactions > 100 and tcp.errors == 0 and tcp.tcp is not None
+    # The guest's kernel is another kernel: the server's namespace is its init_net, and its counters
+    # came back from it over the probe's protocol.
+    assert tcp.tcp.server_netns_inode is not None and tcp.tcp.server_retrans_segs_delta is not None
+    udp = run_probe(lab.ip("vm1"), port=7735, pattern="udp-rr", streams=1, duration_s=0.5, warmup_s=0.1, netns=ns1)
+    assert udp.transactions > 100 and udp.udp is not None and udp.udp.lost == 0
+
+
 def test_path_ends_at_each_vms_nic_and_marks_its_inside_not_observable(lab):
     for vm, dev in (("vm1", "vm1-t0"), ("vm2", "mvtap0")):
         assert ping(lab, "ns1", vm, count=1) == (1, 1)  # the bridge has learned the VM's MAC

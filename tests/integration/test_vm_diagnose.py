@@ -50,9 +50,10 @@ def lab(vmlab):
     vmlab.clear_faults()
 
 
-def _diagnose(lab, to: str, duration_s: float = 1.5) -> tuple[int, dict, str]:
+def _diagnose(lab, to: str, duration_s: float = 1.5, *extra: str) -> tuple[int, dict, str]:
     out = subprocess.run([VNETDIAG, "diagnose", "--json", "--backend", "ebpf", "--from", f"{lab.prefix}:ns1",
-                          "--to", to, "--duration", str(duration_s)], capture_output=True, text=True, timeout=60)
+                          "--to", to, "--duration", str(duration_s), *extra], capture_output=True, text=True,
+                         timeout=60)
     assert out.returncode in (0, 1), out.stderr
     return out.returncode, json.loads(out.stdout), out.stderr
 
@@ -81,6 +82,23 @@ def test_loss_on_the_tap_is_the_top_verdict_with_the_probes_own_packets(lab):
     assert top["probe_packets"] - timeouts <= syn <= top["probe_packets"], (doc["symptom"], top)
 
 
+def test_loss_on_the_tap_probed_with_the_server_in_the_guest_is_tcp_rr_with_rto_tails(lab):
+    """vm1 runs vnetdiag's server (the host's Python over virtio-9p): diagnose
+    probes it with tcp-rr, as it would a namespace, and the lost segments are
+    the probe's own packets at the tap, as many as the rule dropped."""
+    lab.add_fault("loss", at="hv1:vm1-t0", percent=5, direction="out")
+    rc, doc, err = _diagnose(lab, f"{lab.prefix}:vm1", 2.0)
+    assert rc == 1, err
+    assert doc["pattern"] == "tcp-rr"
+    assert "vm1 is a VM: probed vnetdiag's server in its guest (port 7735)" in doc["notes"]
+    assert doc["symptom"]["transactions"] > 0 and doc["symptom"]["tails_by_signature"].get("min-rto", 0) > 0
+    top = doc["verdicts"][0]
+    assert (top["device"], top["netns"], top["reason"]) == ("vm1-t0", lab.netns("hv1"), "NETFILTER_DROP"), top
+    assert top["confidence"] >= 0.9
+    rule = next(e["text"] for e in top["evidence"] if e["text"].startswith("iptables -t mangle POSTROUTING"))
+    assert re.search(rf"\+{top['probe_packets']} packets dropped by", rule), (top["probe_packets"], rule)
+
+
 def test_paused_qemu_behind_a_macvtap_full_ring_is_the_top_verdict(lab):
     lab.add_fault("vm-pause", at="vm2", queue_len=16)
     rc, doc, err = _diagnose(lab, f"{lab.prefix}:vm2")
@@ -97,7 +115,7 @@ def test_paused_qemu_behind_a_short_tap_queue_is_full_ring_at_the_tap_with_the_r
     tun_net_xmit drops the rest of the probe's SYNs with FULL_RING, and the
     verdict reads the ring at those drops (8 of 8: the reader is slow)."""
     lab.add_fault("vm-pause", at="vm1", queue_len=8)
-    rc, doc, err = _diagnose(lab, f"{lab.prefix}:vm1")
+    rc, doc, err = _diagnose(lab, f"{lab.prefix}:vm1", 1.5, "--pattern", "tcp-syn")  # server-less
     assert rc == 1, err
     top = doc["verdicts"][0]
     assert (top["device"], top["netns"], top["reason"]) == ("vm1-t0", lab.netns("hv1"), "FULL_RING"), top
@@ -113,7 +131,7 @@ def test_paused_qemu_behind_a_tap_is_loss_inside_the_guest(lab):
     # longer reads, up to the tap's txqueuelen (1000); a few dozen SYNs do not
     # fill it, so the host drops nothing and the tap's TX (frames read) stands still.
     lab.add_fault("vm-pause", at="vm1")
-    rc, doc, err = _diagnose(lab, f"{lab.prefix}:vm1")
+    rc, doc, err = _diagnose(lab, f"{lab.prefix}:vm1", 1.5, "--pattern", "tcp-syn")  # server-less
     assert rc == 1, err
     # Verdicts on other traffic's drops only (IPv6 multicast on the bridge) explain nothing.
     probes = [v for v in doc["verdicts"] if v["on_path"] and v["probe_packets"]]
@@ -134,7 +152,7 @@ def test_guest_tx_stall_is_seen_by_diagnose_and_by_watch_which_runs_the_failover
 
     lab.add_fault("guest-tx-stall", at="vm1")
     # The guest's own qdisc passes nothing: on the host, vm1-t0's RX (what the guest sends) freezes.
-    rc, doc, err = _diagnose(lab, f"{lab.prefix}:vm1")
+    rc, doc, err = _diagnose(lab, f"{lab.prefix}:vm1", 1.5, "--pattern", "tcp-syn")  # server-less
     assert rc == 1, err
     top = doc["verdicts"][0]
     assert (top["netns"], top["device"], top["cause"]) == (lab.netns("hv1"), "vm1-t0", "guest-tx-stall"), top

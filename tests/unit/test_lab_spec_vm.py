@@ -36,6 +36,8 @@ _BASE = "[nodes.hv]\nbridges = ['br0']\n[nodes.v]\nkind = 'vm'\n"
         ("[nodes.n]\nmemory_mb = 512\n", "nodes.n.memory_mb", "only a kind"),
         (_BASE.replace("kind = 'vm'", "kind = 'vm'\nmemory_mb = 8"), "nodes.v.memory_mb", "from 64 to 65536"),
         (_BASE + "routes = [{ to = 'nowhere', via = '198.51.100.1' }]\n", "nodes.v.routes[0].to", "not a network"),
+        ("[nodes.n]\nserve = true\n", "nodes.n.serve", "only a kind = \"vm\" node"),
+        (_BASE + "serve = 'yes'\n", "nodes.v.serve", "must be true or false"),
         (_BASE + "[[tap]]\nnode = 'hv'\nname = 't0'\nguest = { node = 'hv', name = 'eth0' }\n",
          "tap[0].guest.node", "is not a kind = \"vm\" node"),
         (_BASE + "[[tap]]\nnode = 'hv'\nname = 't0'\nmaster = 'br9'\nguest = { node = 'v', name = 'eth0' }\n",

@@ -160,8 +160,9 @@ def _status(lab, out) -> int:
     for v in doc.get("vms", []):
         state = "running" if v["alive"] else "[red]not running[/red]"
         nics = ", ".join(f"{n['mac']} on {n['host_kind']} {n['host']}" for n in v["nics"])
+        served = f"; vnetdiag serve on port {v['serve_port']}" if v.get("serve_port") else ""
         out.console.print(f"vm {v['node']}: QEMU pid {v['pid']} {state}, {v['accel']}, booted in "
-                          f"{v.get('boot_s', '?')} s; {nics}")
+                          f"{v.get('boot_s', '?')} s; {nics}{served}")
     faults = doc["faults"]
     out.console.print("faults: " + (", ".join(f"{f['id']} {f['kind']} at {f['node']}:{f['device']}" for f in faults)
                                     if faults else "none"))

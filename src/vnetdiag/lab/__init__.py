@@ -65,7 +65,7 @@ def _spec_to_data(spec: LabSpec) -> dict:
     return {
         "prefix": spec.prefix,
         "nodes": {n.name: {"role": n.role, "bridges": list(n.bridges), "firewall": n.firewall,
-                           **({"kind": "vm", "memory_mb": n.memory_mb} if n.kind == "vm" else {}),
+                           **({"kind": "vm", "memory_mb": n.memory_mb, "serve": n.serve} if n.kind == "vm" else {}),
                            **({"routes": [{"to": to, "via": via} for to, via in n.routes]} if n.routes else {})}
                   for n in spec.nodes},
         "veth": [{"a": ep(v.a), "b": ep(v.b)} for v in spec.veths],

@@ -19,6 +19,7 @@ from pathlib import Path
 from vnetdiag.errors import KernelError
 from vnetdiag.lab.shell import in_netns, ip, run
 from vnetdiag.model.lab import Endpoint, LabSpec, Macvtap
+from vnetdiag.probe.server import DEFAULT_PORT
 from vnetdiag.system import proc
 from vnetdiag.system.undo import DeleteNetns, Journal, KillProcess, RemovePath
 
@@ -144,7 +145,8 @@ def start_vms(spec: LabSpec, journal: Journal, lab_dir: Path, image, tap_fds: di
             try:
                 child, info = vm_mod.start(node.name, nics, image, lab_dir, journal, accel=accel,
                                            memory_mb=node.memory_mb, routes=node.routes,
-                                           label=f"{spec.prefix}-{node.name}")
+                                           label=f"{spec.prefix}-{node.name}",
+                                           serve_port=DEFAULT_PORT if node.serve else None)
             finally:
                 for n in nics:
                     if n.host_kind == "macvtap":

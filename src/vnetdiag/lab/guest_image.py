@@ -41,10 +41,11 @@ from vnetdiag.system import nsexec
 
 KERNEL_METAPACKAGE = "linux-image-amd64"
 BUSYBOX_PACKAGE = "busybox-static"
-# What the guest loads: the virtio PCI transport and the NIC driver, and tbf
-# for the guest-side TX stall; the dependencies (virtio, virtio_ring,
-# failover, ...) come from depmod.
-MODULES = ("virtio_pci", "virtio_net", "sch_tbf")
+# What the guest loads: the virtio PCI transport and the NIC driver, tbf
+# for the guest-side TX stall, and 9p over virtio for the host's files (the
+# probe server runs from them); the dependencies (virtio, virtio_ring,
+# failover, netfs, 9pnet, ...) come from depmod.
+MODULES = ("virtio_pci", "virtio_net", "sch_tbf", "9pnet_virtio", "9p")
 IMAGE_FORMAT = 2
 """Bumped when the layout of the initramfs changes in a way the key does not see."""
 
@@ -52,6 +53,10 @@ READY_LINE = "vnetdiag-guest: ready"
 """The console line /init prints once every NIC is configured and the responders run."""
 
 ECHO_TCP_PORT = 7
+
+SERVE_LINE = "vnetdiag-guest: serve"
+"""Printed with the port once vnetdiag's probe server listens in the guest."""
+SERVE_FAILED = "vnetdiag-guest: serve failed:"
 
 TX_STALL_ACK = "vnetdiag-guest: tx-stall"
 """Console lines the guest answers a TX stall request with: "<this> MAC on|off"."""
@@ -104,6 +109,33 @@ for arg in $(cat /proc/cmdline); do
 done
 # TCP echo on port 7 (nc -ll forks one cat per connection); ICMP echo is the kernel's.
 nc -ll -p @ECHO_PORT@ -e /bin/cat &
+# vnd.serve=PORT@PYTHON: vnetdiag's probe server, run by the host's Python from
+# the host's files, shared read-only over virtio-9p (tag vndhost). Mounts on
+# top of the 9p tree do not show through it, so the server's root is a tmpfs
+# with the host's top-level directories bound in (its symlinks, /bin -> usr/bin,
+# copied) and the guest's own /proc, /sys, /dev, /tmp, /run. Ready once it listens.
+serve=$(sed -n 's/.*vnd\.serve=\([^ ]*\).*/\1/p' /proc/cmdline)
+if [ -n "$serve" ]; then
+  port=${serve%%@*}; py=${serve#*@}; r=/srv
+  mkdir -p /host $r
+  if mount -t 9p -o trans=virtio,version=9p2000.L,ro vndhost /host && mount -t tmpfs tmpfs $r; then
+    for d in /host/*; do
+      n=${d##*/}
+      case "$n" in proc|sys|dev|tmp|run) mkdir -p "$r/$n"; continue;; esac
+      if [ -L "$d" ]; then ln -s "$(readlink "$d")" "$r/$n"
+      elif [ -d "$d" ]; then mkdir -p "$r/$n" && mount --bind "$d" "$r/$n"; fi
+    done
+    mount -t proc proc $r/proc; mount -t sysfs sysfs $r/sys; mount -t devtmpfs devtmpfs $r/dev
+    mount -t tmpfs tmpfs $r/tmp; mount -t tmpfs tmpfs $r/run
+    PYTHONDONTWRITEBYTECODE=1 chroot $r "$py" -m vnetdiag.cli.main serve --listen "0.0.0.0:$port" >/tmp/serve.log 2>&1 &
+    i=0
+    while ! netstat -ltn 2>/dev/null | grep -q ":$port " && [ $i -lt 1200 ]; do usleep 50000; i=$((i + 1)); done
+    if netstat -ltn 2>/dev/null | grep -q ":$port "; then echo "@SERVE@ $port"
+    else echo "@SERVE_FAILED@ $(tail -c 200 /tmp/serve.log | tr '\n' ' ')"; fi
+  else
+    echo "@SERVE_FAILED@ the host's files (9p tag vndhost) cannot be mounted"
+  fi
+fi
 echo "@READY@"
 while read -r line; do
   case "$line" in
@@ -116,7 +148,8 @@ while read -r line; do
   esac
 done < /dev/console
 poweroff -f
-""".replace("@ECHO_PORT@", str(ECHO_TCP_PORT)).replace("@READY@", READY_LINE).replace("@ACK@", TX_STALL_ACK)
+""".replace("@ECHO_PORT@", str(ECHO_TCP_PORT)).replace("@READY@", READY_LINE).replace("@ACK@", TX_STALL_ACK)\
+    .replace("@SERVE_FAILED@", SERVE_FAILED).replace("@SERVE@", SERVE_LINE)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -98,7 +98,7 @@ def parse(data: dict, source: str = "<built-in>") -> LabSpec:
         if not _NAME.match(name) or len(prefix) + 1 + len(name) > 64:
             raise c.fail(where, f"{name!r} is not a valid node name")
         nd = c.table(nd, where)
-        c.only(nd, where, {"role", "bridges", "firewall", "kind", "memory_mb", "routes"})
+        c.only(nd, where, {"role", "bridges", "firewall", "kind", "memory_mb", "routes", "serve"})
         role = nd.get("role", "guest")
         if role not in get_args(NodeRole):
             raise c.fail(f"{where}.role", f"must be one of {', '.join(get_args(NodeRole))}, got {role!r}")
@@ -119,6 +119,11 @@ def parse(data: dict, source: str = "<built-in>") -> LabSpec:
         if "memory_mb" in nd and kind != "vm":
             raise c.fail(f"{where}.memory_mb", "only a kind = \"vm\" node has memory")
         memory_mb = c.integer(nd, "memory_mb", where, 64, 65536, 256) or 256
+        serve = nd.get("serve", False)
+        if not isinstance(serve, bool):
+            raise c.fail(f"{where}.serve", f"must be true or false, got {serve!r}")
+        if serve and kind != "vm":
+            raise c.fail(f"{where}.serve", "only a kind = \"vm\" node is given a server (namespaces get one per probe)")
         routes = []
         for i, rd in enumerate(nd.get("routes", []) if isinstance(nd.get("routes", []), list) else [None]):
             rw = f"{where}.routes[{i}]"
@@ -132,7 +137,7 @@ def parse(data: dict, source: str = "<built-in>") -> LabSpec:
                     raise c.fail(f"{rw}.to", f"{to!r} is not a network (like 203.0.113.0/24) or \"default\"") from None
             routes.append((to, c.address(c.string(rd, "via", rw), f"{rw}.via", with_prefix=False)))
         nodes.append(Node(name=name, role=role, bridges=tuple(bridges), firewall=firewall, kind=kind,
-                          memory_mb=memory_mb, routes=tuple(routes)))
+                          memory_mb=memory_mb, serve=serve, routes=tuple(routes)))
     node_names = {n.name: n for n in nodes}
 
     def endpoint(ed: Any, where: str) -> Endpoint:

@@ -180,9 +180,13 @@ def _spawn(argv: list[str], log_path: Path, journal: Journal, *, pass_fds) -> su
 
 def start(name: str, nics: list[Nic], image: guest_image.GuestImage, run_dir: Path, journal: Journal, *,
           accel: str, memory_mb: int = 256, routes: tuple[tuple[str, str], ...] = (),
-          label: str | None = None) -> tuple[subprocess.Popen, dict]:
+          label: str | None = None, serve_port: int | None = None) -> tuple[subprocess.Popen, dict]:
     """Spawn QEMU for one VM (not waiting for boot: see ``wait_ready``). The
-    descriptors in ``nics`` are passed to QEMU; the caller closes its copies."""
+    descriptors in ``nics`` are passed to QEMU; the caller closes its copies.
+
+    ``serve_port``: the guest runs vnetdiag's probe server on that port, with
+    this host's Python and vnetdiag: the host's / is shared read-only over
+    virtio-9p (nothing in the guest can write to it)."""
     nsexec.need(QEMU, "qemu-system-x86")
     qmp, serial, console = (str(run_dir / f"vm-{name}.{ext}") for ext in ("qmp", "serial", "console"))
     for path in (qmp, serial, console):
@@ -191,6 +195,8 @@ def start(name: str, nics: list[Nic], image: guest_image.GuestImage, run_dir: Pa
     kargs = ["console=ttyS0", "panic=-1", "quiet", f"vnd.name={name}"]
     kargs += [f"vnd.if={n.mac}@{n.address or ''}" for n in nics]
     kargs += [f"vnd.route={to}@{via}" for to, via in routes]
+    if serve_port is not None:
+        kargs.append(f"vnd.serve={serve_port}@{sys.executable}")
     argv = [QEMU, "-name", f"guest={label or name}", "-accel", accel, "-m", str(memory_mb), "-smp", "1",
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             "-kernel", str(image.kernel), "-initrd", str(image.initramfs), "-append", " ".join(kargs),
@@ -203,6 +209,9 @@ def start(name: str, nics: list[Nic], image: guest_image.GuestImage, run_dir: Pa
         if len(n.fds) > 1:
             device += f",mq=on,vectors={2 * len(n.fds) + 2}"
         argv += ["-netdev", netdev, "-device", device]
+    if serve_port is not None:
+        argv += ["-fsdev", "local,id=vndhost,path=/,security_model=none,readonly=on",
+                 "-device", "virtio-9p-pci,fsdev=vndhost,mount_tag=vndhost"]
     pass_fds = [fd for n in nics for fd in n.fds]
     for fd in pass_fds:
         os.set_inheritable(fd, True)
@@ -210,7 +219,8 @@ def start(name: str, nics: list[Nic], image: guest_image.GuestImage, run_dir: Pa
     info = {"node": name, "pid": child.pid, "start_ticks": proc.start_ticks(child.pid) or 0, "accel": accel,
             "qmp": qmp, "serial": serial, "console": console, "log": str(run_dir / f"vm-{name}.log"),
             "nics": [{"mac": n.mac, "host": n.host, "host_kind": n.host_kind, "address": n.address,
-                      "queues": len(n.fds)} for n in nics], "spawned_unix_s": time.time()}
+                      "queues": len(n.fds)} for n in nics], "spawned_unix_s": time.time(),
+            "serve_port": serve_port}
     return child, info
 
 
@@ -223,6 +233,12 @@ def wait_ready(child: subprocess.Popen, info: dict, *, timeout_s: float | None =
     while True:
         text = console.read_bytes() if console.exists() else b""
         if marker in text:
+            failed = next((line for line in text.decode(errors="replace").splitlines()
+                           if line.startswith(guest_image.SERVE_FAILED)), None)
+            if failed is not None:
+                raise KernelError(f"VM {info['node']}: vnetdiag's server did not start in the guest: "
+                                  f"{failed.removeprefix(guest_image.SERVE_FAILED).strip()}",
+                                  hint=f"console log: {console}; or set serve = false on the node")
             return time.time() - info["spawned_unix_s"]
         if child.poll() is not None or time.monotonic() > deadline:
             log = Path(info["log"]).read_text(errors="replace").strip().splitlines()

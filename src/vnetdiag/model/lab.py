@@ -35,6 +35,9 @@ class Node:
     are the ``guest`` ends of taps and macvtaps."""
     memory_mb: int = 256
     """Guest memory (VMs only)."""
+    serve: bool = False
+    """VMs only: the guest runs vnetdiag's probe server (``probe.server.DEFAULT_PORT``)
+    from the host's files, so probes need not be server-less."""
     routes: tuple[tuple[str, str], ...] = ()
     """(destination or "default", gateway) routes added in the node."""
 
