@@ -68,11 +68,18 @@ def test_clean_run_to_a_vm_by_address_is_exit_0_with_no_verdict(lab):
     assert forward[-1] == "vm1-t0", forward
 
 
-def test_loss_on_the_tap_is_the_top_verdict_with_the_probes_own_packets(lab):
+def test_loss_on_the_tap_is_the_top_verdict_with_the_probes_own_packets(lab, tmp_path):
     lab.add_fault("loss", at="hv1:vm1-t0", percent=10, direction="out")
     # NS:ADDRESS where the namespace (the hypervisor) does not own the address: a far end.
-    rc, doc, err = _diagnose(lab, f"{lab.netns('hv1')}:{lab.ip('vm1')}")
+    report = tmp_path / "far.html"
+    rc, doc, err = _diagnose(lab, f"{lab.netns('hv1')}:{lab.ip('vm1')}", 1.5, "--report", str(report))
     assert rc == 1, err
+    # The report draws the handshakes' round trips, every answered one, against the SYN timeout.
+    page = report.read_text()
+    hs = doc["symptom"]["handshake"]
+    drawn = [int(n.replace(",", "")) for n in re.findall(r": ([\d,]+) transactions</title>", page)]
+    assert sum(drawn) == hs["answered"] > 0 and "SYN RTO 1 s" in page and "Handshake round trips" in page
+    assert f"server-less: {hs['attempts']} attempts to port 9, {hs['timeouts']} unanswered" in page
     top = doc["verdicts"][0]
     assert (top["device"], top["netns"], top["reason"]) == ("vm1-t0", lab.netns("hv1"), "NETFILTER_DROP"), top
     assert top["probe_packets"] > 0 and top["confidence"] >= 0.9

@@ -8,6 +8,7 @@ from importlib import resources
 
 from vnetdiag import __version__
 from vnetdiag.analyze.deltas import delta as counter_delta
+from vnetdiag.model import signatures as sig
 from vnetdiag.report import svg
 from vnetdiag.report.summary import counted
 from vnetdiag.report.units import fmt_us
@@ -78,9 +79,15 @@ def html(run) -> str:
     probe = run.probe or _NoProbe(d)
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     template = env.from_string(resources.files("vnetdiag.report").joinpath("templates/diagnosis.html.j2").read_text())
-    histogram = svg.log_histogram([(b.low_us, b.high_us, b.count) for b in probe.histogram],
-                                  marks=[(probe.rto_min_ms * 1000, f"min RTO {probe.rto_min_ms:g} ms")])
-    tails = [s.at_s for s in probe.slow]
+    hs = run.handshake
+    if hs is not None:  # a far end probed server-less: the handshakes' round trips, against the SYN timeout
+        bins, marks = hs.histogram, ([(sig.SYN_RTO_MS * 1000, f"SYN RTO {sig.SYN_RTO_MS / 1000:g} s")]
+                                     if hs.pattern == "tcp-syn" else [])
+        tails = [end for _start, end in (run.bundle.tails if run.bundle is not None else ())]
+    else:
+        bins, marks = probe.histogram, [(probe.rto_min_ms * 1000, f"min RTO {probe.rto_min_ms:g} ms")]
+        tails = [s.at_s for s in probe.slow]
+    histogram = svg.log_histogram([(b.low_us, b.high_us, b.count) for b in bins], marks=marks)
     series = [("slow transactions", tails)]
     for name, times in _drop_times(run):
         series.append((name, times))
@@ -90,7 +97,7 @@ def html(run) -> str:
     s = d.symptom
     clean = (f"{s.transactions} transactions, p99 {us(s.p99_us)}, max {us(s.max_us)}, {s.tails} tails, "
              f"{s.retrans_segs} retransmitted segments; tracer {'complete' if d.trace_complete else 'incomplete or off'}.")
-    return template.render(d=d, s=s, probe=probe, us=us, version=__version__,
+    return template.render(d=d, s=s, probe=probe, handshake=hs, us=us, version=__version__,
                            generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"), histogram=histogram,
                            timeline=svg.timeline(series, duration_s=max(d.window_s, 0.001)), timeline_note=note,
                            path=path_pictures(d), counters=on_path, other_counters=elsewhere,
