@@ -316,7 +316,8 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
                     rules=tuple(RuleDelta(rule=r, packets=n) for r, n in rule_deltas(rules_before, rules_after)),
                     rule_traces=rule_traces, routes=routes,
                     trace=analysis, drops=dataclasses.replace(drops, analysis=None) if drops is not None else None,
-                    probe=flows, tails=tails, window_start_ns=window_start_ns, notes=tuple(notes),
+                    probe=flows, tails=tails, handshake=window.result if window is not None else None,
+                    window_start_ns=window_start_ns, notes=tuple(notes),
                     shortfall=shortfall, source=a.label, target=b_label)
     if far and serverless:
         from vnetdiag.analyze.far_end import far_shortfall, neighbour_note
@@ -327,8 +328,7 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
         arp = neighbour_note(verdicts, b.address)
         bundle = dataclasses.replace(bundle, shortfall=why or bundle.shortfall,
                                      notes=bundle.notes + ((arp,) if arp else ()))
-    run = diagnosis_of(bundle, source=a.label, target=b_label, probe=probe, failure=failure, captures=captures)
-    return dataclasses.replace(run, handshake=window.result) if window is not None else run
+    return diagnosis_of(bundle, source=a.label, target=b_label, probe=probe, failure=failure, captures=captures)
 
 
 def diagnosis_of(bundle: Bundle, *, source: str | None = None, target: str | None = None,
@@ -348,7 +348,8 @@ def diagnosis_of(bundle: Bundle, *, source: str | None = None, target: str | Non
                           backend=bundle.drops.backend if bundle.drops is not None else
                           ("tracefs" if bundle.trace is not None else None))
     return DiagnoseRun(diagnosis=diagnosis, probe=probe, before=bundle.before, after=bundle.after,
-                       trace=bundle.trace, drops=bundle.drops, captures=captures or {}, bundle=bundle)
+                       trace=bundle.trace, drops=bundle.drops, captures=captures or {}, bundle=bundle,
+                       handshake=bundle.handshake)
 
 
 def _backend_note(drops: DropTraceResult) -> str:

@@ -71,9 +71,16 @@ def test_clean_run_to_a_vm_by_address_is_exit_0_with_no_verdict(lab):
 def test_loss_on_the_tap_is_the_top_verdict_with_the_probes_own_packets(lab, tmp_path):
     lab.add_fault("loss", at="hv1:vm1-t0", percent=10, direction="out")
     # NS:ADDRESS where the namespace (the hypervisor) does not own the address: a far end.
-    report = tmp_path / "far.html"
-    rc, doc, err = _diagnose(lab, f"{lab.netns('hv1')}:{lab.ip('vm1')}", 1.5, "--report", str(report))
+    report, bundle = tmp_path / "far.html", tmp_path / "far.bundle"
+    rc, doc, err = _diagnose(lab, f"{lab.netns('hv1')}:{lab.ip('vm1')}", 1.5, "--report", str(report),
+                             "--save-bundle", str(bundle))
     assert rc == 1, err
+    # The bundle replays the handshakes' figures too, not only the verdicts.
+    again = subprocess.run([VNETDIAG, "diagnose", "--json", "--replay", str(bundle)], capture_output=True, text=True,
+                           timeout=60)
+    replayed = json.loads(again.stdout)
+    assert again.returncode == 1 and replayed["symptom"]["handshake"] == doc["symptom"]["handshake"], again.stderr
+    assert replayed["verdicts"][0] == doc["verdicts"][0]
     # The report draws the handshakes' round trips, every answered one, against the SYN timeout.
     page = report.read_text()
     hs = doc["symptom"]["handshake"]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from vnetdiag.model.counters import CounterSnapshot
 from vnetdiag.model.diagnosis import PathHop, Symptom
 from vnetdiag.model.drops import DropTraceResult
+from vnetdiag.model.handshake import HandshakeResult
 from vnetdiag.model.netfilter import RuleCounter, RuleTrace
 from vnetdiag.model.routes import NetnsRoutes
 from vnetdiag.model.tracing import TraceAnalysis
@@ -59,6 +60,8 @@ class Bundle:
     probe: ProbeFlows | None = None
     tails: tuple[tuple[float, float], ...] = ()
     """(start_s, end_s) of the slow transactions, from ``window_start_ns``."""
+    handshake: HandshakeResult | None = None
+    """The server-less probe's result towards a far end (a VM's guest), else None."""
     window_start_ns: int | None = None
     """CLOCK_MONOTONIC start of the measured window: the clock of traced drops."""
     notes: tuple[str, ...] = ()
