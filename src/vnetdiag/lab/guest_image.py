@@ -112,8 +112,10 @@ nc -ll -p @ECHO_PORT@ -e /bin/cat &
 # vnd.serve=PORT@PYTHON: vnetdiag's probe server, run by the host's Python from
 # the host's files, shared read-only over virtio-9p (tag vndhost). Mounts on
 # top of the 9p tree do not show through it, so the server's root is a tmpfs
-# with the host's top-level directories bound in (its symlinks, /bin -> usr/bin,
-# copied) and the guest's own /proc, /sys, /dev, /tmp, /run. Ready once it listens.
+# with every top-level directory of the host bound in (/tmp and /run too: the
+# Python may live there, as a CI clone in /tmp does), its symlinks (/bin ->
+# usr/bin) copied, the guest's own /proc, /sys and /dev, and a writable tmpfs
+# at /dev/shm for TMPDIR. Ready once it listens.
 serve=$(sed -n 's/.*vnd\.serve=\([^ ]*\).*/\1/p' /proc/cmdline)
 if [ -n "$serve" ]; then
   port=${serve%%@*}; py=${serve#*@}; r=/srv
@@ -121,13 +123,13 @@ if [ -n "$serve" ]; then
   if mount -t 9p -o trans=virtio,version=9p2000.L,ro vndhost /host && mount -t tmpfs tmpfs $r; then
     for d in /host/*; do
       n=${d##*/}
-      case "$n" in proc|sys|dev|tmp|run) mkdir -p "$r/$n"; continue;; esac
+      case "$n" in proc|sys|dev) mkdir -p "$r/$n"; continue;; esac
       if [ -L "$d" ]; then ln -s "$(readlink "$d")" "$r/$n"
       elif [ -d "$d" ]; then mkdir -p "$r/$n" && mount --bind "$d" "$r/$n"; fi
     done
     mount -t proc proc $r/proc; mount -t sysfs sysfs $r/sys; mount -t devtmpfs devtmpfs $r/dev
-    mount -t tmpfs tmpfs $r/tmp; mount -t tmpfs tmpfs $r/run
-    PYTHONDONTWRITEBYTECODE=1 chroot $r "$py" -m vnetdiag.cli.main serve --listen "0.0.0.0:$port" >/tmp/serve.log 2>&1 &
+    mkdir -p $r/dev/shm; mount -t tmpfs tmpfs $r/dev/shm
+    TMPDIR=/dev/shm PYTHONDONTWRITEBYTECODE=1 chroot $r "$py" -m vnetdiag.cli.main serve --listen "0.0.0.0:$port" >/tmp/serve.log 2>&1 &
     i=0
     while ! netstat -ltn 2>/dev/null | grep -q ":$port " && [ $i -lt 1200 ]; do usleep 50000; i=$((i + 1)); done
     if netstat -ltn 2>/dev/null | grep -q ":$port "; then echo "@SERVE@ $port"
