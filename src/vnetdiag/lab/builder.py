@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from vnetdiag.errors import KernelError
-from vnetdiag.lab.shell import in_netns, ip, run
+from vnetdiag.lab.shell import in_netns, ip, run, spawn_journaled
 from vnetdiag.model.lab import Endpoint, LabSpec, Macvtap
 from vnetdiag.probe.server import DEFAULT_PORT
 from vnetdiag.system import proc
-from vnetdiag.system.undo import DeleteNetns, Journal, KillProcess, RemovePath
+from vnetdiag.system.undo import DeleteNetns, Journal, RemovePath
 
 # A quiet lab (ipv6 = false): no IPv6 autoconfiguration chatter moving the
 # counters that a test compares with ip/tc/nstat.
@@ -257,23 +256,18 @@ def start_backend(spec: LabSpec, m: Macvtap, journal: Journal, lab_dir: Path) ->
     control.write_text('{"rx_pps": null}\n')
     ready = lab_dir / f"backend-{m.name}.ready"
     journal.record(RemovePath(path=str(ready)))
-    log = open(lab_dir / f"backend-{m.name}.log", "ab")
-    journal.record(RemovePath(path=log.name))
-    child = subprocess.Popen(
+    log = lab_dir / f"backend-{m.name}.log"
+    # Gated like QEMU: it runs only once the journal names it (ci9 killed `lab up`
+    # between a plain spawn and its record, and the backend outlived `lab down`).
+    child = spawn_journaled(
         [sys.executable, "-m", "vnetdiag.lab.backend", "--lab", spec.prefix, "--chardev", str(node),
          "--tap-netns", f"/run/netns/{netns_name(spec, m.guest.node)}", "--tap-name", m.guest.name,
-         "--control", str(control), "--ready-file", str(ready)],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True)
-    log.close()
+         "--control", str(control), "--ready-file", str(ready)], log, journal)
     ticks = proc.start_ticks(child.pid) or 0
-    # Recorded right after the spawn; a kill in between leaves a backend that
-    # cleanup's sweep finds by its command line, and that exits by itself once
-    # the lab's namespaces are gone.
-    journal.record(KillProcess(pid=child.pid, start_ticks=ticks))
     deadline = time.monotonic() + 10
     while not ready.exists():
         if child.poll() is not None or time.monotonic() > deadline:
-            tail = Path(log.name).read_text()[-300:].strip().splitlines()
+            tail = log.read_text()[-300:].strip().splitlines()
             raise KernelError(f"macvtap backend for {m.node}:{m.name} did not start: "
                               f"{tail[-1] if tail else 'no output'}")
         time.sleep(0.02)

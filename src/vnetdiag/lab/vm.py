@@ -6,10 +6,10 @@ libvirt does: a tap opened on /dev/net/tun inside the hypervisor node's
 namespace (it lives exactly as long as a descriptor holds it, so it vanishes
 with QEMU), or a macvtap's /dev/tapN character device.
 
-QEMU is started gated: the child (a shell) blocks on a pipe until the parent
-has journaled ``KillProcess(pid, start ticks)``, then execs QEMU in place; if
-the parent dies first the pipe closes and the child exits without ever
-becoming QEMU. So a
+QEMU is started gated (``lab.shell.spawn_journaled``, as the macvtap backend
+is): the child (a shell) blocks on a pipe until the parent has journaled
+``KillProcess(pid, start ticks)``, then execs QEMU in place; if the parent dies
+first the pipe closes and the child exits without ever becoming QEMU. So a
 ``lab up`` killed at any instant leaves no QEMU that the journal does not name.
 
 Boot is complete when the guest's /init prints ``guest_image.READY_LINE`` on
@@ -41,9 +41,10 @@ from pathlib import Path
 
 from vnetdiag.errors import KernelError
 from vnetdiag.lab import guest_image
+from vnetdiag.lab.shell import spawn_journaled
 from vnetdiag.system import nsexec, proc
 from vnetdiag.system.netns import entered
-from vnetdiag.system.undo import Journal, KillProcess, RemovePath
+from vnetdiag.system.undo import Journal, RemovePath
 
 QEMU = "qemu-system-x86_64"
 TUNSETIFF = 0x400454CA
@@ -134,7 +135,7 @@ def choose_accel(image: guest_image.GuestImage, run_dir: Path, journal: Journal)
     argv = [QEMU, "-accel", "kvm", "-m", "128", "-nodefaults", "-no-user-config", "-display", "none",
             "-no-reboot", "-kernel", str(image.kernel), "-append", "console=ttyS0 panic=-1",
             "-chardev", f"file,id=con,path={console}", "-serial", "chardev:con"]
-    child = _spawn(argv, run_dir / "kvm-probe.log", journal, pass_fds=())
+    child = spawn_journaled(argv, run_dir / "kvm-probe.log", journal, pass_fds=())
     t0 = time.monotonic()
     booted = False
     try:
@@ -151,31 +152,6 @@ def choose_accel(image: guest_image.GuestImage, run_dir: Path, journal: Journal)
                   ("tcg", f"KVM probe printed nothing in {KVM_PROBE_S:.0f} s (nested KVM hangs)"))
     cache.write_text(json.dumps({"boot_id": _boot_id(), "accel": accel, "why": why}))
     return accel, why
-
-
-def _spawn(argv: list[str], log_path: Path, journal: Journal, *, pass_fds) -> subprocess.Popen:
-    """Start ``argv`` only after its KillProcess step is in the journal."""
-    go_r, go_w = os.pipe()
-    journal.record(RemovePath(path=str(log_path)))
-    log = open(log_path, "ab")
-    # The child is a shell that waits for one line on the pipe, then execs the
-    # program (same pid, same start time). Popen itself returns only after an
-    # exec, so the gate cannot be Python code in the child.
-    # The pipe is the shell's stdin, so QEMU does not inherit it (it gets /dev/null).
-    gate = ["sh", "-c", 'IFS= read -r go; [ "$go" = go ] && exec "$@" </dev/null', "sh", *argv]
-    try:
-        child = subprocess.Popen(gate, stdin=go_r, stdout=log, stderr=log,
-                                 pass_fds=tuple(pass_fds), start_new_session=True)
-    finally:
-        log.close()
-        os.close(go_r)
-    try:
-        ticks = proc.start_ticks(child.pid) or 0
-        journal.record(KillProcess(pid=child.pid, start_ticks=ticks))
-        os.write(go_w, b"go\n")
-    finally:
-        os.close(go_w)
-    return child
 
 
 def start(name: str, nics: list[Nic], image: guest_image.GuestImage, run_dir: Path, journal: Journal, *,
@@ -215,7 +191,7 @@ def start(name: str, nics: list[Nic], image: guest_image.GuestImage, run_dir: Pa
     pass_fds = [fd for n in nics for fd in n.fds]
     for fd in pass_fds:
         os.set_inheritable(fd, True)
-    child = _spawn(argv, run_dir / f"vm-{name}.log", journal, pass_fds=pass_fds)
+    child = spawn_journaled(argv, run_dir / f"vm-{name}.log", journal, pass_fds=pass_fds)
     info = {"node": name, "pid": child.pid, "start_ticks": proc.start_ticks(child.pid) or 0, "accel": accel,
             "qmp": qmp, "serial": serial, "console": console, "log": str(run_dir / f"vm-{name}.log"),
             "nics": [{"mac": n.mac, "host": n.host, "host_kind": n.host_kind, "address": n.address,
