@@ -91,6 +91,19 @@ def test_paths_between_every_pair_of_guests(lab):
     assert any(role == "process" for role, _, _ in to_vm2)
 
 
+def test_a_path_with_no_neighbour_entry_yet_takes_the_owners_mac(lab):
+    _ping_all(lab)  # the FDBs learn every guest's MAC
+    lab.run("vm1", ["ip", "neigh", "flush", "all"])  # as on a fresh link: ARP has not run
+    with Collector(only=lambda n: bool(n.name) and n.name.startswith(lab.prefix + "-"), driver_stats=False) as col:
+        snap = col.snapshot()
+        topo = discover(snap, col.pool)
+        r = resolve(topo, kernel_lookup(col.pool), lab.netns("vm1"), lab.netns("vm3"))
+    vm3_eth0 = next(i for i in topo.interfaces if i.name == "eth0" and i.netns_name == lab.netns("vm3"))
+    assert r.complete, r.stopped
+    assert f"no neighbour entry for {lab.ip('vm3')} yet; taken as eth0's MAC {vm3_eth0.mac}" in r.hops[0].how
+    assert (r.hops[-1].netns_name, r.hops[-1].name) == (lab.netns("vm3"), "eth0")
+
+
 # Namespaces of this run's own (two runs on one machine never share them).
 TW = derived_prefix("n")
 

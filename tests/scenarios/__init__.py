@@ -4,7 +4,8 @@ kernel's own counters. ``SCENARIOS`` is the one registered list."""
 
 from __future__ import annotations
 
-from scenarios.bridged import bridge_netfilter_physdev, bridge_tbf_port, container_police, vxlan_underlay_loss
+from scenarios.bridged import (bridge_netfilter_physdev, bridge_tbf_port, container_police,
+                               stalled_port_cold_neighbour, vxlan_underlay_loss)
 from scenarios.routed import (chain_iptables_statistic, chain_nft_numgen_both_ways, clean_with_noisy_neighbour,
                               ecmp_dead_leg, ipv6_chain_nft_prerouting, mtu_black_hole, policy_route_unreachable,
                               rp_filter_asymmetric)
@@ -24,5 +25,6 @@ SCENARIOS = (
     ("bridge-netfilter-physdev", "brnf", bridge_netfilter_physdev),
     ("container-police", "ctr", container_police),
     ("vxlan-underlay-loss", "vx", vxlan_underlay_loss),
+    ("stalled-port-cold-neighbour", "stall", stalled_port_cold_neighbour),
     ("clean-with-noisy-neighbour", "clean", clean_with_noisy_neighbour),
 )

@@ -4,7 +4,8 @@ held by processes, and a vxlan overlay between two hosts."""
 from __future__ import annotations
 
 from scenarios.bed import Bed
-from scenarios.case import Case, Expect, Meter, iptables_rule_packets, nft, nft_rule_packets, qdisc_drops
+from scenarios.case import (Case, Expect, Meter, iptables_rule_packets, link_stats, nft, nft_rule_packets,
+                            qdisc_drops)
 
 _PORTS = 9
 
@@ -98,6 +99,18 @@ def bridge_netfilter_physdev(bed: Bed) -> Case:
                            Expect("hv", frozenset({"vg0", "br0"}), frozenset({"drop"})))
 
 
+def _overlay_guests(bed: Bed, subnet: str, guests: tuple[tuple[str, str, int], ...]) -> None:
+    """Each host's vx0 on a new bridge br0, and guests (name, host, last octet
+    in ``subnet``/24) on veths plugged into their host's bridge."""
+    for h in sorted({h for _g, h, _a in guests}):
+        bed.sh(h, "ip link add br0 type bridge", "ip link set vx0 master br0", "ip link set vx0 up",
+               "ip link set br0 up")
+    for g, h, addr in guests:
+        bed.veth(h, f"v{g}", g, "eth0")
+        bed.sh(h, f"ip link set v{g} master br0")
+        bed.sh(g, f"ip addr add {subnet}.{addr}/24 dev eth0")
+
+
 def vxlan_underlay_loss(bed: Bed) -> Case:
     """Two hosts (h1, h2) joined by a routed underlay through a fabric router,
     a vxlan (VNI 42) bridged to guests on each; two tenants share the overlay.
@@ -110,13 +123,39 @@ def vxlan_underlay_loss(bed: Bed) -> Case:
         bed.sh("fab", f"ip addr add 10.80.{i}.1/24 dev to-{h}")
     bed.sysctl("fab", "net.ipv4.ip_forward", 1)
     for i, h, other in ((1, "h1", 2), (2, "h2", 1)):
-        bed.sh(h, f"ip link add vx0 type vxlan id 42 local 10.80.{i}.2 remote 10.80.{other}.2 dstport 4789 dev ul0",
-               "ip link add br0 type bridge", "ip link set vx0 master br0", "ip link set vx0 up", "ip link set br0 up")
-    for g, h, addr in (("g1", "h1", 1), ("g3", "h1", 3), ("g2", "h2", 2), ("g4", "h2", 4)):
-        bed.veth(h, f"v{g}", g, "eth0")
-        bed.sh(h, f"ip link set v{g} master br0")
-        bed.sh(g, f"ip addr add 192.168.42.{addr}/24 dev eth0")
+        bed.sh(h, f"ip link add vx0 type vxlan id 42 local 10.80.{i}.2 remote 10.80.{other}.2 dstport 4789 dev ul0")
+    _overlay_guests(bed, "192.168.42", (("g1", "h1", 1), ("g3", "h1", 3), ("g2", "h2", 2), ("g4", "h2", 4)))
     bed.tenants(ping=("g3", "192.168.42.4"), flood=("g4", "g3", "192.168.42.4", 5207), multicast="g1")
     return _iptables_fault(bed, "vxlan-underlay-loss", "h2", "INPUT",
                            "-i ul0 -p udp --dport 4789 -m statistic --mode random --probability 0.03", "statistic",
                            ("g1", "g2", "192.168.42.2"), Expect("h2", frozenset({"ul0", "vx0"}), frozenset({"drop"})))
+
+
+def stalled_port_cold_neighbour(bed: Bed) -> Case:
+    """Two hosts bridged over a vxlan with a configured remote on an IPv6
+    underlay (VNI 77), two tenants beside the endpoints. h2's port towards the
+    server stops sending (htb, one class at 8 bit/s), and the client and server
+    have forgotten each other (as on a fresh link): the probe's packets die
+    waiting for ARP at the client, the request waiting behind the stalled port."""
+    for node in ("h1", "h2", "c", "s", "t1", "t2"):
+        bed.netns(node)
+    bed.veth("h1", "ul0", "h2", "ul1", mtu=1600)
+    for i, h, other in ((1, "h1", 2), (2, "h2", 1)):
+        ul = f"ul{i - 1}"
+        bed.sh(h, f"ip -6 addr add fd77::{i}/64 dev {ul} nodad",
+               f"ip link add vx0 type vxlan id 77 local fd77::{i} remote fd77::{other} dstport 4789 dev {ul}")
+    _overlay_guests(bed, "10.77.0", (("c", "h1", 1), ("t1", "h1", 3), ("s", "h2", 2), ("t2", "h2", 4)))
+    bed.tenants(ping=("t1", "10.77.0.4"), flood=("t2", "t1", "10.77.0.4", 5209), multicast="t2")
+    bed.wait_reachable("c", "10.77.0.2")  # the bridges learn the endpoints' MACs
+    bed.sh("h2", "tc qdisc add dev vs root handle 1: htb default 1",
+           "tc class add dev vs parent 1: classid 1:1 htb rate 8bit ceil 8bit burst 1 cburst 1")
+    bed.sh("c", "ip neigh flush all")
+    bed.sh("s", "ip neigh flush all")
+
+    def backlog() -> dict:
+        root = next(q for q in bed.json("h2", ["tc", "-s", "-j", "qdisc", "show", "dev", "vs"]) if q.get("root"))
+        return {"backlog_packets": root.get("qlen", 0), "tx_packets": link_stats(bed, "h2", "vs")["tx"]["packets"]}
+
+    return _case(bed, "stalled-port-cold-neighbour", "c", "s", "10.77.0.2",
+                 Expect("h2", frozenset({"vs"}), frozenset({"tx-stall"}), exact_count=False),
+                 backlog, lambda c: c["backlog_packets"] > 0)

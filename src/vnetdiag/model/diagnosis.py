@@ -9,7 +9,7 @@ SCHEMA = "vnetdiag.diagnosis/1"
 
 EvidenceSource = Literal["trace", "counter", "config", "probe"]
 Cause = Literal["drop", "tx-stall", "guest-tx-stall", "conntrack-full", "mtu-mismatch", "queueing", "softnet-drop", "rp-filter", "no-route",
-                "fragmentation"]
+                "fragmentation", "no-neighbour"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

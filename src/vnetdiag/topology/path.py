@@ -2,7 +2,9 @@
 topology, asking the kernel only for route decisions (``RouteLookup``).
 
 The walk follows what the kernel would do with one packet: route lookup and
-neighbour entry in the sending namespace, veth peers, bridge forwarding by FDB
+neighbour entry in the sending namespace (with none yet for an on-link
+destination, the MAC of the device that owns the address in TO, which its
+ARP/ND answer would give), veth peers, bridge forwarding by FDB
 (refusing to guess when the MAC is not learned: the flood candidates are
 listed instead), vxlan encapsulation by the vxlan FDB and the underlay route,
 decapsulation at the VTEP owning the remote address, macvlan/macvtap uppers by
@@ -36,6 +38,8 @@ class _Walk:
     def __init__(self, topo: Topology, route: RouteLookup) -> None:
         self.topo = topo
         self.route = route
+        self.target: Interface | None = None
+        """The device that owns the destination address in TO's namespace, when known."""
         self.by_ref = {x.ref: x for x in topo.interfaces}
         self.labels = {n.inode: n.label for n in topo.namespaces}
         self.hops: list[Hop] = []
@@ -112,6 +116,11 @@ class _Walk:
         pkt.dst_mac = self.neighbour(ns, out.ref.ifindex, nh)
         how = f"route to {ip}" + (f" via {r.gateway}" if r.gateway else "") + f" dev {out.name}"
         how += f", neighbour {nh} is {pkt.dst_mac}" if pkt.dst_mac else f", no neighbour entry for {nh} yet"
+        if pkt.dst_mac is None and nh == ip and self.target is not None and self.target.mac:
+            # On-link and unresolved (a fresh link, a failed ARP/ND): the address's
+            # owner is known, so is the MAC its answer would give; the FDB decides the rest.
+            pkt.dst_mac = self.target.mac
+            how += f"; taken as {self.target.name}'s MAC {pkt.dst_mac}, the owner of {ip} in TO"
         self.emit(out, "egress", how)
         return ("egress", ns, out)
 
@@ -303,6 +312,7 @@ def resolve(topo: Topology, route: RouteLookup, src: str, dst: str) -> PathResul
                             hint="give one: NAMESPACE:ADDRESS")
     src_addr = src_addr or default_address(topo, src_ns)
     walk = _Walk(topo, route)
+    walk.target = walk.local_owner(dst_ns, dst_addr)
     walk.run(src_ns, _Packet(dst_ip=dst_addr, dst_mac=None))
     # A VM's address lives in no namespace: reaching its NIC is the end, whatever namespace TO named.
     if walk.complete and walk.hops and walk.hops[-1].kind != "vm" and walk.hops[-1].netns_inode != dst_ns:

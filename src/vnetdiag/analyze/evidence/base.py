@@ -164,6 +164,40 @@ class Context:
                 out.add((netns, low.name))
         return out
 
+    def broadcast_domain(self, netns: int, device: str) -> set[tuple[int, str]]:
+        """The devices a broadcast from this one reaches (where its ARP and ND
+        go): veth peers, stacked devices and their lower ones, a bridge and all
+        its ports, and vxlan devices that tunnel to each other: same VNI and
+        port, and one's remote the other's local address or their common
+        group. A vxlan device without a remote finds its peers in its FDB,
+        which the snapshot does not hold: it pairs with every device of its
+        VNI and port (a caller that needs more asks for a place on the path
+        too). A tap ends it: past it is a guest."""
+        me = self.by_place.get((netns, device))
+        if me is None:
+            return set()
+        seen, todo = {me.ref}, [me]
+        while todo:
+            i = todo.pop()
+            near = [self.interfaces[r] for r in (i.link,) if r is not None and r in self.interfaces]
+            near += [o for o in self.interfaces.values() if o.link == i.ref]
+            if i.master_ifindex:
+                master = self.interfaces.get(IfRef(netns_inode=i.ref.netns_inode, ifindex=i.master_ifindex))
+                near += [master] if master is not None else []
+            near += [o for o in self.interfaces.values()
+                     if o.master_ifindex == i.ref.ifindex and o.ref.netns_inode == i.ref.netns_inode]
+            if i.vxlan is not None:
+                near += [o for o in self.interfaces.values() if o.vxlan is not None
+                         and (o.vxlan.vni, o.vxlan.port) == (i.vxlan.vni, i.vxlan.port)
+                         and (not (i.vxlan.remote and o.vxlan.remote)
+                              or i.vxlan.remote in (o.vxlan.local, o.vxlan.remote)
+                              or o.vxlan.remote == i.vxlan.local)]
+            for o in near:
+                if o.ref not in seen:
+                    seen.add(o.ref)
+                    todo.append(o)
+        return {(r.netns_inode, self.interfaces[r].name) for r in seen}
+
 
 class EvidenceKind(Protocol):
     """One kind of evidence: a module in ``analyze/evidence/``, listed in ``KINDS``."""

@@ -15,6 +15,7 @@ import ipaddress
 from vnetdiag.analyze.drops import location_function
 from vnetdiag.analyze.evidence.base import Candidates, Context
 from vnetdiag.model.bundle import ProbeFlows
+from vnetdiag.model.diagnosis import Cause
 from vnetdiag.model.drops import Flow, PacketDrop
 
 name = "packets"
@@ -28,6 +29,14 @@ TRANSPORT_PREFIXES = ("TCP_", "SOCKET_", "QUEUE_PURGE", "NO_SOCKET")
 
 def is_transport_consequence(reason: str) -> bool:
     return reason.startswith(TRANSPORT_PREFIXES)
+
+
+def drop_cause(reason: str | None) -> Cause:
+    """A packet that died waiting for its link-layer address (the kernel's
+    NEIGH_* reasons) was not refused by its device: the address never came.
+    That is a cause of its own, kept apart from the device's other drops, which
+    evidence/neighbour.py folds into what kept the address from coming."""
+    return "no-neighbour" if reason and reason.startswith("NEIGH_") else "drop"
 
 
 def _same(a: str, b: str) -> bool:
@@ -74,7 +83,7 @@ def candidates(ctx: Context, out: Candidates) -> None:
             continue  # noted with the tallies (traced.py)
         groups.setdefault((p.netns_inode or None, device_of(ctx, p), p.reason), []).append((p, d))
     for (ns, dev, reason), got in groups.items():
-        c = out.at(ns, dev, "drop")
+        c = out.at(ns, dev, drop_cause(reason))
         c.probe_packets += len(got)
         for _p, d in got:
             c.directions[d] = c.directions.get(d, 0) + 1

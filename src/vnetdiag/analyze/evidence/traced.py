@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 
 from vnetdiag.analyze.evidence.base import Candidates, Context
-from vnetdiag.analyze.evidence.packets import is_transport_consequence, probe_packets
+from vnetdiag.analyze.evidence.packets import drop_cause, is_transport_consequence, probe_packets
 from vnetdiag.analyze.drops import location_function
 from vnetdiag.model.namespaces import IfRef
 
@@ -63,7 +63,7 @@ def _from_tallies(ctx: Context, out: Candidates) -> None:
         if t.ifindex:
             i = ctx.interfaces.get(IfRef(netns_inode=t.netns_inode, ifindex=t.ifindex))
             dev = i.name if i is not None else (t.device or None)
-        c = out.at(ns, dev, "drop")
+        c = out.at(ns, dev, drop_cause(t.reason))
         probe = mine.get((t.netns_inode, t.ifindex, t.reason, t.location), 0)
         c.background += max(t.count - probe, 0)
         c.locations.add(t.location)
@@ -92,7 +92,7 @@ def _from_tracefs(ctx: Context, out: Candidates) -> None:
         if ns is None and ambiguous:
             on = [a for a in ambiguous if (a, d.device) in ctx.path_keys]
             ns, inferred = (on[0], True) if len(on) == 1 else (None, False)
-        c = out.at(ns, d.device, "drop")
+        c = out.at(ns, d.device, drop_cause(d.reason))
         if ns is None:
             c.ambiguous = ambiguous
         c.locations.add(d.location)
