@@ -177,6 +177,7 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
             if capture:
                 targets = _capture_targets(a, b, topo, kernel_lookup(collector.pool), notes)
         guest_port = diagnose_far.guest_server_port(target) if far else None
+        server: Server | None = None
         if far and guest_port is not None and pattern not in HANDSHAKE_PATTERNS:
             # A lab VM whose guest runs our server: probed like a namespace, its inside still unseen.
             notes.append(f"{b_label} is a VM: probed vnetdiag's server in its guest (port {guest_port})")
@@ -257,6 +258,10 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
             captures = capture_and_analyze(targets, while_running=probe_window, max_packets=_CAPTURE_PACKETS)
         else:
             probe_window()
+        if server is not None:
+            # Before the tracer stops: the connections it still holds are reset
+            # inside the window, so every packet of the probe's flows is traced.
+            server.stop()
         probe, failure = outcome.get("probe"), outcome.get("failure")
         after = collector.snapshot()
         rules_after, _ = read_drop_rules(after.namespaces)

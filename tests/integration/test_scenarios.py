@@ -73,6 +73,12 @@ def test_scenario_top_verdict_is_the_kernels_truth(bed, scenario):
         _record(name, case, bed, run, lost)
     assert d.backend == "ebpf", d.backend
     assert case.fault_fired(fault), f"the fault did not fire: {fault}"
+    # Nothing of the probe's flows can travel after the window (no FIN to resend,
+    # no TIME_WAIT): the meter read now counts what the tracer could see.
+    for node in (case.client, case.server):
+        left = [s for s in bed.run(node, ["ss", "-Htan"]).stdout.splitlines()
+                if any(a.endswith(f":{PROBE_PORT}") for a in s.split()[3:5])]  # local, peer
+        assert not left, (node, left)
     # Other traffic's drops are never a confident verdict, whatever the path.
     for v in d.verdicts:
         if v.probe_packets == 0 and v.background:

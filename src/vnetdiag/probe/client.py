@@ -32,7 +32,7 @@ from vnetdiag.probe import histograms as H
 from vnetdiag.probe import protocol as p
 from vnetdiag.probe import tcpstats
 from vnetdiag.probe.server import DEFAULT_PORT
-from vnetdiag.probe.streams import StreamEnd, WorkerSpec, connect_retrying, open_tcp
+from vnetdiag.probe.streams import StreamEnd, WorkerSpec, close_with_rst, connect_retrying, open_tcp
 from vnetdiag.probe.worker import worker_main
 from vnetdiag.system import netns as netns_mod
 
@@ -274,7 +274,7 @@ def run_probe(target: str, *, port: int = DEFAULT_PORT, pattern: str = "tcp-rr",
             progress=progress, stop=stop, on_phase=on_phase, rto_min=rto_min, rto_source=rto_source, mib_before=mib_before,
             syn_linear=syn_linear)
     finally:
-        ctl_sock.close()
+        close_with_rst(ctl_sock)
 
 
 def _run_session(control: _Control, welcome: p.Welcome, *, target, port, address, family, pattern, streams,

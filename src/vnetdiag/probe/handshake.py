@@ -30,10 +30,10 @@ from vnetdiag.errors import UsageError
 from vnetdiag.model.handshake import HANDSHAKE_PATTERNS, HandshakeResult
 from vnetdiag.probe import histograms as H
 from vnetdiag.probe import tcpstats
+from vnetdiag.probe.streams import LINGER_RST
 from vnetdiag.system import netns as netns_mod
 
 _SLOWEST = 20
-_LINGER_RST = struct.pack("ii", 1, 0)
 
 
 def run(target: str, *, pattern: str = "tcp-syn", port: int | None = 7, count: int = 100,
@@ -102,7 +102,7 @@ def _tcp_attempt(family: int, target: str, port: int, timeout_s: float) -> tuple
     s = socket.socket(family, socket.SOCK_STREAM)
     try:
         s.setblocking(False)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
         start = time.perf_counter_ns()
         rc = s.connect_ex((target, port))
         if rc not in (errno.EINPROGRESS, 0):

@@ -21,6 +21,7 @@ from pathlib import Path
 from vnetdiag.errors import BadInputError, KernelError
 from vnetdiag.probe import protocol as p
 from vnetdiag.probe import tcpstats
+from vnetdiag.probe.streams import close_with_rst
 from vnetdiag.system import netns
 
 DEFAULT_PORT = 7735
@@ -353,7 +354,7 @@ class Server:
             self._ep.modify(conn.sock.fileno(), select.EPOLLIN)
             conn.writing = False
 
-    def _drop(self, conn: _Conn) -> None:
+    def _drop(self, conn: _Conn, *, abort: bool = False) -> None:
         fd = conn.sock.fileno()
         if self._conns.pop(fd, None) is None:
             return
@@ -367,7 +368,10 @@ class Server:
             self._ep.unregister(fd)
         except (KeyError, ValueError, OSError):
             pass
-        conn.sock.close()
+        if abort:
+            close_with_rst(conn.sock)
+        else:
+            conn.sock.close()
 
     def _sweep(self, now: float) -> None:
         for conn in list(self._conns.values()):
@@ -377,7 +381,9 @@ class Server:
     def _close_all(self) -> None:
         self._closed = True
         for conn in list(self._conns.values()):
-            self._drop(conn)
+            # A RST: a stopped server leaves nothing to retransmit or to answer
+            # after diagnose's window (its FIN could be dropped, resent, counted).
+            self._drop(conn, abort=True)
         for sock in (self._listener, self._udp):
             if sock is not None:
                 sock.close()

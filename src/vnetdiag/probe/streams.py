@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
 _NS = 1_000_000_000
 _RCVTIMEO = struct.pack("ll", 0, 200_000)  # blocking reads wake every 200 ms to check for stop
-_LINGER_RST = struct.pack("ii", 1, 0)
+LINGER_RST = struct.pack("ii", 1, 0)
+"""SO_LINGER on, 0 s: close() sends a RST and forgets the connection."""
 _MAX_SLOW_PER_STREAM = 2000
 
 
@@ -118,6 +119,15 @@ def open_tcp(family: int, address: tuple, timeout_s: float) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def close_with_rst(sock: socket.socket) -> None:
+    """Close a probe connection with a RST: nothing of it travels after the
+    window (no FIN to retransmit, no answer to the peer's FIN), so what the
+    tracer saw during the window is everything the probe's flows sent."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+    sock.close()
 
 
 def _connect(spec: WorkerSpec, timeout_s: float) -> socket.socket:
@@ -220,7 +230,7 @@ class Stream:
             if self.bsp is not None and self.error:
                 self.bsp.barrier.abort()
             if self.sock is not None:
-                self.sock.close()
+                close_with_rst(self.sock)
             self.flush()
 
     def setup(self) -> None:
@@ -396,7 +406,7 @@ class Stream:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 # RST on close: no TIME_WAIT, so thousands of connects per second do
                 # not run out of ephemeral ports.
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
                 sock.settimeout(s.connect_timeout_s)
                 try:
                     sock.connect(s.address)
