@@ -18,7 +18,7 @@ import bisect
 from collections.abc import Sequence
 
 from vnetdiag.analyze.evidence import BY_NAME, KINDS
-from vnetdiag.analyze.evidence.base import Candidate, Candidates, Context, is_generic
+from vnetdiag.analyze.evidence.base import STALLS, Candidate, Candidates, Context, is_generic
 from vnetdiag.model.bundle import Bundle
 from vnetdiag.model.diagnosis import Evidence, Symptom, Verdict
 
@@ -31,8 +31,6 @@ _MIN_OFF_PATH_CONFIDENCE = 0.2
 _TIMING_SLACK_S = 0.005  # the drop that starts an RTO precedes the slow transaction's clock by little
 _MAX_TIMELINE = 2000
 _MIN_QUIET_COUNT = 5
-_STALLS = ("tx-stall", "guest-tx-stall")
-"""Causes seen as frozen state, not counted losses: no count needs to match the symptom."""
 
 
 def correlate(bundle: Bundle) -> tuple[tuple[Verdict, ...], tuple[str, ...]]:
@@ -69,7 +67,7 @@ def _rank(ctx: Context, found: Candidates) -> tuple[tuple[Verdict, ...], tuple[s
         on_path = _on_path(ctx, c)
         quiet = not symptom.losses and not symptom.errors
         if quiet and (not on_path or (c.count < _MIN_QUIET_COUNT + symptom.transactions // 1000 and not c.config
-                                      and c.cause not in _STALLS)):
+                                      and c.cause not in STALLS)):
             ctx.notes.append(f"{'on' if on_path else 'off'} the path, with no symptom to explain: "
                              f"{c.count} x {c.reason} at {ctx.where(c)}")
             continue
@@ -193,7 +191,7 @@ def score(c: Candidate, on_path: bool, symptom: Symptom, ctx: Context, tails: Se
         conf += _W_ON_PATH if on_path else 0
         # Never "the probe's packets died here" without having seen them.
         conf = min(conf, PROBE_FLOOR - 0.01)
-        if not (exact or close) and c.cause not in _STALLS and not (c.config and not losses):
+        if not (exact or close) and c.cause not in STALLS and not (c.config and not losses):
             conf = min(conf, PLACED_CAP)
         if ctx.flows_known and c.background and c.count <= c.background:
             extra.append(Evidence(source="trace", count=c.background,

@@ -22,6 +22,10 @@ from vnetdiag.model.namespaces import IfRef, inode_label
 Key = tuple[int | None, str | None, str]
 """(namespace inode, device, cause): a candidate's identity. Never a label."""
 
+STALLS: tuple[Cause, ...] = ("tx-stall", "guest-tx-stall")
+"""Causes seen as frozen state, not counted losses: no count needs to match the
+symptom, and nothing crosses them, ARP and ND included."""
+
 
 @dataclass(kw_only=True)
 class Candidate:

@@ -10,7 +10,7 @@ neighbour that is gone (a dead next hop) is its own cause."""
 
 from __future__ import annotations
 
-from vnetdiag.analyze.evidence.base import Candidates, Context
+from vnetdiag.analyze.evidence.base import STALLS, Candidates, Context
 from vnetdiag.model.diagnosis import Evidence
 
 name = "neighbour"
@@ -18,15 +18,13 @@ source = "trace"
 weight = 0.0  # folds only: adds no confidence of its own
 confirm = ""
 
-_STALLS = ("tx-stall", "guest-tx-stall")
-
 
 def candidates(ctx: Context, out: Candidates) -> None:
     pass
 
 
 def merge(ctx: Context, out: Candidates) -> None:
-    stalls = [k for k, c in out.items() if c.cause in _STALLS and (k[0], k[1]) in ctx.path_keys]
+    stalls = [k for k, c in out.items() if c.cause in STALLS and (k[0], k[1]) in ctx.path_keys]
     for key, c in list(out.items()):
         if c.cause != "no-neighbour" or c.netns is None or c.device is None:
             continue
