@@ -67,7 +67,8 @@ def test_scenario_top_verdict_is_the_kernels_truth(bed, scenario):
     d = run.diagnosis
     top = d.verdicts[0] if d.verdicts else None
     summary = {"scenario": name, "wall_s": round(wall_s, 2), "lost": lost, "fault": fault,
-               "shortfall": d.shortfall, "verdicts": [_brief(v) for v in d.verdicts[:4]]}
+               "shortfall": d.shortfall, "verdicts": [_brief(v) for v in d.verdicts[:4]],
+               "tracer_notes": [n for n in d.notes if "tracer" in n]}
     print(json.dumps(summary))
     if os.environ.get("VNETDIAG_RECORD_SCENARIOS"):
         _record(name, case, bed, run, lost)
@@ -95,7 +96,10 @@ def test_scenario_top_verdict_is_the_kernels_truth(bed, scenario):
     assert top.on_path and top.probe_packets, summary
     assert top.confidence >= PROBE_FLOOR, summary
     if want.exact_count:
-        assert top.probe_packets == lost["forward"] + lost["reverse"], summary
+        # Exact, but for per-packet records the kernel told the tracer it could
+        # not deliver (perf buffer full: diagnose notes them as "may be low").
+        unseen = run.bundle.drops.loss.lost if run.bundle.drops is not None else 0
+        assert 0 <= lost["forward"] + lost["reverse"] - top.probe_packets <= unseen, summary
     # Places where only other traffic's packets died rank below every place of the probe's.
     ranks = [bool(v.probe_packets) for v in d.verdicts]
     assert ranks == sorted(ranks, reverse=True), [_brief(v) for v in d.verdicts]
