@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from test_lab_cleanup import machine_state
+from labstate import machine_state
 from vnetdiag.cli.demo import DEMO_CASES
 
 pytestmark = pytest.mark.root
