@@ -290,6 +290,9 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
                      f"({analysis.completeness.lost_share:.1%}): traced counts may be low")
     if drops is not None and drops.loss.lost:
         notes.append(f"the eBPF tracer lost {drops.loss.lost} per-packet records: the probe's counts may be low")
+    if drops is not None and drops.loss.missed:
+        notes.append(f"the kernel skipped the eBPF tracer {drops.loss.missed} times (another BPF program was running "
+                     "on that CPU): up to that many drops are neither counted nor recorded, so counts may be low")
     notes += rule_problems
     # Namespaces that came and went during the window (a busy host's containers) are one note.
     gone = [p.where for p in after.problems if "vanished" in p.what]
@@ -349,7 +352,7 @@ def diagnosis_of(bundle: Bundle, *, source: str | None = None, target: str | Non
                           symptom=bundle.symptom, path=bundle.path, verdicts=verdicts,
                           notes=bundle.notes + found_notes, shortfall=bundle.shortfall,
                           trace_complete=(bundle.trace.completeness.complete if bundle.trace is not None else
-                                          (not bundle.drops.loss.lost if bundle.drops is not None else None)),
+                                          (bundle.drops.loss.complete if bundle.drops is not None else None)),
                           backend=bundle.drops.backend if bundle.drops is not None else
                           ("tracefs" if bundle.trace is not None else None))
     return DiagnoseRun(diagnosis=diagnosis, probe=probe, before=bundle.before, after=bundle.after,

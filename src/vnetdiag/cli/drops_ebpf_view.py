@@ -46,10 +46,12 @@ def document(result: DropTraceResult, tallies: tuple[DropTally, ...], *, packets
     return {"schema": DROPS_SCHEMA, "backend": result.backend, "note": result.note,
             "duration_s": round(result.duration_s, 3), "filter": result.filter,
             "records": len(result.packets), "records_lost": loss.lost, "records_suppressed": loss.suppressed,
-            # The counts are kept in the kernel and are never lost; only records can be.
+            # The counts are kept in the kernel: only the drops it skipped the program for
+            # are missing from them (events_missed; null when the kernel could not say).
             "events_read": sum(t.count for t in result.tallies), "events_lost": loss.lost,
+            "events_missed": loss.missed,
             "lost_share": round(loss.lost / max(1, loss.lost + len(result.packets)), 6),
-            "complete": loss.lost == 0, "lost_by_cpu": {}, "missing_events": [],
+            "complete": loss.complete, "lost_by_cpu": {}, "missing_events": [],
             "unplaced": unplaced(result.tallies),
             "drops": [_tally(t, result.duration_s) for t in tallies],
             "flows": [_flow_row(f) for f in flow_counts(chosen)],
@@ -71,6 +73,8 @@ def caption(result: DropTraceResult) -> str:
     state = "complete" if loss.lost == 0 else f"INCOMPLETE: {loss.lost} records lost"
     parts = [f"{result.duration_s:.1f} s traced (ebpf)", f"{len(result.packets)} records, {state}",
              f"{loss.suppressed} drops not streamed (outside the filter and the sample)"]
+    if loss.missed:
+        parts.append(f"INCOMPLETE: {loss.missed} drops skipped by the kernel (another BPF program on that CPU)")
     if result.filter:
         parts.append(f"filter: {result.filter}")
     return "; ".join(parts)

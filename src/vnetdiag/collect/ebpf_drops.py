@@ -31,7 +31,7 @@ from vnetdiag.model.drops import (
     RecordLoss,
     RingOccupancy,
 )
-from vnetdiag.system import bpftrace, btf, kallsyms, tracefs
+from vnetdiag.system import bpfprog, bpftrace, btf, kallsyms, tracefs
 
 _FIELDS = 25
 Symbolizer = Callable[[int], str]
@@ -183,6 +183,9 @@ class EbpfDropSource:
         self.bpf_started_ns: int | None = None
         self._lock = threading.Lock()
         self._proc: bpftrace.BpftraceProcess | None = None
+        self._held: bpfprog.HeldPrograms | None = None
+        self.missed: int | None = None
+        """Drops the kernel did not run the program for (system/bpfprog); None: not known."""
         self.started_s = 0.0
         self.script = ""
 
@@ -200,6 +203,8 @@ class EbpfDropSource:
                                               raw_log=self.raw_log)
         self._proc.start()
         self.started_s = time.monotonic()
+        self._held = _hold_drop_program(self._proc.proc.pid)
+        self.missed = None if self._held is None else 0
 
     def _on_message(self, msg: bpftrace.Message) -> None:
         with self._lock:
@@ -217,8 +222,13 @@ class EbpfDropSource:
                 self.lost += int((msg.data or {}).get("events", 0))
 
     def snapshot(self) -> DropTraceResult:
+        self._read_missed()
         with self._lock:
             return self._result(time.monotonic() - self.started_s)
+
+    def _read_missed(self) -> None:
+        if self._held is not None:
+            self.missed = self._held.recursion_misses()
 
     def counts(self) -> tuple[tuple[DropTally, ...], int]:
         """The kernel's latest print of its counts (cumulative, unlabelled) and the records lost."""
@@ -230,6 +240,8 @@ class EbpfDropSource:
         if self._proc is not None:
             self._proc.stop()
             self._proc = None
+        self._read_missed()  # final: bpftrace has detached the program
+        self._release()
         with self._lock:
             return self._result(duration, final=True)
 
@@ -237,6 +249,12 @@ class EbpfDropSource:
         if self._proc is not None:
             self._proc.close()
             self._proc = None
+        self._release()
+
+    def _release(self) -> None:
+        if self._held is not None:
+            self._held.close()
+            self._held = None
 
     def _parse_pending(self) -> None:
         for text in self._raw:
@@ -266,7 +284,24 @@ class EbpfDropSource:
         streamed = len(self.records) + self.lost
         return DropTraceResult(backend="ebpf", duration_s=duration_s, tallies=tallies,
                                packets=tuple(self.records), filter=self.filter,
-                               loss=RecordLoss(lost=self.lost, suppressed=max(0, total - streamed)))
+                               loss=RecordLoss(lost=self.lost, suppressed=max(0, total - streamed),
+                                               missed=self.missed))
+
+
+def _hold_drop_program(pid: int) -> bpfprog.HeldPrograms | None:
+    """The kfree_skb program's descriptor, held for its recursion misses; None where the
+    kernel cannot lend it (no pidfd_getfd before 5.6) or does not name the program type."""
+    try:
+        kind = btf.enum_value("bpf_prog_type", "BPF_PROG_TYPE_TRACEPOINT")
+        if kind is None:
+            return None
+        held = bpfprog.HeldPrograms(pid, kind)
+    except (OSError, btf.BtfError):
+        return None
+    if not held.fds:
+        held.close()
+        return None
+    return held
 
 
 def label_tallies(tallies: Sequence[DropTally], records: Sequence[PacketDrop]) -> tuple[DropTally, ...]:

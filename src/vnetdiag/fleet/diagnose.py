@@ -352,7 +352,7 @@ def _window(fleet: Fleet, host_a: Host, ep_a: str, host_b: Host, ep_b: str, watc
         before[host_a.name].snapshot.taken_monotonic_s
     diagnosis = Diagnosis(source=f"{host_a.name}:{ns_a}", target=f"{host_b.name}:{ns_b}", pattern=pattern,
                           window_s=window_s, symptom=symptom, path=path, verdicts=verdicts, notes=tuple(notes),
-                          trace_complete=all((t.analysis.completeness.complete if t.analysis else not t.drops.loss.lost)
+                          trace_complete=all((t.analysis.completeness.complete if t.analysis else t.drops.loss.complete)
                                              for t in traces.values()) if traces else None)
     return FleetRun(diagnosis=diagnosis, probe=probe, hosts=tuple(records))
 

@@ -124,6 +124,14 @@ class RecordLoss:
     """Records the kernel could not hand to bpftrace (perf buffer full)."""
     suppressed: int = 0
     """Drops not streamed as records: outside the filter and beyond the sample, or past the record cap."""
+    missed: int | None = 0
+    """Drops the program never ran for, neither counted nor streamed: the kernel skips a tracing
+    program while another BPF program runs on that CPU (its recursion_misses). None: not known."""
+
+    @property
+    def complete(self) -> bool:
+        """Every drop counted and every record delivered (as far as the kernel can tell)."""
+        return self.lost == 0 and not self.missed
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
