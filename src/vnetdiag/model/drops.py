@@ -126,7 +126,8 @@ class RecordLoss:
     """Drops not streamed as records: outside the filter and beyond the sample, or past the record cap."""
     missed: int | None = 0
     """Drops the program never ran for, neither counted nor streamed: the kernel skips a tracing
-    program while another BPF program runs on that CPU (its recursion_misses). None: not known."""
+    program while another BPF program runs on that CPU and counts it (recursion_misses). A floor:
+    some skips go uncounted, but a tracer that was skipped at all says so. None: not known."""
 
     @property
     def complete(self) -> bool:
