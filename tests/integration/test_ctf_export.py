@@ -39,6 +39,13 @@ def _spec(prefix: str) -> dict:
                       "b": {"node": "b", "name": f"{T}b", "address": "198.51.100.2/24"}}]}
 
 
+def _tracing_on(inst: Path) -> bool:
+    try:
+        return (inst / "tracing_on").read_text().strip() == "1"
+    except FileNotFoundError:  # no instance yet, or the kernel is still populating it (ci25)
+        return False
+
+
 def _record_while_pinging(lab, out: Path, env: dict) -> dict:
     p = subprocess.Popen([VNETDIAG, "trace", "record", "--json", "-o", str(out), "--duration", "3", "--events",
                           "all", "--netns", f"{lab.prefix}-*",
@@ -48,7 +55,7 @@ def _record_while_pinging(lab, out: Path, env: dict) -> dict:
     try:
         inst = tracefs.TRACEFS_ROOT / "instances" / f"vnetdiag-{p.pid}"
         end = time.monotonic() + 15
-        while not (inst.exists() and (inst / "tracing_on").read_text().strip() == "1"):
+        while not _tracing_on(inst):
             assert time.monotonic() < end and p.poll() is None, "tracer did not start"
             time.sleep(0.02)
         lab.run("a", ["ping", "-c5", "-i0.2", "-W1", "198.51.100.2"], check=True, timeout=10)
