@@ -290,7 +290,7 @@ class EbpfDropSource:
 
 def _hold_drop_program(pid: int) -> bpfprog.HeldPrograms | None:
     """The kfree_skb program's descriptor, held for its recursion misses; None where the
-    kernel cannot lend it (no pidfd_getfd before 5.6) or does not name the program type."""
+    kernel cannot lend it (no pidfd_getfd before 5.6) or its BTF does not name the program type."""
     try:
         kind = btf.enum_value("bpf_prog_type", "BPF_PROG_TYPE_TRACEPOINT")
         if kind is None:

@@ -73,14 +73,14 @@ def _parse(data: bytes, wanted: frozenset[str]) -> dict[str, dict[str, int]]:
 
 
 @lru_cache(maxsize=8)
-def _structs(path: Path, names: frozenset[str]) -> dict[str, dict[str, int]]:
+def _types(path: Path, names: frozenset[str]) -> dict[str, dict[str, int]]:
     return _parse(path.read_bytes(), names)
 
 
 def member_offset(struct_name: str, member: str, *, path: Path = VMLINUX) -> int | None:
     """Byte offset of ``member`` in ``struct struct_name``, or None when the
     kernel's BTF has no such struct or member (or it is a bitfield)."""
-    bits = _structs(path, frozenset({struct_name})).get(struct_name, {}).get(member)
+    bits = _types(path, frozenset({struct_name})).get(struct_name, {}).get(member)
     if bits is None or bits % 8:
         return None
     return bits // 8
@@ -88,4 +88,4 @@ def member_offset(struct_name: str, member: str, *, path: Path = VMLINUX) -> int
 
 def enum_value(enum_name: str, member: str, *, path: Path = VMLINUX) -> int | None:
     """The value of ``member`` in ``enum enum_name``, or None when the kernel's BTF lacks it."""
-    return _structs(path, frozenset({enum_name})).get(enum_name, {}).get(member)
+    return _types(path, frozenset({enum_name})).get(enum_name, {}).get(member)

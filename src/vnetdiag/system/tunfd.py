@@ -9,33 +9,19 @@ borrowed copy is closed at once; the owner's descriptor is untouched.
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import os
 import struct
 
-_libc = ctypes.CDLL(None, use_errno=True)
-SYS_pidfd_getfd = 438  # same number on every architecture since 5.6
+from vnetdiag.system import proc
+
 TUNGETDEVNETNS = 0x54E3  # _IO('T', 227)
 SIOCGIFHWADDR = 0x8927
 
 
-def borrow(pid: int, fd: int) -> int | None:
-    """A copy of ``pid``'s descriptor ``fd`` in this process, or None."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except OSError:
-        return None
-    try:
-        got = _libc.syscall(SYS_pidfd_getfd, pidfd, fd, 0)
-        return got if got >= 0 else None
-    finally:
-        os.close(pidfd)
-
-
 def ask_borrowed(pid: int, fd: int, ask):
     """``ask(copy)`` of ``pid``'s descriptor ``fd`` (None if it cannot be borrowed); the copy is closed after."""
-    mine = borrow(pid, fd)
+    mine = proc.borrow_fd(pid, fd)
     if mine is None:
         return None
     try:
