@@ -12,6 +12,7 @@ import ipaddress
 import json
 import os
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,8 @@ class Loss(Fault):
     options = (
         Option(name="percent", type=float, default=5.0, help="share of packets dropped, 0-100"),
         Option(name="direction", type=str, default="in", help="in (as the device receives) or out"),
+        Option(name="protocol", type=str, default="all",
+               help="only packets of this IP protocol (a name from /etc/protocols: udp, tcp, icmp), or all"),
     )
 
     def check(self, target: Target, opts: dict) -> None:
@@ -80,6 +83,12 @@ class Loss(Fault):
             raise UsageError(f"loss --percent must be in (0, 100], got {opts['percent']}")
         if opts["direction"] not in ("in", "out"):
             raise UsageError(f"loss --direction must be in or out, got {opts['direction']!r}")
+        if opts["protocol"] != "all":
+            try:
+                socket.getprotobyname(opts["protocol"])
+            except OSError:
+                raise UsageError(f"loss --protocol: {opts['protocol']!r} is not in /etc/protocols",
+                                 hint="use udp, tcp, icmp or all") from None
         if target.is_macvtap:
             raise BadInputError(
                 f"{target.node}:{target.device} is a macvtap: no netfilter hook sees its frames",
@@ -93,6 +102,8 @@ class Loss(Fault):
         else:
             table, chain = "mangle", "POSTROUTING"
             match = ["-m", "physdev", "--physdev-out", dev] if target.is_bridge_port else ["-o", dev]
+        if opts["protocol"] != "all":
+            match += ["-p", opts["protocol"]]
         rule = [*match, "-m", "statistic", "--mode", "random", "--probability",
                 f"{opts['percent'] / 100:.6f}", "-m", "comment", "--comment", f"vnetdiag-fault-{journal.owner}",
                 "-j", "DROP"]
