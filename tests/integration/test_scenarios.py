@@ -21,6 +21,7 @@ import pytest
 from scenarios import SCENARIOS
 from scenarios.bed import Bed
 from vnetdiag.analyze.correlate import BACKGROUND_CAP, PROBE_FLOOR
+from vnetdiag.analyze.evidence.packets import direction
 from vnetdiag.collect import bundlefile
 from vnetdiag.diagnose import diagnose
 from vnetdiag.testing.plugin import _base36
@@ -105,10 +106,29 @@ def test_scenario_top_verdict_is_the_kernels_truth(bed, scenario):
         short = lost["forward"] + lost["reverse"] - top.probe_packets
         assert short >= 0, summary
         if not (loss is not None and loss.missed):
-            assert short <= (loss.lost if loss is not None else 0), summary
+            assert short <= (loss.lost if loss is not None else 0), {**summary, **_trace_account(run, top, name)}
     # Places where only other traffic's packets died rank below every place of the probe's.
     ranks = [bool(v.probe_packets) for v in d.verdicts]
     assert ranks == sorted(ranks, reverse=True), [_brief(v) for v in d.verdicts]
+
+
+def _trace_account(run, top, name: str) -> dict:
+    """What the tracer had at the top verdict's place, for a count that did not
+    match: the kernel's tallies there, its records there by whose they were, the
+    kernel's skip count, and the bundle saved for the rootless replay."""
+    drops = run.bundle.drops
+    here = [t for t in drops.tallies if t.netns_inode == top.netns_inode and (top.device is None
+                                                                              or t.device == top.device)]
+    records: dict[str, int] = {}
+    for p in drops.packets:
+        if p.netns_inode == top.netns_inode and (top.device is None or p.device == top.device):
+            key = f"{direction(p, run.bundle.probe) or 'other'} {p.reason} {p.location.split('+')[0]}"
+            records[key] = records.get(key, 0) + 1
+    saved = Path(os.environ.get("TMPDIR", "/tmp")) / f"vnetdiag-scenario-{name}-{os.getpid()}.json.gz"
+    bundlefile.write(saved, run.bundle)
+    return {"tallies_here": {f"{t.reason} {t.location}": t.count for t in here}, "records_here": records,
+            "loss": {"lost": drops.loss.lost, "suppressed": drops.loss.suppressed, "missed": drops.loss.missed},
+            "records": len(drops.packets), "bundle": str(saved)}
 
 
 def _brief(v) -> str:
