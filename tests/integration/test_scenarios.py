@@ -21,6 +21,7 @@ import pytest
 from scenarios import SCENARIOS
 from scenarios.bed import Bed
 from vnetdiag.analyze.correlate import BACKGROUND_CAP, PROBE_FLOOR
+from vnetdiag.analyze.drops import location_function
 from vnetdiag.analyze.evidence.packets import direction
 from vnetdiag.collect import bundlefile
 from vnetdiag.diagnose import diagnose
@@ -102,14 +103,51 @@ def test_scenario_top_verdict_is_the_kernels_truth(bed, scenario):
         # drops it skipped the program for (another BPF program running on that
         # CPU: a floor, some skips go uncounted). diagnose notes both as "counts
         # may be low".
+        #
+        # Or the program never ran for a drop and the kernel said nothing: at
+        # the place, the program's own tally is short as well, and every drop it
+        # counted there was streamed and taken for the probe's. vnetdiag's part is
+        # then exact and the gap is the kernel's (measured: one drop in ~70 runs,
+        # seen by a tracefs instance, never by the program, each time the only
+        # drop processed on top of this machine's own agent process;
+        # docs/tracing.md). It is bounded: at most 1 % of the lost, at least 1.
         loss = run.bundle.drops.loss if run.bundle.drops is not None else None
-        short = lost["forward"] + lost["reverse"] - top.probe_packets
+        lost_total = lost["forward"] + lost["reverse"]
+        short = lost_total - top.probe_packets
         assert short >= 0, summary
         if not (loss is not None and loss.missed):
-            assert short <= (loss.lost if loss is not None else 0), {**summary, **_trace_account(run, top, name)}
+            allowed = loss.lost if loss is not None else 0
+            if short > allowed and _streamed_all_it_counted(run, top):
+                allowed += max(1, lost_total // 100)
+            assert short <= allowed, {**summary, **_trace_account(run, top, name)}
     # Places where only other traffic's packets died rank below every place of the probe's.
     ranks = [bool(v.probe_packets) for v in d.verdicts]
     assert ranks == sorted(ranks, reverse=True), [_brief(v) for v in d.verdicts]
+
+
+def _here(top, netns_inode: int, device: str) -> bool:
+    return netns_inode == top.netns_inode and (top.device is None or device == top.device)
+
+
+def _streamed_all_it_counted(run, top) -> bool:
+    """At the top verdict's place, the program's in-kernel count for each
+    (reason, function) where the probe's packets died equals the records
+    streamed there, and no record was held back (sampling, lost buffers)."""
+    drops = run.bundle.drops
+    if drops.loss.suppressed or drops.loss.lost:
+        return False
+    keys = {(p.reason, location_function(p.location)) for p in drops.packets
+            if _here(top, p.netns_inode, p.device) and direction(p, run.bundle.probe)}
+    counted = {k: 0 for k in keys}
+    for t in drops.tallies:
+        if _here(top, t.netns_inode, t.device) and (t.reason, t.location) in counted:
+            counted[(t.reason, t.location)] += t.count
+    streamed = {k: 0 for k in keys}
+    for p in drops.packets:
+        k = (p.reason, location_function(p.location))
+        if _here(top, p.netns_inode, p.device) and k in streamed:
+            streamed[k] += 1
+    return bool(keys) and counted == streamed
 
 
 def _trace_account(run, top, name: str) -> dict:
@@ -117,12 +155,11 @@ def _trace_account(run, top, name: str) -> dict:
     match: the kernel's tallies there, its records there by whose they were, the
     kernel's skip count, and the bundle saved for the rootless replay."""
     drops = run.bundle.drops
-    here = [t for t in drops.tallies if t.netns_inode == top.netns_inode and (top.device is None
-                                                                              or t.device == top.device)]
+    here = [t for t in drops.tallies if _here(top, t.netns_inode, t.device)]
     records: dict[str, int] = {}
     for p in drops.packets:
-        if p.netns_inode == top.netns_inode and (top.device is None or p.device == top.device):
-            key = f"{direction(p, run.bundle.probe) or 'other'} {p.reason} {p.location.split('+')[0]}"
+        if _here(top, p.netns_inode, p.device):
+            key = f"{direction(p, run.bundle.probe) or 'other'} {p.reason} {location_function(p.location)}"
             records[key] = records.get(key, 0) + 1
     saved = Path(os.environ.get("TMPDIR", "/tmp")) / f"vnetdiag-scenario-{name}-{os.getpid()}.json.gz"
     bundlefile.write(saved, run.bundle)

@@ -5,8 +5,9 @@ running on the same CPU (its recursion guard): a drop in a softirq that
 interrupted the program's run in task context is skipped. Such an event is
 neither in the program's maps nor in its stream. The kernel counts the skips
 in the program's ``recursion_misses`` (fdinfo): a floor, since a few per cent
-of skips were measured to go uncounted (docs/tracing.md), but never 0 when
-drops were skipped. A tracer whose counts must match the kernel's has to say so.
+of skips were measured to go uncounted, and a rare drop was measured missing
+with the count at 0 (docs/tracing.md). A tracer whose counts must match the
+kernel's has to say what the kernel counted.
 
 The count is final only once the program is detached, when bpftrace has
 exited and closed its descriptors. So ``HeldPrograms`` borrows the
