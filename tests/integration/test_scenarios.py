@@ -20,7 +20,7 @@ import pytest
 
 from scenarios import SCENARIOS
 from scenarios.bed import Bed
-from vnetdiag.analyze.correlate import BACKGROUND_CAP, PROBE_FLOOR
+from vnetdiag.analyze.correlate import BACKGROUND_CAP, COUNTED_FLOOR, PROBE_FLOOR
 from vnetdiag.analyze.drops import location_function
 from vnetdiag.analyze.evidence.packets import direction
 from vnetdiag.collect import bundlefile
@@ -96,7 +96,13 @@ def test_scenario_top_verdict_is_the_kernels_truth(bed, scenario):
     assert (top.netns_inode, top.device, top.cause) in {
         (bed.nodes[want.node].inode, dev, cause) for dev in want.devices for cause in want.causes}, summary
     assert top.on_path and top.probe_packets, summary
-    assert top.confidence >= PROBE_FLOOR, summary
+    # The scale of docs/diagnose.md: 0.9 and up once at least half of what the
+    # probe lost was traced dying there, 0.6 and up for fewer. Fewer happens where
+    # packets outlive the window (ecmp-dead-leg: SYNs still queued for a failed
+    # neighbour when the tracer stops, ci28: 8 traced of 20 lost), never where
+    # the count is exact.
+    seen_half = 2 * top.probe_packets >= lost["forward"] + lost["reverse"]
+    assert top.confidence >= (PROBE_FLOOR if seen_half or want.exact_count else COUNTED_FLOOR), summary
     if want.exact_count:
         # Exact, unless the kernel told the tracer it did not see everything:
         # records it could not deliver (perf buffer full: that many at most), or
