@@ -81,6 +81,11 @@ def test_scenario_top_verdict_is_the_kernels_truth(bed, scenario):
     for node in (case.client, case.server):
         left = [s for s in bed.run(node, ["ss", "-Htan"]).stdout.splitlines()
                 if any(a.endswith(f":{PROBE_PORT}") for a in s.split()[3:5])]  # local, peer
+        if not any(s.startswith("LISTEN") for s in left):
+            # A request (SYN-RECV) whose listener has closed stays listed until its
+            # SYN-ACK timer fires, which then drops it without sending (the kernel's
+            # reqsk_timer_handler): it cannot travel (ci29, ecmp-dead-leg).
+            left = [s for s in left if not s.startswith("SYN-RECV")]
         assert not left, (node, left)
     # Other traffic's drops are never a confident verdict, whatever the path.
     for v in d.verdicts:
